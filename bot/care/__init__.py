@@ -1,0 +1,1 @@
+"""The care rules: occasions, program policy, the planner and reminders."""

@@ -1,0 +1,1 @@
+"""Conversations, channel-neutral: the engine and one module per dialog."""

@@ -1,0 +1,116 @@
+"""What a dialog step can see and do: the open unit of work, the person, services and the outbox."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialogs.engine import catalog
+from dialogs.engine.types import Reply
+from dialogs.services import Services
+from storage.audit import record_audit
+from storage.models import ActionToken, ChannelAddress, OutboxMessage, OutboxStatus, Person
+
+
+def payload_of(reply: Reply, tokens: list[str] | None = None) -> dict[str, Any]:
+    """The channel-neutral outbox payload of a reply: text, option labels with their tokens."""
+    options = [
+        {"label": opt.label, "token": tokens[i] if tokens else ""}
+        for i, opt in enumerate(reply.options)
+    ]
+    payload: dict[str, Any] = {"text": reply.text, "options": options}
+    if reply.attachment is not None:
+        payload["attachment"] = {
+            "kind": reply.attachment.kind,
+            "path": reply.attachment.path,
+            "filename": reply.attachment.filename,
+        }
+    return payload
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(9)
+
+
+async def preferred_address(session: AsyncSession, person_id: int) -> ChannelAddress | None:
+    """Where to reach a person: the most recently used address they have not blocked."""
+    rows = await session.scalars(
+        select(ChannelAddress)
+        .where(ChannelAddress.person_id == person_id, ChannelAddress.blocked_at.is_(None))
+        .order_by(ChannelAddress.last_inbound_at.desc().nulls_last(), ChannelAddress.id.desc())
+        .limit(1)
+    )
+    return rows.first()
+
+
+async def queue_message(
+    session: AsyncSession,
+    *,
+    person_id: int,
+    reply: Reply,
+    kind: str,
+    key: str,
+    now: datetime,
+    not_before: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> OutboxMessage | None:
+    """Queue a message to a person through the outbox, once per idempotency key.
+
+    Option values become action tokens bound to the recipient's address, so a button in a
+    reminder starts the same dialog it names and nothing else.
+    """
+    existing = await session.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == key))
+    if existing is not None:
+        return None
+    address = await preferred_address(session, person_id)
+    channel, addr = (address.channel, address.address) if address else ("none", str(person_id))
+    tokens: list[str] = []
+    for option in reply.options:
+        token = new_token()
+        tokens.append(token)
+        session.add(ActionToken(token=token, channel=channel, address=addr,
+                                action={"value": option.value}, created_at=now,
+                                expires_at=expires_at))
+    row = OutboxMessage(
+        idempotency_key=key, channel=channel, address=addr, person_id=person_id, kind=kind,
+        payload=payload_of(reply, tokens), created_at=now, next_attempt_at=not_before or now,
+        expires_at=expires_at,
+        status=OutboxStatus.QUEUED if address else OutboxStatus.FAILED,
+        last_error=None if address else "no_address",
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+@dataclass
+class StepContext:
+    session: AsyncSession
+    services: Services
+    channel: str
+    address: str
+    person: Person | None
+    locale: str = catalog.DEFAULT_LOCALE
+    notices: list[Reply] = field(default_factory=list)
+
+    def t(self, key: str, **values: Any) -> str:
+        return catalog.t(key, self.locale, **values)
+
+    def now(self) -> datetime:
+        return self.services.now()
+
+    async def notify(self, person_id: int, reply: Reply, *, kind: str, key: str,
+                     expires_at: datetime | None = None) -> OutboxMessage | None:
+        return await queue_message(self.session, person_id=person_id, reply=reply, kind=kind,
+                                   key=key, now=self.now(), expires_at=expires_at)
+
+    async def audit(self, action: str, entity: str, entity_id: int | None,
+                    household_id: int | None, detail: str | None = None) -> None:
+        await record_audit(self.session, actor_id=self.person.id if self.person else None,
+                           action=action, entity=entity, entity_id=entity_id,
+                           household_id=household_id, detail=detail, at=self.now())

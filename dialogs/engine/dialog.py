@@ -1,0 +1,140 @@
+"""The dialog base: a state machine on `transitions`, with one ask/handle pair per state.
+
+A dialog declares its states and transition table as class literals so its whole graph reads at
+a glance. The runner restores the state from the database, calls `on_<state>` with the user's
+answer, fires the trigger it returns, and asks the question of the state it lands in. One
+`Machine` is built per dialog class; instances are attached for one step and detached again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from transitions import Machine
+
+from dialogs.engine.types import Option, Reply
+from dialogs.parsing import clean_text
+
+if TYPE_CHECKING:
+    from dialogs.engine.context import StepContext
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The user's input for this step: normalized text, and the option's value if one was chosen."""
+
+    text: str
+    value: str | None = None
+    raw: str = ""
+
+    @property
+    def clean(self) -> str:
+        """The words as typed, for saving: full-width punctuation and line breaks kept."""
+        return clean_text(self.raw) or self.text
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """The answer did not fit; `message` says why, and the question is asked again."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Stay:
+    """Remain in this state with a reply (a long answer given over several messages)."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The dialog is over; these replies close it."""
+
+    replies: tuple[Reply, ...]
+
+    @classmethod
+    def with_text(cls, text: str, options: tuple[Option, ...] = ()) -> Finish:
+        return cls((Reply(text, options),))
+
+
+StepResult = str | Invalid | Stay | Finish
+
+
+def action_value(dialog: str, **args: Any) -> str:
+    """An option value that starts a dialog, pre-filled; used by menus, reminders and buttons."""
+    return json.dumps({"start": dialog, **args}, ensure_ascii=False, sort_keys=True)
+
+
+def parse_action(value: str) -> dict[str, Any] | None:
+    if not value.startswith("{"):
+        return None
+    try:
+        action = json.loads(value)
+    except ValueError:
+        return None
+    return action if isinstance(action, dict) else None
+
+
+class Dialog:
+    """Base of every conversation. Subclasses set the class literals and write ask_/on_ methods."""
+
+    name: ClassVar[str]
+    roles: ClassVar[frozenset[str]]
+    keywords: ClassVar[tuple[str, ...]] = ()
+    states: ClassVar[list[str]]
+    transitions: ClassVar[list[dict[str, Any]]]
+    idle_timeout: ClassVar[timedelta | None] = None
+    in_menu: ClassVar[bool] = True
+    _machine: ClassVar[Machine | None] = None
+
+    state: str
+
+    def __init__(self, ctx: StepContext, data: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.data = data
+
+    @classmethod
+    def machine(cls) -> Machine:
+        if cls.__dict__.get("_machine") is None:
+            cls._machine = Machine(
+                model=None,
+                states=cls.states,
+                transitions=cls.transitions,
+                initial=cls.states[0],
+                auto_transitions=False,
+                ignore_invalid_triggers=False,
+            )
+        machine = cls.__dict__["_machine"]
+        assert machine is not None
+        return machine
+
+    def t(self, key: str, **values: Any) -> str:
+        return self.ctx.t(f"{self.name}.{key}", **values)
+
+    async def begin(self, args: dict[str, Any]) -> None:
+        """Take what the caller pre-filled (a household chosen from a reminder, say)."""
+        for key, value in args.items():
+            if key != "start":
+                self.data[key] = value
+
+    async def ask(self) -> Reply | str:
+        """The question of the current state, or a trigger name to skip a state already answered."""
+        return await getattr(self, f"ask_{self.state}")()
+
+    async def handle(self, answer: Answer) -> StepResult:
+        return await getattr(self, f"on_{self.state}")(answer)
+
+    def help_text(self) -> str:
+        key = f"{self.name}.help_{self.state}"
+        from dialogs.engine.catalog import has
+
+        if has(key, self.ctx.locale):
+            return self.ctx.t(key)
+        return self.ctx.t(f"{self.name}.help")
+
+    def title(self) -> str:
+        return self.ctx.t(f"{self.name}.title")

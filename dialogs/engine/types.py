@@ -1,0 +1,55 @@
+"""The words a channel and a dialog share: what came in, what goes out, and the choices offered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A choice offered to the user. `value` stays on the server; channels only see a token."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A picture or file sent beside a reply (charts, exported files)."""
+
+    kind: str  # photo | document
+    path: str
+    filename: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    options: tuple[Option, ...] = ()
+    attachment: Attachment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One thing a user did: typed text, pressed a button, shared a contact, or a platform event."""
+
+    channel: str
+    address: str
+    text: str = ""
+    option_token: str | None = None
+    message_id: str | None = None
+    contact_phone: str | None = None
+    display_name: str | None = None
+    event: str | None = None
+    start_payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A committed outbox row that a channel should deliver now (the fast path)."""
+
+    outbox_id: int
+    channel: str
+    address: str
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,101 @@
+"""What dialogs need from the wider app, declared here so dialogs never import `bot/`.
+
+The composition root in `bot/` builds a `Services` with real implementations; tests build one
+with a fixed clock. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from time import monotonic
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class OffsetClock:
+    """Starts at a chosen instant and runs on from there (WARMLINE_NOW, training sessions)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start = start.astimezone(UTC)
+        self._origin = monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=monotonic() - self._origin)
+
+
+class FixedClock:
+    """A clock that moves only when told to: for tests."""
+
+    def __init__(self, at: datetime) -> None:
+        self._at = at.astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self._at
+
+    def set(self, at: datetime) -> None:
+        self._at = at.astimezone(UTC)
+
+    def advance(self, **delta: float) -> None:
+        self._at += timedelta(**delta)
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """Danger and plausibility limits for readings; a county sets them in configuration."""
+
+    systolic_high: int = 180
+    diastolic_high: int = 110
+    systolic_low: int = 80
+    glucose_low: float = 3.0
+    glucose_high: float = 16.7
+    systolic_range: tuple[int, int] = (50, 300)
+    diastolic_range: tuple[int, int] = (30, 200)
+    pulse_range: tuple[int, int] = (25, 250)
+    glucose_range: tuple[float, float] = (0.5, 40.0)
+
+
+class OccasionProvider(Protocol):
+    def choices_near(self, day: date) -> list[tuple[str, str]]:
+        """(key, Chinese name) of occasions a visit on `day` could be for, nearest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticOccasions:
+    """A plain list of occasions; the care calendar in `bot/` supplies a date-aware one."""
+
+    occasions: tuple[tuple[str, str], ...] = ()
+
+    def choices_near(self, day: date) -> list[tuple[str, str]]:
+        return list(self.occasions)
+
+
+@dataclass
+class Services:
+    clock: Clock = field(default_factory=SystemClock)
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    occasions: OccasionProvider = field(default_factory=StaticOccasions)
+    idle_timeout: timedelta = timedelta(hours=2)
+    invite_ttl: timedelta = timedelta(days=14)
+    invite_max_failures: int = 5
+    invite_failure_window: timedelta = timedelta(hours=1)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def today(self) -> date:
+        return self.clock.now().astimezone(self.timezone).date()
+
+    def local(self, at: datetime) -> datetime:
+        return at.astimezone(self.timezone)
