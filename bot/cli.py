@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 from collections.abc import Sequence
 
+import bot.commands
 from bot.config import ConfigError
 
-# One module per command group, each with `register(subparsers)`; add new commands here.
-COMMAND_MODULES = [
-    "bot.commands.db",
-    "bot.commands.invite",
-    "bot.commands.chat",
-    "bot.commands.demo",
-]
+
+def command_modules() -> list[str]:
+    """Every module in `bot/commands/` with a `register(subparsers)`: adding a file adds a command."""
+    return sorted(f"bot.commands.{m.name}" for m in pkgutil.iter_modules(bot.commands.__path__)
+                  if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="program configuration TOML (default: WARMLINE_CONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (never message text)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(name).register(sub)
     return parser
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from dialogs.services import Clock, HealthThresholds, OffsetClock, SystemClock
 from storage.db import resolve_url
 
-DEFAULTS = Path(__file__).with_name("default_config.toml")
+DEFAULTS_DIR = Path(__file__).with_name("defaults")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +90,9 @@ def parse_instant(text: str, tz: ZoneInfo) -> datetime:
 def load_settings(db: str | None = None, config: str | None = None,
                   env: dict[str, str] | None = None) -> Settings:
     environ = dict(os.environ if env is None else env)
-    raw = load_toml(DEFAULTS)
+    raw: dict[str, Any] = {}
+    for part in sorted(DEFAULTS_DIR.glob("*.toml")):  # one file per area: core.toml, policy.toml…
+        raw = _merge(raw, load_toml(part))
     path = config or environ.get("WARMLINE_CONFIG")
     if path:
         file = Path(path)

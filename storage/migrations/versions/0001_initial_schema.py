@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 23:52:15.943443
+Create Date: 2026-11-28 23:58:48.576693
 """
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Getting outbox rows to people: the sender contract, the delivery worker, rate limits."""
