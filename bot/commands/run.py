@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import signal
@@ -57,10 +58,8 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
     channels: list[Channel] = configured_channels(app)
     if not channels:
         log.warning("no channel is configured; only the delivery worker and scheduler run")
