@@ -9,8 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from time import monotonic
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from dialogs.engine.types import Attachment
+    from storage.models import Person
 
 
 class Clock(Protocol):
@@ -80,12 +86,46 @@ class StaticOccasions:
         return list(self.occasions)
 
 
+@dataclass(frozen=True)
+class TaskView:
+    """One planned task as a dialog shows it (the planner in `bot/care/` computes them)."""
+
+    kind: str
+    title: str
+    due: date
+    status: str  # upcoming | due | overdue | done | missed
+    household_id: int
+    member_name: str | None = None
+
+
+class DueTasks(Protocol):
+    async def for_household(self, session: AsyncSession, household_id: int,
+                            at: datetime) -> list[TaskView]: ...
+
+
+class NoTasks:
+    """Until the planner is wired in, there is nothing due."""
+
+    async def for_household(self, session: AsyncSession, household_id: int,
+                            at: datetime) -> list[TaskView]:
+        return []
+
+
+class ChatReports(Protocol):
+    async def for_person(self, session: AsyncSession, person: Person,
+                         at: datetime) -> tuple[str, Attachment | None]:
+        """A short text summary and a chart for the person's scope."""
+        ...
+
+
 @dataclass
 class Services:
     clock: Clock = field(default_factory=SystemClock)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
     occasions: OccasionProvider = field(default_factory=StaticOccasions)
+    tasks: DueTasks = field(default_factory=NoTasks)
+    reports: ChatReports | None = None
     idle_timeout: timedelta = timedelta(hours=2)
     invite_ttl: timedelta = timedelta(days=14)
     invite_max_failures: int = 5
