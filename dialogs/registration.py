@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from dialogs.engine.context import route_waiting
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
-from storage.invites import hash_code, normalize_code
+from storage.invites import hash_code, looks_like_code, normalize_code
 from storage.models import ChannelAddress, InviteCode, InviteFailure, Person, Township
 
 ROLE_KEYS = {"volunteer", "coordinator", "admin", "family"}
@@ -32,7 +33,7 @@ class Registration(Dialog):
     async def begin(self, args: dict) -> None:
         if args.get("phone"):
             self.data["phone"] = args["phone"]
-        if args.get("code"):
+        if args.get("code") and looks_like_code(str(args["code"])):
             self.data["pending_code"] = str(args["code"])[:64]
 
     async def ask_code(self) -> Reply | str | Finish:
@@ -62,6 +63,8 @@ class Registration(Dialog):
                 InviteFailure.at > now - services.invite_failure_window))
         if (failures or 0) >= services.invite_max_failures:
             return self.t("locked")
+        if not looks_like_code(text):
+            return self.t("bad_code")  # not a guess: words, a greeting, a typo in length
         invite = await self.ctx.session.scalar(
             select(InviteCode).where(InviteCode.code_hash == hash_code(normalize_code(text))))
         if invite is None or invite.used_at is not None or invite.expires_at <= now:
@@ -92,6 +95,7 @@ class Registration(Dialog):
             return None
         self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
                                             address=self.ctx.address, created_at=self.ctx.now()))
+        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
         await self.ctx.audit("write", "registration", person.id, None, "phone")
         return Finish.with_text(self.t("welcome_back", name=person.name))
 
@@ -135,6 +139,7 @@ class Registration(Dialog):
         self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
                                             address=self.ctx.address, created_at=now,
                                             last_inbound_at=now))
+        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
         invite.used_at = now
         invite.used_by_id = person.id
         self.ctx.person = person

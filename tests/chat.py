@@ -36,7 +36,7 @@ class Chat:
         self.transcript.extend(payloads)
         return payloads
 
-    async def say(self, text: str, **extra: Any) -> str:
+    async def say(self, text: str = "", **extra: Any) -> str:
         """Send and return all replies as one numbered text, as the console would print it."""
         return "\n\n".join(numbered_text(p) for p in await self.send(text, **extra))
 

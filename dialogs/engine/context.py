@@ -16,6 +16,8 @@ from dialogs.services import Services
 from storage.audit import record_audit
 from storage.models import ActionToken, ChannelAddress, OutboxMessage, OutboxStatus, Person
 
+UNROUTED = "none"  # the channel of a message whose person has no address yet
+
 
 def payload_of(reply: Reply, tokens: list[str] | None = None) -> dict[str, Any]:
     """The channel-neutral outbox payload of a reply: text, option labels with their tokens."""
@@ -68,7 +70,7 @@ async def queue_message(
     if existing is not None:
         return None
     address = await preferred_address(session, person_id)
-    channel, addr = (address.channel, address.address) if address else ("none", str(person_id))
+    channel, addr = (address.channel, address.address) if address else (UNROUTED, str(person_id))
     tokens: list[str] = []
     for option in reply.options:
         token = new_token()
@@ -79,13 +81,30 @@ async def queue_message(
     row = OutboxMessage(
         idempotency_key=key, channel=channel, address=addr, person_id=person_id, kind=kind,
         payload=payload_of(reply, tokens), created_at=now, next_attempt_at=not_before or now,
-        expires_at=expires_at,
-        status=OutboxStatus.QUEUED if address else OutboxStatus.FAILED,
-        last_error=None if address else "no_address",
+        expires_at=expires_at, status=OutboxStatus.QUEUED,
+        last_error=None if address else "no_address: waits until the person is reachable",
     )
     session.add(row)
     await session.flush()
     return row
+
+
+async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str) -> int:
+    """Give messages queued while a person had no address (channel "none") their new address.
+
+    Called wherever an address is first linked to a person, so an alert written before a
+    coordinator ever opened the bot still reaches them.
+    """
+    rows = list(await session.scalars(select(OutboxMessage).where(
+        OutboxMessage.channel == UNROUTED, OutboxMessage.person_id == person_id,
+        OutboxMessage.status == OutboxStatus.QUEUED)))
+    for row in rows:
+        row.channel, row.address, row.last_error = channel, address, None
+    tokens = await session.scalars(select(ActionToken).where(
+        ActionToken.channel == UNROUTED, ActionToken.address == str(person_id)))
+    for token in tokens:
+        token.channel, token.address = channel, address
+    return len(rows)
 
 
 @dataclass

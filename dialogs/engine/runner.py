@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
-from dialogs.engine.context import StepContext, new_token, payload_of
+from dialogs.engine.context import StepContext, new_token, payload_of, route_waiting
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, Stay, action_value, parse_action
 from dialogs.engine.types import Inbound, Option, Outgoing, Reply
 from dialogs.parsing import normalize
@@ -104,6 +104,7 @@ class Runner:
             if existing is None:
                 session.add(ChannelAddress(person_id=person.id, channel=channel, address=address,
                                            display_name=display_name, created_at=self.services.now()))
+                await route_waiting(session, person.id, channel, address)
             elif existing.person_id != person.id:
                 return None
             return person

@@ -1,0 +1,166 @@
+"""The dialog engine's promises: global words, timeouts, durable resumption, one step = one transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from bot.app import build_app
+from bot.config import load_settings
+from dialogs.engine.types import Inbound
+from dialogs.services import FixedClock
+from storage.models import DialogSession, HealthReading, OutboxMessage, Visit
+from tests.chat import Chat
+
+
+def count(chat: Chat, model: type) -> int:
+    with chat.app.db.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+async def test_cancel_drops_the_draft_and_shows_the_menu(volunteer: Chat) -> None:
+    await volunteer.script("走访记录", "1", "今天", "1")
+    reply = await volunteer.say("取消")
+    assert "已取消" in reply and "没有保存" in reply and "1. 走访记录" in reply
+    with volunteer.app.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Visit).where(Visit.source == "dialog")) == 0
+        row = session.scalar(select(DialogSession).where(DialogSession.address == volunteer.address))
+        assert row is not None and row.dialog is None
+
+
+async def test_cancel_in_english_and_with_full_width_slash(volunteer: Chat) -> None:
+    await volunteer.script("/visit", "1")
+    assert "已取消" in await volunteer.say("/cancel")
+    await volunteer.script("/visit", "1")
+    assert "已取消" in await volunteer.say("／ｃａｎｃｅｌ")
+
+
+async def test_help_explains_the_current_question_and_keeps_the_place(volunteer: Chat) -> None:
+    await volunteer.script("走访记录", "1")
+    reply = await volunteer.say("帮助")
+    assert "11-20" in reply and "哪天" in reply
+    assert "怎么联系" in await volunteer.say("今天")
+
+
+async def test_menu_leaves_the_dialog_and_says_nothing_was_saved(volunteer: Chat) -> None:
+    await volunteer.script("走访记录", "1")
+    reply = await volunteer.say("菜单")
+    assert "没有保存" in reply and "1. 走访记录" in reply
+
+
+async def test_idle_timeout_cancels_without_saving(volunteer: Chat, clock: FixedClock) -> None:
+    await volunteer.script("走访记录", "1", "今天")
+    clock.advance(hours=3)
+    reply = await volunteer.say("1")
+    assert "超时" in reply or "很久没有继续" in reply
+    assert "1. 走访记录" in reply  # back at the menu: "1" was not taken as an answer
+    with volunteer.app.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Visit).where(Visit.source == "dialog")) == 0
+
+
+async def test_within_the_timeout_the_dialog_carries_on(volunteer: Chat, clock: FixedClock) -> None:
+    await volunteer.script("走访记录", "1", "今天")
+    clock.advance(minutes=100)
+    assert "节日" in await volunteer.say("1")
+
+
+async def test_a_new_process_resumes_at_the_same_question(volunteer: Chat, db_url: str, clock: FixedClock) -> None:
+    await volunteer.script("走访记录", "1", "今天", "2")
+    await volunteer.app.db.adispose()
+    fresh = build_app(load_settings(db=db_url, env={}), clock=clock)
+    try:
+        pending = await fresh.runner.pending_prompt("console", volunteer.address)
+        assert pending is not None and "节日" in pending.text
+        again = Chat(fresh, volunteer.address)
+        await again.script("1", "1", "1", "无", "无")
+        summary = await again.say("2")
+        assert "方式：电话" in summary and "日期：2026-11-20" in summary
+        await again.say("1")
+        with fresh.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(Visit).where(Visit.source == "dialog")) == 1
+    finally:
+        await fresh.db.adispose()
+
+
+async def test_a_forged_button_reaches_nothing(volunteer: Chat) -> None:
+    await volunteer.say("走访记录")
+    reply = await volunteer.say(option_token="forged-token-123")
+    assert "按钮已经过期" in reply and "哪一户" in reply
+
+
+async def test_a_button_pressed_twice_counts_once(volunteer: Chat) -> None:
+    await volunteer.say("走访记录")
+    token = volunteer.token_for("QX001")
+    assert "哪天" in await volunteer.say(option_token=token)
+    reply = await volunteer.say(option_token=token)
+    assert "按钮已经过期" in reply and "哪天" in reply
+
+
+async def test_another_persons_token_is_refused(volunteer: Chat, county) -> None:  # type: ignore[no-untyped-def]
+    await volunteer.say("走访记录")
+    token = volunteer.token_for("QX001")
+    other = Chat(county, "10000000003")  # a volunteer of another township
+    await other.say("菜单")
+    reply = await other.say(option_token=token)
+    assert "按钮已经过期" in reply
+    assert "QX001" not in reply
+
+
+async def test_a_platform_retry_is_processed_once(volunteer: Chat) -> None:
+    await volunteer.say("走访记录")
+    first = await volunteer.send("1", message_id="m-1")
+    again = await volunteer.send("1", message_id="m-1")
+    assert first and again == []
+    assert "怎么联系" in str(await volunteer.send("今天"))
+
+
+async def test_roles_are_checked_by_the_runner(county) -> None:  # type: ignore[no-untyped-def]
+    from storage.models import ChannelAddress, Person
+
+    with county.db.session() as session:
+        parent = session.scalar(select(Person).where(Person.role == "family"))
+        session.add(ChannelAddress(person_id=parent.id, channel="console", address="parent-1"))
+    family = Chat(county, "parent-1")
+    reply = await family.say("走访记录")
+    assert "哪一户" not in reply and "QX00" not in reply
+    with county.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DialogSession).where(
+            DialogSession.address == "parent-1", DialogSession.dialog.is_not(None))) == 0
+
+
+async def test_a_failing_step_saves_nothing_and_apologises(volunteer: Chat, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dialogs.health_reading import HealthReadingDialog
+
+    await volunteer.script("健康数据", "1", "1", "135/85 72", "无")
+
+    async def broken_alert(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(HealthReadingDialog, "save", broken_alert)
+    reply = await volunteer.say("保存")
+    assert "没有保存成功" in reply
+    assert count(volunteer, HealthReading) == 0
+    monkeypatch.undo()
+    # the session was not advanced either: the same confirmation is still waiting
+    assert "已保存" in await volunteer.say("保存")
+    assert count(volunteer, HealthReading) == 1
+
+
+async def test_every_reply_is_an_outbox_row_marked_sent(volunteer: Chat) -> None:
+    await volunteer.script("菜单", "1")
+    with volunteer.app.db.session() as session:
+        rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "reply")))
+    assert len(rows) == 2 and all(r.status == "sent" for r in rows)
+
+
+async def test_newcomer_is_asked_for_an_invite_code(county) -> None:  # type: ignore[no-untyped-def]
+    stranger = Chat(county, "someone-new")
+    reply = await stranger.say("你好")
+    assert "邀请码" in reply
+
+
+async def test_handles_empty_and_huge_messages(volunteer: Chat) -> None:
+    await volunteer.script("走访记录", "1", "今天", "1", "1", "1", "1")
+    reply = await volunteer.say("很" * 100_000)
+    assert "太长" in reply
+    outgoing = await volunteer.app.runner.handle(Inbound("console", volunteer.address, text=""))
+    assert outgoing
