@@ -164,3 +164,13 @@ async def test_handles_empty_and_huge_messages(volunteer: Chat) -> None:
     assert "太长" in reply
     outgoing = await volunteer.app.runner.handle(Inbound("console", volunteer.address, text=""))
     assert outgoing
+
+
+async def test_a_flooding_sender_is_slowed_politely(volunteer: Chat) -> None:
+    replies = [await volunteer.say(str(i % 3 + 1)) for i in range(30)]
+    slowed = [r for r in replies if "稍等" in r]
+    silent = [r for r in replies if r == ""]
+    assert len(slowed) == 1  # told once, not thirty times
+    assert len(silent) == 30 - 20 - 1
+    other = Chat(volunteer.app, "10000000002")
+    assert "周建国" in await other.say("菜单")  # other senders are not held back

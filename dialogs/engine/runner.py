@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialogs.engine import catalog
 from dialogs.engine.context import StepContext, new_token, payload_of, route_waiting
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, Stay, action_value, parse_action
+from dialogs.engine.flood import FloodGuard
 from dialogs.engine.types import Inbound, Option, Outgoing, Reply
 from dialogs.parsing import normalize
 from dialogs.services import Services
@@ -52,15 +54,25 @@ class StepOutcome:
 class Runner:
     """Feeds inbound messages to dialogs; every call is one durable step."""
 
-    def __init__(self, db: Database, services: Services, dialogs: Sequence[type[Dialog]]) -> None:
+    def __init__(self, db: Database, services: Services, dialogs: Sequence[type[Dialog]],
+                 flood: FloodGuard | None = None) -> None:
         self.db = db
         self.services = services
         self.dialogs = {d.name: d for d in dialogs}
+        self.flood = flood or FloodGuard()
 
     # ----------------------------------------------------------------- public
 
     async def handle(self, inbound: Inbound) -> list[Outgoing]:
         """Process one inbound message; returns the committed replies to deliver now."""
+        key = (inbound.channel, inbound.address)
+        instant = monotonic()
+        if not self.flood.admit(key, instant):
+            log.warning("flood: message dropped channel=%s", inbound.channel)
+            if self.flood.should_warn(key, instant):
+                return [Outgoing(0, inbound.channel, inbound.address,
+                                 payload_of(Reply(catalog.t("engine.slow_down"))))]
+            return []
         try:
             async with self.db.async_session() as session:
                 if not await self._first_time(session, inbound):
