@@ -15,7 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dialogs.services import Clock, HealthThresholds, OffsetClock, SystemClock
-from storage.db import resolve_url
+from storage.crypto import KeyError_, KeyRing, key_file_for, load_or_create_key_file
+from storage.db import resolve_url, sqlite_file
 
 DEFAULTS_DIR = Path(__file__).with_name("defaults")
 
@@ -68,6 +69,23 @@ class Settings:
     def get_env(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name)
         return value if value not in (None, "") else default
+
+    def keyring(self) -> KeyRing:
+        """The data key(s) for sensitive text: WARMLINE_DATA_KEY (comma-separated, newest first),
+        else WARMLINE_DATA_KEY_FILE, else a key file beside a SQLite database (made on first use)."""
+        value = self.get_env("WARMLINE_DATA_KEY")
+        path = self.get_env("WARMLINE_DATA_KEY_FILE")
+        try:
+            if value:
+                return KeyRing.from_setting(value)
+            if path:
+                return KeyRing.from_setting(load_or_create_key_file(Path(path)))
+            db_file = sqlite_file(self.database_url)
+            if db_file is not None:
+                return KeyRing.from_setting(load_or_create_key_file(key_file_for(db_file)))
+        except (KeyError_, OSError) as exc:
+            raise ConfigError(str(exc)) from exc
+        raise ConfigError("a shared database needs WARMLINE_DATA_KEY (see SECURITY.md)")
 
     def clock(self) -> Clock:
         start = self.get_env("WARMLINE_NOW")

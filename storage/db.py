@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.crypto import KEYRING_ATTR, KeyRing
+
 DEFAULT_DB_FILE = "warmline.db"
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
@@ -68,6 +70,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database)
+    return None
+
+
 def _prepare(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -93,8 +102,9 @@ def make_async_engine(url: str) -> AsyncEngine:
 class Database:
     """The one database of a process: engines made lazily, sessions handed out as units of work."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, keyring: KeyRing | None = None) -> None:
         self.url = resolve_url(url)
+        self.keyring = keyring
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._sync_factory: sessionmaker[Session] | None = None
@@ -104,6 +114,7 @@ class Database:
     def sync_engine(self) -> Engine:
         if self._sync is None:
             self._sync = make_sync_engine(self.url)
+            setattr(self._sync.dialect, KEYRING_ATTR, self.keyring)
             self._sync_factory = sessionmaker(self._sync, expire_on_commit=False)
         return self._sync
 
@@ -111,6 +122,7 @@ class Database:
     def async_engine(self) -> AsyncEngine:
         if self._async is None:
             self._async = make_async_engine(self.url)
+            setattr(self._async.sync_engine.dialect, KEYRING_ATTR, self.keyring)
             self._async_factory = async_sessionmaker(self._async, expire_on_commit=False)
         return self._async
 

@@ -13,6 +13,7 @@ from alembic import op
 ${imports if imports else ""}
 
 import storage.base
+import storage.crypto
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

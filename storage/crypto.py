@@ -1,0 +1,118 @@
+"""Sensitive free text encrypted at rest (Fernet, AES-128-CBC + HMAC), with key rotation.
+
+The key ring is attached to each engine's dialect by `storage.db.Database`, so a column type
+can reach it without module-level state. Values are stored as "enc1:<token>"; a value without
+the prefix (written before encryption was configured) is read as plain text and encrypted on
+its next write. With several keys, the first encrypts and all of them decrypt, so a key can be
+rotated: add the new key in front, run `warmline rekey`, then drop the old key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+PREFIX = "enc1:"
+KEYRING_ATTR = "warmline_keyring"
+
+
+class KeyError_(Exception):
+    """The data key is missing or does not open the stored data."""
+
+
+class KeyRing:
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise KeyError_("no data key given")
+        try:
+            self._fernet = MultiFernet([Fernet(k.strip().encode()) for k in keys])
+        except (ValueError, TypeError) as exc:
+            raise KeyError_("a data key is not a valid Fernet key (44 url-safe base64 characters)") from exc
+
+    @classmethod
+    def from_setting(cls, value: str) -> KeyRing:
+        return cls([k for k in value.split(",") if k.strip()])
+
+    def encrypt(self, text: str) -> str:
+        return PREFIX + self._fernet.encrypt(text.encode()).decode()
+
+    def decrypt(self, stored: str) -> str:
+        if not stored.startswith(PREFIX):
+            return stored
+        try:
+            return self._fernet.decrypt(stored[len(PREFIX):].encode()).decode()
+        except InvalidToken as exc:
+            raise KeyError_("stored data cannot be decrypted with the configured keys") from exc
+
+    def rotate(self, stored: str) -> str:
+        if not stored.startswith(PREFIX):
+            return self.encrypt(stored)
+        return PREFIX + self._fernet.rotate(stored[len(PREFIX):].encode()).decode()
+
+
+def key_file_for(database_file: Path) -> Path:
+    return database_file.with_name(database_file.name + ".key")
+
+
+def load_or_create_key_file(path: Path) -> str:
+    """A local key beside a SQLite file (demo, single county); created 0600 on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    key = Fernet.generate_key().decode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def _ring(dialect: Dialect) -> KeyRing:
+    ring = getattr(dialect, KEYRING_ATTR, None)
+    if ring is None:
+        raise KeyError_("no data key configured for this database (WARMLINE_DATA_KEY)")
+    return ring
+
+
+class EncryptedText(TypeDecorator[str]):
+    """Free text that only someone holding the data key can read from the database file."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return _ring(dialect).encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(PREFIX):
+            return value
+        return _ring(dialect).decrypt(value)
+
+
+class EncryptedJSON(TypeDecorator[Any]):
+    """A JSON document (notes about each parent) stored encrypted as a whole."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return _ring(dialect).encrypt(json.dumps(value, ensure_ascii=False))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        text = _ring(dialect).decrypt(value) if value.startswith(PREFIX) else value
+        return json.loads(text)

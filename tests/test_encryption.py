@@ -1,0 +1,81 @@
+"""Sensitive text is unreadable in the database file without the key, and keys can be rotated."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, select, text
+
+from bot.app import build_app
+from bot.cli import main
+from bot.config import ConfigError, load_settings
+from bot.demo import seed_demo
+from storage.models import DeceasedChild
+from tests.chat import Chat
+
+
+def raw(url: str, sql: str) -> list[tuple]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(text(sql))]
+    engine.dispose()
+    return rows
+
+
+async def test_free_text_is_encrypted_at_rest(volunteer: Chat, db_url: str) -> None:
+    await volunteer.script("走访记录", "1", "今天", "1", "1", "1", "1")
+    await volunteer.script("老人说想念儿子，晚上睡不好", "无", "2", "1")
+    stored = raw(db_url, "SELECT needs FROM visits WHERE source = 'dialog'")
+    assert stored and stored[0][0].startswith("enc1:") and "儿子" not in stored[0][0]
+    children = raw(db_url, "SELECT name, death_cause, death_date FROM deceased_children LIMIT 1")
+    assert children[0][0].startswith("enc1:") and children[0][1].startswith("enc1:")
+    assert children[0][2] is not None  # dates stay queryable: the planner needs hard days
+    with volunteer.app.db.session() as session:
+        child = session.scalar(select(DeceasedChild).order_by(DeceasedChild.id))
+        assert child is not None and child.name == "王小军"
+
+
+def test_a_sqlite_database_gets_a_private_key_file(tmp_path: Path) -> None:
+    db = tmp_path / "county.db"
+    settings = load_settings(db=str(db), env={})
+    settings.keyring()
+    key_file = tmp_path / "county.db.key"
+    assert key_file.exists()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_a_shared_database_without_a_key_is_refused() -> None:
+    settings = load_settings(db="postgresql://warmline@127.0.0.1/warmline", env={})
+    with pytest.raises(ConfigError, match="WARMLINE_DATA_KEY"):
+        settings.keyring()
+
+
+def test_rotation_with_rekey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "rotate.db"
+    url = f"sqlite:///{db}"
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    app = build_app(load_settings(db=str(db), env={"WARMLINE_DATA_KEY": old}))
+    from bot.schema import ensure_schema
+
+    ensure_schema(url)
+    with app.db.session() as session:
+        seed_demo(session, app.services.now())
+    app.db.dispose()
+    before = raw(url, "SELECT name FROM deceased_children ORDER BY id")
+
+    monkeypatch.setenv("WARMLINE_DATA_KEY", f"{new},{old}")
+    assert main(["--db", str(db), "rekey"]) == 0
+    monkeypatch.delenv("WARMLINE_DATA_KEY")
+    after = raw(url, "SELECT name FROM deceased_children ORDER BY id")
+    assert before != after
+    only_new = build_app(load_settings(db=str(db), env={"WARMLINE_DATA_KEY": new}))
+    with only_new.db.session() as session:
+        assert session.scalar(select(DeceasedChild.name).order_by(DeceasedChild.id)) == "王小军"
+    only_new.db.dispose()
+    only_old = build_app(load_settings(db=str(db), env={"WARMLINE_DATA_KEY": old}))
+    with pytest.raises(Exception, match="cannot be decrypted"), only_old.db.session() as session:
+        session.scalar(select(DeceasedChild.name).order_by(DeceasedChild.id))
+    only_old.db.dispose()
