@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 
 from bot.config import Settings
 from dialogs.engine.runner import Runner
 from dialogs.registry import ALL_DIALOGS
-from dialogs.services import Clock, Services, StaticOccasions
+from dialogs.services import CaseworkPolicy, Clock, DueTasks, Services, StaticOccasions
 from storage.db import Database
 
 
@@ -30,6 +30,20 @@ def occasion_provider(settings: Settings) -> object:
     return CalendarOccasions()
 
 
+def quiet_hours(settings: Settings) -> tuple[time, time]:
+    """[program] quiet_hours as local times: no family message goes out between them."""
+    q = settings.section("program").get("quiet_hours", {})
+    return time.fromisoformat(q.get("start", "21:00")), time.fromisoformat(q.get("end", "08:00"))
+
+
+def due_tasks(settings: Settings) -> DueTasks:
+    """The planner's tasks for the family card (bot/care/due_tasks.py)."""
+    from bot.care.due_tasks import PlannerTasks
+    from bot.care.policy import Policy
+
+    return PlannerTasks(Policy.from_settings(settings), settings.timezone)
+
+
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     d = settings.section("dialogs")
     return Services(
@@ -37,14 +51,30 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         timezone=settings.timezone,
         thresholds=settings.thresholds,
         occasions=occasion_provider(settings),  # type: ignore[arg-type]
+        tasks=due_tasks(settings),
         idle_timeout=settings.idle_timeout,
         invite_ttl=timedelta(days=float(d["invite_ttl_days"])),
         invite_max_failures=int(d["invite_max_failures"]),
         invite_failure_window=timedelta(minutes=float(d["invite_failure_window_minutes"])),
+        quiet_hours=quiet_hours(settings),
+        casework=casework_policy(settings),
+    )
+
+
+def casework_policy(settings: Settings) -> CaseworkPolicy:
+    c = settings.section("casework")
+    default = CaseworkPolicy()
+    return CaseworkPolicy(
+        insurance_services=tuple(c.get("insurance_services", default.insurance_services)),
+        insurance_expiry_days=int(c.get("insurance_expiry_days", default.insurance_expiry_days)),
+        declined_pace_days=int(c.get("declined_pace_days", default.declined_pace_days)),
+        max_pace_days=int(c.get("max_pace_days", default.max_pace_days)),
+        follow_up_escalate_hours=float(c.get("follow_up_escalate_hours",
+                                             default.follow_up_escalate_hours)),
     )
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> App:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, keyring=settings.keyring())
     services = build_services(settings, clock)
     return App(settings=settings, db=db, services=services, runner=Runner(db, services, ALL_DIALOGS))

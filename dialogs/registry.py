@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dialogs.activity_create import ActivityCreate
+from dialogs.activity_manage import ActivityManage
+from dialogs.assessment import AssessmentDialog
 from dialogs.engine.dialog import Dialog
+from dialogs.follow_ups import FollowUps
 from dialogs.health_reading import HealthReadingDialog
+from dialogs.intake import Intake
 from dialogs.my_families import MyFamilies
 from dialogs.registration import Registration
+from dialogs.rsvp import Rsvp
+from dialogs.services_status import ServicesStatus
 from dialogs.visit_report import VisitReport
 
-ALL_DIALOGS: list[type[Dialog]] = [VisitReport, HealthReadingDialog, MyFamilies, Registration]
+ALL_DIALOGS: list[type[Dialog]] = [VisitReport, HealthReadingDialog, MyFamilies, Intake, FollowUps,
+                                   AssessmentDialog, ServicesStatus, Registration,
+                                   ActivityCreate, ActivityManage, Rsvp]

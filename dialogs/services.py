@@ -7,7 +7,7 @@ with a fixed clock. Nothing here does I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
@@ -111,10 +111,26 @@ class NoTasks:
         return []
 
 
+@dataclass(frozen=True)
+class CaseworkPolicy:
+    """Case-work numbers a county sets in `[casework]` (bot/defaults/casework.toml)."""
+
+    insurance_services: tuple[str, ...] = ("hospital_care_insurance", "accident_insurance",
+                                           "pension_insurance")
+    insurance_expiry_days: int = 30
+    declined_pace_days: int = 30
+    max_pace_days: int = 90
+    follow_up_escalate_hours: float = 72.0
+
+
 class ChatReports(Protocol):
-    async def for_person(self, session: AsyncSession, person: Person,
-                         at: datetime) -> tuple[str, Attachment | None]:
-        """A short text summary and a chart for the person's scope."""
+    async def for_person(self, session: AsyncSession, person: Person, at: datetime,
+                         period: str | None = None) -> tuple[str, Attachment | None]:
+        """A short text summary and a chart for the person's scope.
+
+        `period`: None (this month), "last_month", "quarter", "year", or a period code such as
+        "2026-Q3"; an unreadable one raises ValueError with a message fit to show.
+        """
         ...
 
 
@@ -126,10 +142,13 @@ class Services:
     occasions: OccasionProvider = field(default_factory=StaticOccasions)
     tasks: DueTasks = field(default_factory=NoTasks)
     reports: ChatReports | None = None
+    casework: CaseworkPolicy = field(default_factory=CaseworkPolicy)
     idle_timeout: timedelta = timedelta(hours=2)
     invite_ttl: timedelta = timedelta(days=14)
     invite_max_failures: int = 5
     invite_failure_window: timedelta = timedelta(hours=1)
+    # local hours when no message goes to a family ([program] quiet_hours): (start, end)
+    quiet_hours: tuple[time, time] = (time(21, 0), time(8, 0))
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -1,7 +1,11 @@
 """走访记录 — the visit report: who, when, how, and what the family needs.
 
     household → when → kind → occasion → physical → mood → needs → money → followup → confirm
+    kind --attempt--> attempt_kind → occasion …   (the family declined, or was not reached:
+                                                    physical, mood and money skip themselves)
     confirm --edit--> pick_field --goto_<field>--> <field> --review--> confirm
+The outcome rides on the kind question (its last two options) so that the usual visit keeps
+its short path; a declined visit paces the household down, a need becomes a follow-up.
 """
 
 from __future__ import annotations
@@ -9,14 +13,16 @@ from __future__ import annotations
 from datetime import date, timedelta
 from itertools import pairwise
 
+from dialogs.casework import open_follow_up, pace_down
 from dialogs.common import ChoosesHousehold, confirm_options, read_confirm, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import fen_to_yuan, parse_date, parse_money
-from storage.models import FollowUp, Visit, VisitKind
+from storage.models import Household, Visit, VisitKind, VisitOutcome
 
 FIELDS = ["when", "kind", "occasion", "physical", "mood", "needs", "money", "followup"]
 KINDS = [VisitKind.HOME, VisitKind.PHONE, VisitKind.WECHAT, VisitKind.CARD, VisitKind.ACTIVITY]
+NOT_DONE = [VisitOutcome.NOT_REACHED, VisitOutcome.DECLINED]
 MAX_BACKDATE = timedelta(days=366)
 MAX_TEXT = 2000
 
@@ -29,10 +35,12 @@ class VisitReport(ChoosesHousehold):
     name = "visit"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/visit", "走访", "走访记录", "visit")
-    states = ["household", *FIELDS, "confirm", "pick_field"]
+    states = ["household", *FIELDS, "attempt_kind", "confirm", "pick_field"]
     transitions = [
         *_chain(["household", *FIELDS, "confirm"]),
-        {"trigger": "review", "source": FIELDS, "dest": "confirm"},
+        {"trigger": "attempt", "source": "kind", "dest": "attempt_kind"},
+        {"trigger": "next", "source": "attempt_kind", "dest": "occasion"},
+        {"trigger": "review", "source": [*FIELDS, "attempt_kind"], "dest": "confirm"},
         {"trigger": "edit", "source": "confirm", "dest": "pick_field"},
         *({"trigger": f"goto_{f}", "source": "pick_field", "dest": f} for f in FIELDS),
     ]
@@ -58,11 +66,33 @@ class VisitReport(ChoosesHousehold):
         self.data["visited_on"] = day.isoformat()
         return self._done()
 
-    # kind
+    def _met(self) -> bool:
+        return self.data.get("outcome", VisitOutcome.DONE) == VisitOutcome.DONE
+
+    # kind (and, in its last options, a visit that did not happen)
     async def ask_kind(self) -> Reply:
-        return Reply(self.t("ask_kind"), tuple(Option(self.t(f"kind_{k}"), k) for k in KINDS))
+        return Reply(self.t("ask_kind"), (*(Option(self.t(f"kind_{k}"), k) for k in KINDS),
+                                          *(Option(self.t(f"outcome_{o}"), o) for o in NOT_DONE)))
 
     async def on_kind(self, answer: Answer) -> str | Invalid:
+        outcome = answer.value if answer.value in NOT_DONE else None
+        outcome = outcome or next((o for o in NOT_DONE if answer.text and answer.text == self.t(f"outcome_{o}")), None)
+        if outcome is not None:
+            self.data["outcome"] = outcome
+            for met_only in ("physical", "mood"):
+                self.data.pop(met_only, None)
+            self.data["money_fen"], self.data["gifts"] = 0, ""
+            return "attempt"
+        if not self._met() and self.data.get("editing"):
+            self.data.pop("editing")  # it did happen after all: ask what was skipped
+        self.data["outcome"] = VisitOutcome.DONE
+        return await self.on_attempt_kind(answer)
+
+    async def ask_attempt_kind(self) -> Reply:
+        return Reply(self.t(f"ask_attempt_{self.data.get('outcome')}"),
+                     tuple(Option(self.t(f"kind_{k}"), k) for k in KINDS))
+
+    async def on_attempt_kind(self, answer: Answer) -> str | Invalid:
         kind = answer.value if answer.value in KINDS else None
         if kind is None:
             for k in KINDS:
@@ -95,14 +125,20 @@ class VisitReport(ChoosesHousehold):
         return self._done()
 
     # free-text states
-    async def ask_physical(self) -> Reply:
+    async def ask_physical(self) -> Reply | str:
+        if not self._met():
+            self.data.pop("physical", None)
+            return self._done()
         return Reply(self.t("ask_physical"), tuple(Option(self.t(f"physical_{k}"), self.t(f"physical_{k}"))
                                                    for k in ("good", "fair", "poor")))
 
     async def on_physical(self, answer: Answer) -> str | Invalid:
         return self._text("physical", answer)
 
-    async def ask_mood(self) -> Reply:
+    async def ask_mood(self) -> Reply | str:
+        if not self._met():
+            self.data.pop("mood", None)
+            return self._done()
         return Reply(self.t("ask_mood"), tuple(Option(self.t(f"mood_{k}"), self.t(f"mood_{k}"))
                                                for k in ("calm", "low", "anxious", "good")))
 
@@ -110,7 +146,7 @@ class VisitReport(ChoosesHousehold):
         return self._text("mood", answer, limit=32)
 
     async def ask_needs(self) -> Reply:
-        return Reply(self.t("ask_needs"), (Option(self.ctx.t("engine.none"), ""),))
+        return Reply(self.t("ask_needs" if self._met() else "ask_needs_not_met"), (Option(self.ctx.t("engine.none"), ""),))
 
     async def on_needs(self, answer: Answer) -> str | Invalid:
         if answer.value == "" or answer.text in {"无", "没有", "none", "no"}:
@@ -128,7 +164,10 @@ class VisitReport(ChoosesHousehold):
         return self._done()
 
     # money
-    async def ask_money(self) -> Reply:
+    async def ask_money(self) -> Reply | str:
+        if not self._met():
+            self.data["money_fen"], self.data["gifts"] = 0, ""
+            return self._done()
         return Reply(self.t("ask_money"), (Option(self.ctx.t("engine.none"), "0"),))
 
     async def on_money(self, answer: Answer) -> str | Invalid:
@@ -158,6 +197,7 @@ class VisitReport(ChoosesHousehold):
             self.t("s_household", v=d.get("household_label", "")),
             self.t("s_when", v=d.get("visited_on", "")),
             self.t("s_kind", v=self.t(f"kind_{d.get('kind')}")),
+            *([] if self._met() else [self.t("s_outcome", v=self.t(f"outcome_{d.get('outcome')}"))]),
             self.t("s_occasion", v=d.get("occasion_label") or self.t("no_occasion")),
             self.t("s_physical", v=d.get("physical", "")),
             self.t("s_mood", v=d.get("mood", "")),
@@ -165,6 +205,9 @@ class VisitReport(ChoosesHousehold):
             self.t("s_money", v=money, gifts=d.get("gifts") or ""),
             self.t("s_followup", v=self.ctx.t("engine.yes" if d.get("follow_up") else "engine.no")),
         ]
+        if not self._met():  # nobody was met: no health, mood or gift to check
+            lines = [line for line in lines if line not in {
+                self.t("s_physical", v=""), self.t("s_mood", v=""), self.t("s_money", v=money, gifts="")}]
         return "\n".join(lines)
 
     async def ask_confirm(self) -> Reply:
@@ -195,9 +238,10 @@ class VisitReport(ChoosesHousehold):
         assert self.ctx.person is not None
         d = self.data
         household_id = int(d["household_id"])
+        outcome = d.get("outcome", VisitOutcome.DONE)
         visit = Visit(
             household_id=household_id, volunteer_id=self.ctx.person.id,
-            visited_on=date.fromisoformat(d["visited_on"]), kind=d["kind"],
+            visited_on=date.fromisoformat(d["visited_on"]), kind=d["kind"], outcome=outcome,
             occasion=d.get("occasion"), physical_state=d.get("physical"), mood=d.get("mood"),
             needs=d.get("needs") or None, money_fen=int(d.get("money_fen", 0)),
             gifts=d.get("gifts") or None, follow_up=bool(d.get("follow_up")),
@@ -206,8 +250,14 @@ class VisitReport(ChoosesHousehold):
         self.ctx.session.add(visit)
         await self.ctx.session.flush()
         if visit.follow_up:
-            self.ctx.session.add(FollowUp(household_id=household_id, source="visit", source_id=visit.id,
-                                          text=visit.needs, owner_id=self.ctx.person.id,
-                                          created_at=self.ctx.now()))
+            await open_follow_up(self.ctx.session, household_id=household_id, source="visit",
+                                 source_id=visit.id, text=visit.needs, now=self.ctx.now(),
+                                 fallback_owner_id=self.ctx.person.id)
         await self.ctx.audit("write", "visit", visit.id, household_id)
+        if outcome == VisitOutcome.DECLINED:
+            household = await self.ctx.session.get(Household, household_id)
+            assert household is not None
+            days = pace_down(household, self.ctx.now(), self.ctx.services.casework)
+            await self.ctx.audit("write", "household", household_id, household_id, "paced_down")
+            return Finish.with_text(self.t("saved_declined", days=days))
         return Finish.with_text(self.t("saved"))

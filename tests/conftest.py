@@ -16,8 +16,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from bot.app import App, build_app
 from bot.config import load_settings
@@ -27,6 +28,7 @@ from storage.migrate import upgrade
 from tests.chat import Chat
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+TEST_DATA_KEY = "dGVzdC1vbmx5LWtleS1mb3Itd2FybWxpbmUtdGVzdHM="  # fictional, tests only
 START = datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)
 
 
@@ -37,23 +39,57 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _postgres_database(base_url: str) -> str:
-    """A fresh database on the test PostgreSQL server, migrated, for one test."""
-    name = "wl_" + uuid.uuid4().hex[:12]
-    admin = create_engine(make_url(base_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+def _pg_admin(base_url: str) -> Engine:
+    return create_engine(make_url(base_url).set(drivername="postgresql+psycopg"),
+                         isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """On PostgreSQL: one database migrated with Alembic per run, cloned for each test.
+
+    CREATE DATABASE … TEMPLATE copies files, so a fresh migrated database costs milliseconds
+    instead of a full migration.
+    """
+    base = os.environ.get("WARMLINE_TEST_DATABASE_URL")
+    if not base:
+        yield None
+        return
+    name = f"wl_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _pg_admin(base)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    upgrade(make_url(base).set(database=name).render_as_string(hide_password=False))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
+
+
+def _postgres_database(base_url: str, template: str) -> tuple[str, str]:
+    """A fresh migrated database on the test PostgreSQL server, for one test."""
+    name = "wl_" + uuid.uuid4().hex[:12]
+    admin = _pg_admin(base_url)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    admin.dispose()
+    return name, make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(base_url: str, name: str) -> None:
+    admin = _pg_admin(base_url)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture
-def db_url(template_db: Path, tmp_path: Path) -> Iterator[str]:
+def db_url(template_db: Path, pg_template: str | None, tmp_path: Path) -> Iterator[str]:
     pg = os.environ.get("WARMLINE_TEST_DATABASE_URL")
-    if pg:
-        yield _postgres_database(pg)
+    if pg and pg_template:
+        name, url = _postgres_database(pg, pg_template)
+        yield url
+        _drop_postgres_database(pg, name)
         return
     path = tmp_path / "warmline.db"
     shutil.copy(template_db, path)
@@ -67,7 +103,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 async def app(db_url: str, clock: FixedClock) -> AsyncIterator[App]:
-    settings = load_settings(db=db_url, env={})
+    settings = load_settings(db=db_url, env={"WARMLINE_DATA_KEY": TEST_DATA_KEY})
     application = build_app(settings, clock=clock)
     yield application
     await application.db.adispose()

@@ -50,7 +50,12 @@ def _background(scheduler: bool) -> list[Background]:
         if not scheduler and "scheduler" in spec:
             continue
         module, _, name = spec.partition(":")
-        found.append(getattr(importlib.import_module(module), name))
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real import error inside the module: do not hide it
+                raise
+            log.warning("%s is not installed; running without it", module)
     return found
 
 

@@ -19,6 +19,7 @@ from storage.models.households import (
     DeceasedChild,
     Household,
     HouseholdMember,
+    IntakeDraft,
     VisitPreference,
 )
 from storage.models.outreach import Consent, FamilyMessage, Greeting, Preference
@@ -53,6 +54,7 @@ __all__ = [
     "HealthReading",
     "Household",
     "HouseholdMember",
+    "IntakeDraft",
     "Invitation",
     "InviteCode",
     "InviteFailure",

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.crypto import EncryptedText
 from storage.base import Base, utcnow
 
 
@@ -40,9 +41,9 @@ class Visit(Base):
     kind: Mapped[str] = mapped_column(String(16))
     occasion: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16), default=VisitOutcome.DONE)
-    physical_state: Mapped[str | None] = mapped_column(Text)
+    physical_state: Mapped[str | None] = mapped_column(EncryptedText)
     mood: Mapped[str | None] = mapped_column(String(32))
-    needs: Mapped[str | None] = mapped_column(Text)
+    needs: Mapped[str | None] = mapped_column(EncryptedText)
     money_fen: Mapped[int] = mapped_column(Integer, default=0)
     gifts: Mapped[str | None] = mapped_column(Text)
     follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -64,7 +65,7 @@ class HealthReading(Base):
     pulse: Mapped[int | None]
     glucose_mmol: Mapped[float | None] = mapped_column(Float)
     glucose_context: Mapped[str | None] = mapped_column(String(16))  # fasting|after_meal|random
-    advice: Mapped[str | None] = mapped_column(Text)
+    advice: Mapped[str | None] = mapped_column(EncryptedText)
     danger: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     danger_reasons: Mapped[str | None] = mapped_column(String(200))
     followed_up_at: Mapped[datetime | None]
@@ -85,8 +86,8 @@ class Assessment(Base):
     healing: Mapped[int]
     acceptance: Mapped[int]
     future_attitude: Mapped[int]
-    current_problems: Mapped[str | None] = mapped_column(Text)
-    problems_to_solve: Mapped[str | None] = mapped_column(Text)
+    current_problems: Mapped[str | None] = mapped_column(EncryptedText)
+    problems_to_solve: Mapped[str | None] = mapped_column(EncryptedText)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -111,7 +112,7 @@ class ServiceEntitlement(Base):
     applied_on: Mapped[date | None]
     starts_on: Mapped[date | None]
     expires_on: Mapped[date | None]
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedText)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -125,7 +126,7 @@ class FollowUp(Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     source: Mapped[str] = mapped_column(String(16))  # visit | reading | family | service
     source_id: Mapped[int | None]
-    text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(EncryptedText)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -144,6 +145,8 @@ class Task(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
+    # what made the task, e.g. "service_expiry:<entitlement>:<date>", so a job never makes it twice
+    key: Mapped[str | None] = mapped_column(String(96), unique=True)
     due_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from storage.crypto import EncryptedJSON, EncryptedText
 from storage.base import Base, utcnow
 from storage.models.people import Person
 
@@ -66,11 +67,11 @@ class DeceasedChild(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
-    name: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(EncryptedText)
     sex: Mapped[str | None] = mapped_column(String(8))
     birth_date: Mapped[date | None]
     death_date: Mapped[date | None]
-    death_cause: Mapped[str | None] = mapped_column(Text)
+    death_cause: Mapped[str | None] = mapped_column(EncryptedText)
 
     household: Mapped[Household] = relationship(back_populates="children")
 
@@ -97,13 +98,26 @@ class CaseFile(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), unique=True)
-    economic_security: Mapped[str | None] = mapped_column(Text)
-    biggest_difficulty: Mapped[str | None] = mapped_column(Text)
-    needs: Mapped[str | None] = mapped_column(Text)
-    elder_care_expectation: Mapped[str | None] = mapped_column(Text)
+    economic_security: Mapped[str | None] = mapped_column(EncryptedText)
+    biggest_difficulty: Mapped[str | None] = mapped_column(EncryptedText)
+    needs: Mapped[str | None] = mapped_column(EncryptedText)
+    elder_care_expectation: Mapped[str | None] = mapped_column(EncryptedText)
     accepts_visits: Mapped[str | None] = mapped_column(String(16))
     visit_pace: Mapped[str | None] = mapped_column(String(64))
-    member_notes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    member_notes: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     confirmed_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IntakeDraft(Base):
+    """An intake paused by the volunteer: answers kept until resumed, never part of the file."""
+
+    __tablename__ = "intake_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), unique=True)
+    volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    state: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

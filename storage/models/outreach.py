@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.crypto import EncryptedText
 from storage.base import Base, utcnow
 
 
@@ -68,7 +69,7 @@ class FamilyMessage(Base):
     household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     channel: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(EncryptedText)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     forwarded_to_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     answered_at: Mapped[datetime | None]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 23:58:48.576693
+Create Date: 2026-11-29 00:06:17.395260
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from alembic import op
 
 
 import storage.base
+import storage.crypto
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -113,6 +114,9 @@ def upgrade() -> None:
     sa.Column('cost_fen', sa.Integer(), nullable=False),
     sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('cancelled_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('attendance_marked_at', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['people.id'], name=op.f('fk_activities_created_by_id_people')),
     sa.ForeignKeyConstraint(['township_id'], ['townships.id'], name=op.f('fk_activities_township_id_townships')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_activities'))
@@ -229,13 +233,13 @@ def upgrade() -> None:
     op.create_table('case_files',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('household_id', sa.Integer(), nullable=False),
-    sa.Column('economic_security', sa.Text(), nullable=True),
-    sa.Column('biggest_difficulty', sa.Text(), nullable=True),
-    sa.Column('needs', sa.Text(), nullable=True),
-    sa.Column('elder_care_expectation', sa.Text(), nullable=True),
+    sa.Column('economic_security', storage.crypto.EncryptedText(), nullable=True),
+    sa.Column('biggest_difficulty', storage.crypto.EncryptedText(), nullable=True),
+    sa.Column('needs', storage.crypto.EncryptedText(), nullable=True),
+    sa.Column('elder_care_expectation', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('accepts_visits', sa.String(length=16), nullable=True),
     sa.Column('visit_pace', sa.String(length=64), nullable=True),
-    sa.Column('member_notes', sa.JSON(), nullable=False),
+    sa.Column('member_notes', storage.crypto.EncryptedJSON(), nullable=False),
     sa.Column('recorded_by_id', sa.Integer(), nullable=True),
     sa.Column('confirmed_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', storage.base.UTCDateTime(timezone=True), nullable=False),
@@ -279,11 +283,11 @@ def upgrade() -> None:
     op.create_table('deceased_children',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('household_id', sa.Integer(), nullable=False),
-    sa.Column('name', sa.Text(), nullable=True),
+    sa.Column('name', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('sex', sa.String(length=8), nullable=True),
     sa.Column('birth_date', sa.Date(), nullable=True),
     sa.Column('death_date', sa.Date(), nullable=True),
-    sa.Column('death_cause', sa.Text(), nullable=True),
+    sa.Column('death_cause', storage.crypto.EncryptedText(), nullable=True),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_deceased_children_household_id_households')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deceased_children'))
     )
@@ -295,7 +299,7 @@ def upgrade() -> None:
     sa.Column('household_id', sa.Integer(), nullable=True),
     sa.Column('person_id', sa.Integer(), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
-    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('text', storage.crypto.EncryptedText(), nullable=False),
     sa.Column('received_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('forwarded_to_id', sa.Integer(), nullable=True),
     sa.Column('answered_at', storage.base.UTCDateTime(timezone=True), nullable=True),
@@ -313,7 +317,7 @@ def upgrade() -> None:
     sa.Column('household_id', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('source_id', sa.Integer(), nullable=True),
-    sa.Column('text', sa.Text(), nullable=True),
+    sa.Column('text', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
@@ -368,26 +372,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_household_members_household_id'), ['household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_household_members_person_id'), ['person_id'], unique=False)
 
-    op.create_table('invitations',
+    op.create_table('intake_drafts',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('activity_id', sa.Integer(), nullable=False),
-    sa.Column('person_id', sa.Integer(), nullable=False),
-    sa.Column('household_id', sa.Integer(), nullable=True),
-    sa.Column('channel', sa.String(length=16), nullable=False),
-    sa.Column('rsvp', sa.String(length=8), nullable=True),
-    sa.Column('rsvp_at', storage.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('waitlisted', sa.Boolean(), nullable=False),
-    sa.Column('attended', sa.Boolean(), nullable=True),
-    sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['activity_id'], ['activities.id'], name=op.f('fk_invitations_activity_id_activities')),
-    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_invitations_household_id_households')),
-    sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_invitations_person_id_people')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
-    sa.UniqueConstraint('activity_id', 'person_id', name=op.f('uq_invitations_activity_id_person_id'))
+    sa.Column('household_id', sa.Integer(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=True),
+    sa.Column('state', sa.String(length=32), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('updated_at', storage.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_intake_drafts_household_id_households')),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['people.id'], name=op.f('fk_intake_drafts_volunteer_id_people')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_intake_drafts')),
+    sa.UniqueConstraint('household_id', name=op.f('uq_intake_drafts_household_id'))
     )
-    with op.batch_alter_table('invitations', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_invitations_activity_id'), ['activity_id'], unique=False)
-
     op.create_table('invite_codes',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
@@ -418,8 +414,8 @@ def upgrade() -> None:
     sa.Column('healing', sa.Integer(), nullable=False),
     sa.Column('acceptance', sa.Integer(), nullable=False),
     sa.Column('future_attitude', sa.Integer(), nullable=False),
-    sa.Column('current_problems', sa.Text(), nullable=True),
-    sa.Column('problems_to_solve', sa.Text(), nullable=True),
+    sa.Column('current_problems', storage.crypto.EncryptedText(), nullable=True),
+    sa.Column('problems_to_solve', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('recorded_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_assessments_household_id_households')),
     sa.ForeignKeyConstraint(['member_id'], ['household_members.id'], name=op.f('fk_assessments_member_id_household_members')),
@@ -440,7 +436,7 @@ def upgrade() -> None:
     sa.Column('pulse', sa.Integer(), nullable=True),
     sa.Column('glucose_mmol', sa.Float(), nullable=True),
     sa.Column('glucose_context', sa.String(length=16), nullable=True),
-    sa.Column('advice', sa.Text(), nullable=True),
+    sa.Column('advice', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('danger', sa.Boolean(), nullable=False),
     sa.Column('danger_reasons', sa.String(length=200), nullable=True),
     sa.Column('followed_up_at', storage.base.UTCDateTime(timezone=True), nullable=True),
@@ -464,7 +460,7 @@ def upgrade() -> None:
     sa.Column('applied_on', sa.Date(), nullable=True),
     sa.Column('starts_on', sa.Date(), nullable=True),
     sa.Column('expires_on', sa.Date(), nullable=True),
-    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('note', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('updated_by_id', sa.Integer(), nullable=True),
     sa.Column('updated_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_service_entitlements_household_id_households')),
@@ -482,13 +478,15 @@ def upgrade() -> None:
     sa.Column('assignee_id', sa.Integer(), nullable=True),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('key', sa.String(length=96), nullable=True),
     sa.Column('due_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('done_at', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['assignee_id'], ['people.id'], name=op.f('fk_tasks_assignee_id_people')),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_tasks_household_id_households')),
     sa.ForeignKeyConstraint(['member_id'], ['household_members.id'], name=op.f('fk_tasks_member_id_household_members')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks')),
+    sa.UniqueConstraint('key', name=op.f('uq_tasks_key'))
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tasks_assignee_id'), ['assignee_id'], unique=False)
@@ -503,9 +501,9 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('occasion', sa.String(length=32), nullable=True),
     sa.Column('outcome', sa.String(length=16), nullable=False),
-    sa.Column('physical_state', sa.Text(), nullable=True),
+    sa.Column('physical_state', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('mood', sa.String(length=32), nullable=True),
-    sa.Column('needs', sa.Text(), nullable=True),
+    sa.Column('needs', storage.crypto.EncryptedText(), nullable=True),
     sa.Column('money_fen', sa.Integer(), nullable=False),
     sa.Column('gifts', sa.Text(), nullable=True),
     sa.Column('follow_up', sa.Boolean(), nullable=False),
@@ -520,11 +518,40 @@ def upgrade() -> None:
         batch_op.create_index('ix_visits_household_date', ['household_id', 'visited_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_visits_volunteer_id'), ['volunteer_id'], unique=False)
 
+    op.create_table('invitations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('activity_id', sa.Integer(), nullable=False),
+    sa.Column('person_id', sa.Integer(), nullable=False),
+    sa.Column('household_id', sa.Integer(), nullable=True),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('rsvp', sa.String(length=8), nullable=True),
+    sa.Column('rsvp_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('waitlisted', sa.Boolean(), nullable=False),
+    sa.Column('promoted_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('attended', sa.Boolean(), nullable=True),
+    sa.Column('visit_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['activity_id'], ['activities.id'], name=op.f('fk_invitations_activity_id_activities')),
+    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_invitations_household_id_households')),
+    sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_invitations_person_id_people')),
+    sa.ForeignKeyConstraint(['visit_id'], ['visits.id'], name=op.f('fk_invitations_visit_id_visits')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
+    sa.UniqueConstraint('activity_id', 'person_id', name=op.f('uq_invitations_activity_id_person_id'))
+    )
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invitations_activity_id'), ['activity_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_invitations_person_id'), ['person_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_invitations_person_id'))
+        batch_op.drop_index(batch_op.f('ix_invitations_activity_id'))
+
+    op.drop_table('invitations')
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visits_volunteer_id'))
         batch_op.drop_index('ix_visits_household_date')
@@ -550,10 +577,7 @@ def downgrade() -> None:
 
     op.drop_table('assessments')
     op.drop_table('invite_codes')
-    with op.batch_alter_table('invitations', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_invitations_activity_id'))
-
-    op.drop_table('invitations')
+    op.drop_table('intake_drafts')
     with op.batch_alter_table('household_members', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_household_members_person_id'))
         batch_op.drop_index(batch_op.f('ix_household_members_household_id'))

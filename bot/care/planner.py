@@ -1,0 +1,521 @@
+"""The planner: every task the program's rhythm asks of someone, with its window and status.
+
+How it works, and why this way:
+- A handful of set-based queries per chunk of households (scope, contacts, readings, case files,
+  assessments, members, children, manual tasks) load plain facts; no query runs per household.
+- Small pure functions turn one household's facts into task *drafts* (kind, occasion, window
+  opens/due/closes, the rule that resolves it) and resolve each against the recorded contacts.
+- `status_of` is the one place the status rule is written:
+  before the window opens `upcoming`; until the due day `due`; after it `overdue` until the
+  window closes, then `missed`; `done` as soon as a matching record exists.
+
+Periodic greetings use fixed periods (ISO weeks for a 7-day rhythm) so that "this week's call"
+means the same thing to everyone; a late call still resolves the period before it while that
+one is overdue. Hard days (the child's death anniversary and birthday, 清明) create a gentle
+`hard_day_call` and remove any cheerful task due on that same day.
+"""
+
+from __future__ import annotations
+
+import calendar as _gregorian
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from bot.care.birthdays import Birthday, anniversaries_between, birthdays_between
+from bot.care.calendar import occurrences_between
+from bot.care.policy import Policy
+from storage.models import (
+    Activity,
+    Assessment,
+    CaseFile,
+    ContactAssignment,
+    DeceasedChild,
+    HealthReading,
+    Household,
+    HouseholdMember,
+    Person,
+    Task,
+    Township,
+    Visit,
+    VisitOutcome,
+    VisitPreference,
+)
+
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+EPOCH = date(2000, 1, 3)  # a Monday: 7-day greeting periods are ISO weeks
+CHUNK = 1000  # households per round of queries
+PARENTS = ("father", "mother")
+
+WEEKLY_GREETING = "weekly_greeting"
+HOLIDAY_GREETING = "holiday_greeting"
+HEALTH_SERVICE = "health_service"
+BIRTHDAY_VISIT = "birthday_visit"
+INTAKE = "intake"
+ASSESSMENT = "assessment"
+HARD_DAY_CALL = "hard_day_call"
+CLASS_INVITATION = "class_invitation"
+KINDS = (WEEKLY_GREETING, HOLIDAY_GREETING, HEALTH_SERVICE, BIRTHDAY_VISIT, INTAKE, ASSESSMENT,
+         HARD_DAY_CALL, CLASS_INVITATION)
+CHEERFUL = frozenset({HOLIDAY_GREETING, BIRTHDAY_VISIT})
+
+UPCOMING, DUE, OVERDUE, DONE, MISSED = "upcoming", "due", "overdue", "done", "missed"
+STATUSES = (UPCOMING, DUE, OVERDUE, DONE, MISSED)
+_URGENCY = {OVERDUE: 0, DUE: 1, UPCOMING: 2, DONE: 3, MISSED: 4}
+
+# Occasion keys of the hard days (not in the holiday list: nobody greets on them).
+QINGMING = "qingming"
+DEATH_ANNIVERSARY = "death_anniversary"
+CHILD_BIRTHDAY = "child_birthday"
+BIRTHDAY = "birthday"  # the visit dialog's occasion value for a birthday visit
+
+
+@dataclass(frozen=True)
+class Window:
+    opens: date
+    due: date
+    closes: date | None  # None: stays overdue until done
+
+
+def status_of(today: date, window: Window, done: bool) -> str:
+    """The one status rule (see the module docstring)."""
+    if done:
+        return DONE
+    if today < window.opens:
+        return UPCOMING
+    if today <= window.due:
+        return DUE
+    if window.closes is None or today <= window.closes:
+        return OVERDUE
+    return MISSED
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task at one instant: what, for whom, when, who is responsible, and where it stands."""
+
+    key: str
+    kind: str
+    status: str
+    opens: date
+    due: date
+    closes: date | None
+    township_id: int
+    household_id: int | None = None
+    household_code: str | None = None
+    member_id: int | None = None
+    member_name: str | None = None
+    occasion: str | None = None
+    volunteer_id: int | None = None
+    task_id: int | None = None
+    detail: str | None = None
+
+    def overdue_days(self, today: date) -> int:
+        return (today - self.due).days if self.status == OVERDUE else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("opens", "due", "closes"):
+            out[name] = out[name].isoformat() if out[name] else None
+        return out
+
+
+# ------------------------------------------------------------------ facts (loaded in bulk)
+
+
+@dataclass(frozen=True)
+class Contact:
+    day: date
+    kind: str
+    occasion: str | None
+    member_id: int | None
+
+
+@dataclass(frozen=True)
+class Parent:
+    member_id: int
+    name: str
+    birthday: Birthday | None
+
+
+@dataclass(frozen=True)
+class Child:
+    id: int
+    birth_date: date | None
+    death_date: date | None
+
+
+@dataclass
+class HouseholdFacts:
+    id: int
+    code: str
+    township_id: int
+    preference: str
+    pace_days: int | None
+    start: date
+    volunteer_id: int | None = None
+    parents: list[Parent] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
+    case_file_on: date | None = None
+    last_assessment: date | None = None
+    contacts: list[Contact] = field(default_factory=list)
+    reading_days: set[date] = field(default_factory=set)
+    manual: list[PlannedTask] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ pure rules
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A task before it is checked against the records: its window and what resolves it."""
+
+    kind: str
+    window: Window
+    occasion: str | None = None
+    member_id: int | None = None
+    member_name: str | None = None
+    ref: str = "-"  # member or child id in the key
+    visit_kinds: tuple[str, ...] = ()
+    need_occasion: str | None = None
+    readings_needed: int = 0  # health service: readings on this many days since count_from
+    count_from: date | None = None
+
+
+def add_months(day: date, months: int) -> date:
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return date(year, month, min(day.day, _gregorian.monthrange(year, month)[1]))
+
+
+def greeting_every(h: HouseholdFacts, policy: Policy) -> int:
+    """A household's greeting period: weekly; slower for a paced family; rarely after a refusal."""
+    if h.preference == VisitPreference.REFUSED:
+        return policy.refused_greeting_every_days
+    if h.preference == VisitPreference.PACED:
+        return h.pace_days or policy.paced_greeting_every_days
+    return policy.greeting_every_days
+
+
+def greeting_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
+    every = greeting_every(h, policy)
+    grace = every - 1  # a late call still resolves the last period until the next one ends
+    first = ((today - timedelta(days=policy.lookback_days + grace)) - EPOCH).days // every
+    last = (today - EPOCH).days // every
+    out = []
+    for k in range(first, last + 1):
+        opens = EPOCH + timedelta(days=k * every)
+        due = opens + timedelta(days=every - 1)
+        out.append(Draft(WEEKLY_GREETING, Window(opens, due, due + timedelta(days=grace)),
+                         visit_kinds=policy.greeting_kinds))
+    return out
+
+
+def holiday_drafts(today: date, policy: Policy) -> list[Draft]:
+    before, after = policy.holiday_opens_days_before, policy.holiday_closes_days_after
+    start = today - timedelta(days=policy.lookback_days + after)
+    end = today + timedelta(days=policy.horizon_days + before)
+    return [Draft(HOLIDAY_GREETING,
+                  Window(o.day - timedelta(days=before), o.day, o.day + timedelta(days=after)),
+                  occasion=o.key, visit_kinds=policy.holiday_kinds, need_occasion=o.key)
+            for o in occurrences_between(policy.holiday_occasions, start, end)]
+
+
+def health_drafts(today: date, per_month: int, policy: Policy, start: date) -> list[Draft]:
+    """`per_month` services per calendar month, each due at the end of its share of the month.
+
+    In the month a household joins, shares already past do not count against it: the first
+    share still ahead needs one reading, the next two, and so on."""
+    if per_month < 1:
+        return []
+    out = []
+    month = (today - timedelta(days=policy.lookback_days)).replace(day=1)
+    last_month = (today + timedelta(days=policy.horizon_days)).replace(day=1)
+    while month <= last_month:
+        days = _gregorian.monthrange(month.year, month.month)[1]
+        end = month.replace(day=days)
+        skipped = 0
+        for i in range(1, per_month + 1):
+            opens = month + timedelta(days=(i - 1) * days // per_month)
+            due = month + timedelta(days=i * days // per_month - 1)
+            if due < start:
+                skipped += 1
+                continue
+            out.append(Draft(HEALTH_SERVICE, Window(opens, due, end), ref=str(i),
+                             readings_needed=i - skipped, count_from=month))
+        month = add_months(month, 1)
+    return out
+
+
+def birthday_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
+    before, after = policy.birthday_opens_days_before, policy.birthday_closes_days_after
+    start = today - timedelta(days=policy.lookback_days + after)
+    end = today + timedelta(days=policy.horizon_days + before)
+    return [Draft(BIRTHDAY_VISIT, Window(d - timedelta(days=before), d, d + timedelta(days=after)),
+                  occasion=BIRTHDAY, member_id=p.member_id, member_name=p.name, ref=str(p.member_id),
+                  visit_kinds=policy.birthday_kinds, need_occasion=BIRTHDAY)
+            for p in h.parents if p.birthday is not None
+            for d in birthdays_between(p.birthday, start, end)]
+
+
+def hard_day_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
+    before, after = policy.hard_day_opens_days_before, policy.hard_day_closes_days_after
+    start = today - timedelta(days=policy.lookback_days + after)
+    end = today + timedelta(days=policy.horizon_days + before)
+    days: dict[date, tuple[str, str]] = {}
+    for child in h.children:
+        if child.death_date:
+            for d in anniversaries_between(child.death_date, start, end):
+                days.setdefault(d, (DEATH_ANNIVERSARY, f"c{child.id}"))
+        if child.birth_date:
+            for d in anniversaries_between(child.birth_date, start, end):
+                days.setdefault(d, (CHILD_BIRTHDAY, f"c{child.id}"))
+    for o in occurrences_between((QINGMING,), start, end):
+        days.setdefault(o.day, (QINGMING, "-"))
+    return [Draft(HARD_DAY_CALL, Window(d - timedelta(days=before), d, d + timedelta(days=after)),
+                  occasion=occasion, ref=ref, visit_kinds=policy.hard_day_kinds)
+            for d, (occasion, ref) in sorted(days.items())]
+
+
+def case_drafts(h: HouseholdFacts, policy: Policy) -> list[Draft]:
+    """Intake for a household without a file; reassessment N months after the last one."""
+    if h.case_file_on is None:
+        return [Draft(INTAKE, Window(h.start, h.start + timedelta(days=policy.intake_due_days), None))]
+    base = max(h.case_file_on, h.last_assessment or h.case_file_on)
+    due = add_months(base, policy.reassessment_months)
+    return [Draft(ASSESSMENT, Window(due - timedelta(days=policy.assessment_opens_days_before), due, None))]
+
+
+def drafts_for(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
+    """Every draft for one household, paced by its own wishes."""
+    refused = h.preference == VisitPreference.REFUSED
+    paced = h.preference == VisitPreference.PACED
+    drafts = greeting_drafts(h, today, policy)
+    hard = hard_day_drafts(h, today, policy) if (not refused or policy.hard_day_calls_for_refused) else []
+    if not refused:
+        per_month = policy.paced_health_services_per_month if paced else policy.health_services_per_month
+        drafts += holiday_drafts(today, policy) + birthday_drafts(h, today, policy)
+        drafts += health_drafts(today, per_month, policy, h.start) + case_drafts(h, policy)
+    hard_days = {d.window.due for d in hard}
+    drafts = [d for d in drafts if not (d.kind in CHEERFUL and d.window.due in hard_days)]
+    return drafts + hard
+
+
+def is_done(draft: Draft, h: HouseholdFacts, today: date) -> bool:
+    if draft.readings_needed:
+        assert draft.count_from is not None
+        end = draft.window.closes or today
+        days = {d for d in h.reading_days if draft.count_from <= d <= end}
+        return len(days) >= draft.readings_needed
+    if not draft.visit_kinds:  # intake / assessment: resolved by the case file itself
+        return False
+    end = draft.window.closes or today
+    return any(
+        draft.window.opens <= c.day <= end and c.kind in draft.visit_kinds
+        and (draft.need_occasion is None or c.occasion == draft.need_occasion)
+        and (draft.member_id is None or c.member_id in (None, draft.member_id))
+        for c in h.contacts
+    )
+
+
+def relevant(window: Window, today: date, policy: Policy) -> bool:
+    if window.opens > today + timedelta(days=policy.horizon_days):
+        return False
+    return window.closes is None or window.closes >= today - timedelta(days=policy.lookback_days)
+
+
+def tasks_for(h: HouseholdFacts, today: date, policy: Policy) -> list[PlannedTask]:
+    """One household's tasks at `today`, from facts already loaded: a pure function."""
+    out = list(h.manual)
+    for d in drafts_for(h, today, policy):
+        if d.window.due < h.start or not relevant(d.window, today, policy):
+            continue
+        status = status_of(today, d.window, is_done(d, h, today))
+        out.append(PlannedTask(
+            key=f"{d.kind}:{h.id}:{d.ref}:{d.occasion or '-'}:{d.window.due.isoformat()}",
+            kind=d.kind, status=status, opens=d.window.opens, due=d.window.due,
+            closes=d.window.closes, township_id=h.township_id, household_id=h.id,
+            household_code=h.code, member_id=d.member_id, member_name=d.member_name,
+            occasion=d.occasion, volunteer_id=h.volunteer_id,
+        ))
+    return out
+
+
+def sort_key(task: PlannedTask) -> tuple[Any, ...]:
+    return (_URGENCY[task.status], task.due, task.household_code or "", task.kind, task.key)
+
+
+# ------------------------------------------------------------------ loading facts (set-based)
+
+
+def _local_date(at: datetime, tz: ZoneInfo) -> date:
+    return at.astimezone(tz).date()
+
+
+def _utc_start(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+def scope_query(*, volunteer_id: int | None = None, township_id: int | None = None,
+                household_ids: Sequence[int] | None = None) -> Select[tuple[int]]:
+    """The ids of the households a plan covers; every other query is limited to these."""
+    query = select(Household.id).where(Household.erased_at.is_(None))
+    if township_id is not None:
+        query = query.where(Household.township_id == township_id)
+    if household_ids is not None:
+        query = query.where(Household.id.in_(list(household_ids)))
+    if volunteer_id is not None:
+        query = query.where(Household.id.in_(
+            select(ContactAssignment.household_id).where(
+                ContactAssignment.volunteer_id == volunteer_id, ContactAssignment.ended_on.is_(None))))
+    return query.order_by(Household.id)
+
+
+def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
+               policy: Policy) -> list[HouseholdFacts]:
+    """The facts of a chunk of households, in a fixed number of queries whatever its size."""
+    facts: dict[int, HouseholdFacts] = {}
+    for hid, code, township, pref, pace, created in session.execute(
+        select(Household.id, Household.code, Household.township_id, Household.visit_preference,
+               Household.visit_pace_days, Household.created_at).where(Household.id.in_(ids))
+    ):
+        facts[hid] = HouseholdFacts(hid, code, township, pref, pace, _local_date(created, tz))
+    for hid, volunteer_id in session.execute(
+        select(ContactAssignment.household_id, ContactAssignment.volunteer_id)
+        .where(ContactAssignment.household_id.in_(ids), ContactAssignment.ended_on.is_(None))
+        .order_by(ContactAssignment.started_on, ContactAssignment.id)
+    ):
+        facts[hid].volunteer_id = volunteer_id  # the latest assignment wins
+    for m, name in session.execute(
+        select(HouseholdMember, Person.name).join(Person, Person.id == HouseholdMember.person_id)
+        .where(HouseholdMember.household_id.in_(ids), HouseholdMember.alive.is_(True),
+               HouseholdMember.relation.in_(PARENTS)).order_by(HouseholdMember.id)
+    ):
+        facts[m.household_id].parents.append(Parent(m.id, name, Birthday.of(
+            m.birthday_calendar, m.birth_date, m.lunar_birth_month, m.lunar_birth_day,
+            m.lunar_birth_leap)))
+    for cid, hid, born, died in session.execute(
+        select(DeceasedChild.id, DeceasedChild.household_id, DeceasedChild.birth_date,
+               DeceasedChild.death_date).where(DeceasedChild.household_id.in_(ids))
+    ):
+        facts[hid].children.append(Child(cid, born, died))
+    for hid, confirmed in session.execute(
+        select(CaseFile.household_id, CaseFile.confirmed_at).where(CaseFile.household_id.in_(ids))
+    ):
+        facts[hid].case_file_on = _local_date(confirmed, tz)
+    for hid, last in session.execute(
+        select(Assessment.household_id, func.max(Assessment.assessed_on))
+        .where(Assessment.household_id.in_(ids)).group_by(Assessment.household_id)
+    ):
+        facts[hid].last_assessment = last
+    # Contacts and readings reach back over the longest window still relevant today.
+    longest = max(policy.greeting_every_days, policy.paced_greeting_every_days,
+                  policy.refused_greeting_every_days,
+                  max((f.pace_days or 0) for f in facts.values()) if facts else 0)
+    since = today - timedelta(days=policy.lookback_days + 2 * longest + 31
+                              + policy.holiday_opens_days_before + policy.holiday_closes_days_after)
+    for hid, member_id, day, kind, occasion in session.execute(
+        select(Visit.household_id, Visit.member_id, Visit.visited_on, Visit.kind, Visit.occasion)
+        .where(Visit.household_id.in_(ids), Visit.outcome == VisitOutcome.DONE,
+               Visit.visited_on >= since, Visit.visited_on <= today)
+    ):
+        facts[hid].contacts.append(Contact(day, kind, occasion, member_id))
+    for hid, measured in session.execute(
+        select(HealthReading.household_id, HealthReading.measured_at)
+        .where(HealthReading.household_id.in_(ids), HealthReading.measured_at >= _utc_start(since, tz))
+    ):
+        facts[hid].reading_days.add(_local_date(measured, tz))
+    lookback_start = _utc_start(today - timedelta(days=policy.lookback_days), tz)
+    for task in session.scalars(
+        select(Task).where(Task.household_id.in_(ids))
+        .where((Task.done_at.is_(None)) | (Task.done_at >= lookback_start))
+    ):
+        h = facts[task.household_id]
+        due = _local_date(task.due_at, tz)
+        window = Window(min(_local_date(task.created_at, tz), due), due, None)
+        h.manual.append(PlannedTask(
+            key=f"task:{task.id}", kind=task.kind, status=status_of(today, window, task.done_at is not None),
+            opens=window.opens, due=due, closes=None, township_id=h.township_id, household_id=h.id,
+            household_code=h.code, member_id=task.member_id, volunteer_id=task.assignee_id or -1,
+            task_id=task.id, detail=task.reason,
+        ))
+    for h in facts.values():  # a manual task without an assignee belongs to the contact volunteer
+        h.manual = [replace(t, volunteer_id=h.volunteer_id) if t.volunteer_id == -1 else t for t in h.manual]
+    return [facts[i] for i in ids if i in facts]
+
+
+def class_invitation_tasks(session: Session, today: date, tz: ZoneInfo, policy: Policy,
+                           township_id: int | None = None) -> list[PlannedTask]:
+    """Each township's monthly class invitation, done by any class activity that month."""
+    month = today.replace(day=1)
+    end = month.replace(day=_gregorian.monthrange(month.year, month.month)[1])
+    window = Window(month, month.replace(day=policy.class_invitation_due_day), end)
+    query = select(Township.id)
+    if township_id is not None:
+        query = query.where(Township.id == township_id)
+    townships = list(session.scalars(query.order_by(Township.id)))
+    held = set(session.scalars(
+        select(func.coalesce(Activity.township_id, 0)).where(
+            Activity.type.in_(policy.class_activity_types),
+            Activity.status.not_in(("draft", "cancelled")), Activity.cancelled_at.is_(None),
+            Activity.starts_at >= _utc_start(month, tz),
+            Activity.starts_at < _utc_start(end + timedelta(days=1), tz))
+    ))
+    return [PlannedTask(
+        key=f"{CLASS_INVITATION}:t{t}:-:-:{window.due.isoformat()}", kind=CLASS_INVITATION,
+        status=status_of(today, window, t in held or 0 in held), opens=window.opens, due=window.due,
+        closes=window.closes, township_id=t,
+    ) for t in townships]
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def iter_plan(session: Session, at: datetime, policy: Policy, *, volunteer_id: int | None = None,
+              township_id: int | None = None, household_ids: Iterable[int] | None = None,
+              tz: ZoneInfo = DEFAULT_TZ, chunk: int = CHUNK) -> Iterator[list[PlannedTask]]:
+    """The plan one chunk of households at a time, so memory stays flat for a whole province."""
+    today = _local_date(at, tz)
+    ids_filter = list(household_ids) if household_ids is not None else None
+    ids = list(session.scalars(scope_query(volunteer_id=volunteer_id, township_id=township_id,
+                                           household_ids=ids_filter)))
+    for part in _chunks(ids, chunk):
+        tasks: list[PlannedTask] = []
+        for facts in load_facts(session, part, today, tz, policy):
+            tasks.extend(tasks_for(facts, today, policy))
+        if volunteer_id is not None:
+            tasks = [t for t in tasks if t.volunteer_id == volunteer_id]
+        yield tasks
+    if volunteer_id is None and ids_filter is None:
+        yield class_invitation_tasks(session, today, tz, policy, township_id)
+
+
+def plan(session: Session, at: datetime, policy: Policy, *, volunteer_id: int | None = None,
+         township_id: int | None = None, household_ids: Iterable[int] | None = None,
+         tz: ZoneInfo = DEFAULT_TZ) -> list[PlannedTask]:
+    """Every task at instant `at` in the given scope (all households when no filter is given)."""
+    tasks = [t for part in iter_plan(session, at, policy, volunteer_id=volunteer_id,
+                                     township_id=township_id, household_ids=household_ids, tz=tz)
+             for t in part]
+    return sorted(tasks, key=sort_key)
+
+
+async def plan_async(session: AsyncSession, at: datetime, policy: Policy, **scope: Any) -> list[PlannedTask]:
+    """The same plan from an async unit of work (dialogs, the scheduler)."""
+    return await session.run_sync(lambda s: plan(s, at, policy, **scope))
+
+
+def by_household(tasks: Iterable[PlannedTask]) -> dict[int | None, list[PlannedTask]]:
+    out: dict[int | None, list[PlannedTask]] = defaultdict(list)
+    for t in tasks:
+        out[t.household_id].append(t)
+    return out

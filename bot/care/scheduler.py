@@ -1,0 +1,74 @@
+"""The scheduler: wakes up on the app's clock and runs every planning job once per tick.
+
+`run_jobs(app, at)` is the one planning entry point: `warmline schedule [--at ISO]` calls it
+once and exits; `warmline run` calls it every `[scheduler] interval_seconds`. Every job must be
+idempotent (its outbox rows carry idempotency keys), so running a tick twice, or two processes
+ticking at once, plans nothing twice — a concurrent duplicate fails on the unique key, is
+logged, and finds the work already done on its next tick.
+
+Adding a job: append a `Job(name, coroutine)` to `JOBS`; the coroutine takes `(app, at)` and
+returns a small report (counts only, never personal data).
+
+Leader election: when several `warmline run` processes share one database, only one needs to
+plan. `storage/locks.py` (PostgreSQL advisory lock / SQLite lease) is not in the tree yet; until
+it is, every process ticks and the idempotency keys keep the outbox free of duplicates. When it
+lands, wrap `run_jobs` in `_leader` below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.care.activities import reminders_job, scheduled_sends_job
+from bot.care.reminders import plan_reminders
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.delivery.base import ChannelSender
+
+log = logging.getLogger("warmline.scheduler")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: Callable[[App, datetime], Awaitable[Any]]
+
+
+# The planning jobs, in the order they run each tick.
+JOBS: list[Job] = [
+    Job("reminders", plan_reminders),  # volunteers' morning digest, coordinators' overdue digest
+    Job("activity_sends", scheduled_sends_job),  # activity invitations scheduled for later
+    Job("activity_reminders", reminders_job),  # the day-before reminder to those who said yes
+]
+
+
+async def run_jobs(app: App, at: datetime | None = None) -> dict[str, Any]:
+    """Run every job once for instant `at`; one failing job does not stop the others."""
+    at = at or app.services.now()
+    results: dict[str, Any] = {}
+    for job in JOBS:
+        try:
+            results[job.name] = await job.run(app, at)
+        except Exception as exc:  # logged without personal data; retried on the next tick
+            log.error("job failed job=%s error=%s", job.name, type(exc).__name__,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            results[job.name] = exc
+    return results
+
+
+async def run_scheduler(app: App, senders: dict[str, ChannelSender], stop: asyncio.Event) -> None:
+    """Tick until `stop` is set. Senders are not used: jobs only write the outbox."""
+    interval = float(app.settings.section("scheduler").get("interval_seconds", 60))
+    log.info("scheduler started interval=%ss jobs=%s", interval, [j.name for j in JOBS])
+    while not stop.is_set():
+        await run_jobs(app, app.services.now())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+    log.info("scheduler stopped")

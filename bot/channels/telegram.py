@@ -1,0 +1,420 @@
+"""The Telegram channel: python-telegram-bot's `Application` feeding updates to the dialog runner.
+
+PTB only parses updates and talks HTTP here; conversation state lives in our database, so the
+process can die between any two updates. Updates arrive by long polling (our own getUpdates
+loop, which confirms an update only after it was handled, so a crash re-delivers it and the
+runner's dedupe on update_id drops what was already done) or by webhook on `/telegram` of the
+one HTTP app, guarded by Telegram's secret-token header.
+
+Mapping: address = chat id; message_id = "u<update_id>"; a button press carries its opaque
+option token; `/start <code>` is a deep-link registration; a shared contact is matched by phone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from telegram import CallbackQuery, Message, Update
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.channels.telegram_sender import (
+    CHANNEL,
+    CONTACT_LABEL_KEY,
+    KEYBOARD_KEY,
+    TelegramSender,
+    retry_after_seconds,
+)
+from bot.config import ConfigError
+from bot.delivery.fastpath import deliver_now
+from dialogs.engine import catalog
+from dialogs.engine.types import Inbound, Outgoing
+from storage.models import ChannelAddress, DialogSession, Lease
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger("warmline.telegram")
+
+PUBLIC_API = "https://api.telegram.org"
+MODES = ("polling", "webhook")
+ALLOWED_UPDATES = ["message", "callback_query"]
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as secret_token
+COMMAND_MENTION = re.compile(r"^(/\w+)@\w+")
+USERNAME_LEASE = "telegram:bot_username"
+WEBHOOK_PATH = "/telegram"
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    token: str
+    base_url: str = PUBLIC_API
+    mode: str = "polling"
+    webhook_secret: str | None = None
+    webhook_url: str | None = None
+    poll_timeout: float = 25.0
+    max_body_bytes: int = 1_048_576
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TelegramConfig | None:
+        """None when no token is set (the channel is off); ConfigError when it cannot work."""
+        token = settings.get_env("WARMLINE_TELEGRAM_TOKEN")
+        if not token:
+            return None
+        section = settings.section("telegram")
+        mode = (settings.get_env("WARMLINE_TELEGRAM_MODE", "polling") or "polling").strip().lower()
+        if mode not in MODES:
+            raise ConfigError(f"WARMLINE_TELEGRAM_MODE must be polling or webhook, not {mode!r}")
+        secret = settings.get_env("WARMLINE_TELEGRAM_WEBHOOK_SECRET")
+        url = settings.get_env("WARMLINE_TELEGRAM_WEBHOOK_URL")
+        if mode == "webhook":
+            if not secret or not SECRET_PATTERN.match(secret):
+                raise ConfigError("webhook mode needs WARMLINE_TELEGRAM_WEBHOOK_SECRET "
+                                  "(1-256 characters: letters, digits, _ and -)")
+            if not url or not url.startswith(("https://", "http://")):
+                raise ConfigError("webhook mode needs WARMLINE_TELEGRAM_WEBHOOK_URL, the public "
+                                  "https address that reaches /telegram")
+        base = (settings.get_env("WARMLINE_TELEGRAM_BASE_URL", PUBLIC_API) or PUBLIC_API).rstrip("/")
+        base = base.removesuffix("/bot")
+        return cls(token=token, base_url=base, mode=mode, webhook_secret=secret, webhook_url=url,
+                   poll_timeout=float(section.get("poll_timeout_seconds", 25)),
+                   max_body_bytes=int(section.get("webhook_max_body_bytes", 1_048_576)),
+                   reconnect_min=float(section.get("reconnect_min_seconds", 1)),
+                   reconnect_max=float(section.get("reconnect_max_seconds", 60)))
+
+
+def from_app(app: App) -> TelegramChannel | None:
+    config = TelegramConfig.from_settings(app.settings)
+    if config is None:
+        return None
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return TelegramChannel(app, config)
+
+
+def build_application(config: TelegramConfig) -> Application:
+    return (ApplicationBuilder().token(config.token)
+            .base_url(f"{config.base_url}/bot").base_file_url(f"{config.base_url}/file/bot")
+            .updater(None).build())
+
+
+def inbound_of(update: Update) -> Inbound | None:
+    """What a person did, in the runner's words; None for what Warmline does not handle.
+
+    Only private chats count: in a group every member would share one address, and so one
+    person's records.
+    """
+    message_id = f"u{update.update_id}"
+    query = update.callback_query
+    if query is not None:
+        message = query.message
+        if message is None or message.chat.type != "private" or not query.data:
+            return None
+        return Inbound(CHANNEL, str(message.chat.id), option_token=query.data,
+                       message_id=message_id, display_name=_name(query.from_user))
+    message = update.message
+    if message is None or message.chat.type != "private":
+        return None
+    address = str(message.chat.id)
+    name = _name(message.from_user)
+    contact = message.contact
+    if contact is not None:
+        own = message.from_user is not None and contact.user_id == message.from_user.id
+        # someone else's contact card must not log anyone in: ask for a code instead
+        return Inbound(CHANNEL, address, contact_phone=contact.phone_number if own else None,
+                       message_id=message_id, display_name=name)
+    text = message.text or message.caption or ""
+    text = COMMAND_MENTION.sub(r"\1", text)
+    command, _, rest = text.partition(" ")
+    if command == "/start" and rest.strip():
+        return Inbound(CHANNEL, address, start_payload=rest.strip()[:64], message_id=message_id,
+                       display_name=name)
+    return Inbound(CHANNEL, address, text=text, message_id=message_id, display_name=name)
+
+
+def _name(user: Any) -> str | None:
+    return user.full_name[:100] if user is not None and user.full_name else None
+
+
+def chosen_label(query: CallbackQuery) -> str | None:
+    """The label of the pressed button, if it really is one of that message's buttons."""
+    message = query.message
+    markup = getattr(message, "reply_markup", None)
+    if markup is None:
+        return None
+    for row in markup.inline_keyboard:
+        for button in row:
+            if button.callback_data == query.data:
+                return button.text
+    return None
+
+
+class TelegramChannel:
+    """One bot token, in polling or webhook mode; see the module docstring."""
+
+    name = CHANNEL
+
+    def __init__(self, app: App, config: TelegramConfig,
+                 application: Application | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.application = application or build_application(config)
+        self.application.add_handler(TypeHandler(Update, self._on_update))
+        self.application.add_error_handler(self._on_error)
+        self._sender = TelegramSender(self.application.bot)
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # ------------------------------------------------------------ Channel API
+
+    def routes(self) -> list[BaseRoute]:
+        if self.config.mode != "webhook":
+            return []
+        return [Route(WEBHOOK_PATH, self.webhook, methods=["POST"])]
+
+    def sender(self) -> TelegramSender:
+        return self._sender
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="telegram")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.application.shutdown()
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def _run(self) -> None:
+        await self._retrying("connect", self._connect)
+        if self.config.mode == "webhook":
+            await self._retrying("set webhook", self._set_webhook)
+            self._ready.set()
+            log.info("telegram webhook registered")
+            return
+        await self._retrying("delete webhook", self._delete_webhook)
+        self._ready.set()
+        log.info("telegram polling")
+        await self._poll()
+
+    async def _connect(self) -> None:
+        await self.application.initialize()  # getMe: checks the token, learns the username
+        username = self.application.bot.username
+        async with self.app.db.async_session() as session:
+            lease = await session.get(Lease, USERNAME_LEASE)
+            if lease is None:
+                session.add(Lease(name=USERNAME_LEASE, value=username))
+            else:
+                lease.value = username
+
+    async def _set_webhook(self) -> None:
+        await self.application.bot.set_webhook(
+            url=str(self.config.webhook_url), secret_token=self.config.webhook_secret,
+            allowed_updates=ALLOWED_UPDATES)
+
+    async def _delete_webhook(self) -> None:
+        await self.application.bot.delete_webhook(drop_pending_updates=False)
+
+    async def _retrying(self, what: str, step: Any) -> None:
+        """Run a start-up step until it works: a Bot API outage at boot must not end the service."""
+        delay = self.config.reconnect_min
+        while True:
+            try:
+                await step()
+                return
+            except RetryAfter as exc:
+                await asyncio.sleep(retry_after_seconds(exc))
+                continue
+            except InvalidToken:
+                log.error("telegram %s: the Bot API rejected WARMLINE_TELEGRAM_TOKEN", what)
+            except (TelegramError, OSError) as exc:
+                log.warning("telegram %s failed error=%s; retrying in %.0fs", what,
+                            type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(self.config.reconnect_max, delay * 2)
+
+    async def _poll(self) -> None:
+        """getUpdates, handle each update to the end, then ask for the next ones.
+
+        The offset moves past an update only on the call after it was handled, so a crash
+        re-delivers it; the runner's dedupe on update_id keeps that from repeating a step.
+        """
+        offset: int | None = None
+        delay = self.config.reconnect_min
+        while True:
+            try:
+                updates = await self.application.bot.get_updates(
+                    offset=offset, timeout=int(self.config.poll_timeout),
+                    allowed_updates=ALLOWED_UPDATES)
+            except RetryAfter as exc:
+                await asyncio.sleep(retry_after_seconds(exc))
+                continue
+            except (Conflict, TelegramError, OSError) as exc:
+                log.warning("telegram getUpdates failed error=%s; retrying in %.0fs",
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(self.config.reconnect_max, delay * 2)
+                continue
+            delay = self.config.reconnect_min
+            for update in updates:
+                await self.application.process_update(update)
+                offset = update.update_id + 1
+
+    # ---------------------------------------------------------------- webhook
+
+    async def webhook(self, request: Request) -> Response:
+        """Telegram's POST: secret first, then size, then JSON; answered once handled."""
+        secret = request.headers.get(SECRET_HEADER, "")
+        expected = self.config.webhook_secret or ""
+        if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+            return Response(status_code=403)
+        body = await self._read_body(request)
+        if body is None:
+            return Response("too large", status_code=413)
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return Response("malformed JSON", status_code=400)
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            return Response("not a Telegram update", status_code=400)
+        if not self._ready.is_set():
+            return Response("starting", status_code=503)  # Telegram will deliver it again
+        try:
+            update = Update.de_json(data, self.application.bot)
+        except Exception:
+            return Response("not a Telegram update", status_code=400)
+        await self.application.process_update(update)
+        return Response(status_code=200)
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return b""
+        return b"".join(chunks)
+
+    # ----------------------------------------------------------------- updates
+
+    async def _on_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        if isinstance(update, Update):
+            await self.handle_update(update)
+
+    async def _on_error(self, _update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # PTB would log the whole update (names, texts): log only what kind of error it was.
+        log.error("telegram update failed error=%s", type(context.error).__name__)
+
+    async def handle_update(self, update: Update) -> None:
+        """One update to the end: acknowledge a press, run the step, show the choice, reply."""
+        inbound = inbound_of(update)
+        if inbound is None:
+            return
+        query = update.callback_query
+        if query is not None:
+            with contextlib.suppress(TelegramError):
+                await query.answer()  # stop the button's spinner at once
+        async with self._chat_lock(inbound.address):
+            was_newcomer = not await self._registered(inbound.address)
+            outgoing = await self.app.runner.handle(inbound)
+            if query is not None:
+                await self._show_choice(query)
+            outgoing = await self._with_keyboard(inbound.address, outgoing, was_newcomer)
+            try:
+                await deliver_now(self.app.db, self._sender, outgoing, self.app.services.now)
+            except Exception as exc:  # the rows stay claimed; the delivery worker re-queues them
+                log.error("telegram fast path failed error=%s", type(exc).__name__)
+
+    @contextlib.asynccontextmanager
+    async def _chat_lock(self, address: str) -> AsyncIterator[None]:
+        """One step at a time per chat, even when webhook requests arrive side by side."""
+        lock = self._locks.get(address)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[address] = lock
+        async with lock:
+            yield
+
+    async def _show_choice(self, query: CallbackQuery) -> None:
+        """Mark the pressed button's message with the choice and drop its keyboard, so the same
+        question cannot be answered twice from an old message."""
+        label = chosen_label(query)
+        message = query.message
+        if label is None or not isinstance(message, Message):
+            return
+        try:
+            if message.text and len(message.text) + len(label) < 4000:
+                await message.edit_text(f"{message.text}\n\n✅ {label}", reply_markup=None)
+            else:
+                await message.edit_reply_markup(reply_markup=None)
+        except TelegramError as exc:  # too old to edit, or already edited by a double tap
+            log.info("telegram could not mark the choice error=%s", type(exc).__name__)
+
+    async def _registered(self, address: str) -> bool:
+        async with self.app.db.async_session() as session:
+            return await session.scalar(select(ChannelAddress.id).where(
+                ChannelAddress.channel == CHANNEL, ChannelAddress.address == address)) is not None
+
+    async def _awaiting_code(self, address: str) -> bool:
+        async with self.app.db.async_session() as session:
+            row = await session.scalar(select(DialogSession).where(
+                DialogSession.channel == CHANNEL, DialogSession.address == address))
+            return row is not None and row.dialog == "register" and row.state == "code"
+
+    async def _with_keyboard(self, address: str, outgoing: list[Outgoing],
+                             was_newcomer: bool) -> list[Outgoing]:
+        """Offer a newcomer asked for a code the share-contact button; hide it once they are in."""
+        if not was_newcomer or not outgoing:
+            return outgoing
+        if await self._registered(address):
+            return _mark(outgoing, first=True, extra={KEYBOARD_KEY: "remove"})
+        if await self._awaiting_code(address):
+            return _mark(outgoing, first=False, extra={
+                KEYBOARD_KEY: "contact", CONTACT_LABEL_KEY: catalog.t("telegram.share_contact")},
+                hint=catalog.t("telegram.or_share_contact"))
+        return outgoing
+
+
+def _mark(outgoing: list[Outgoing], *, first: bool, extra: dict[str, Any],
+          hint: str | None = None) -> list[Outgoing]:
+    """Copies of the outgoing messages with a reply keyboard on one that has no inline buttons
+    (Telegram allows one keyboard per message)."""
+    order = range(len(outgoing)) if first else range(len(outgoing) - 1, -1, -1)
+    for i in order:
+        message = outgoing[i]
+        if message.payload.get("options") or message.payload.get("attachment"):
+            continue
+        payload = {**message.payload, **extra}
+        if hint:
+            payload["text"] = f"{payload.get('text', '')}\n{hint}"
+        changed = Outgoing(message.outbox_id, message.channel, message.address, payload)
+        return [*outgoing[:i], changed, *outgoing[i + 1:]]
+    return outgoing

@@ -1,0 +1,278 @@
+"""The WeChat Official Account (公众号) channel: where families follow the association.
+
+`/wechat` answers WeChat's URL check (GET with echostr) and receives messages and events (POST),
+in plain mode (`signature`) and in safe mode (AES, `msg_signature`). A request whose signature is
+missing or wrong gets 403 and is not looked at further; an oversized body gets 413; XML that
+cannot be read gets 400. Text and events become an `Inbound` for the dialog runner, which
+processes each WeChat retry once (MsgId, or FromUserName:CreateTime for events). Unfollowing
+(unsubscribe) withdraws the member's consent to messages at once, here, in one transaction with
+the record that the event was handled — there is nobody left to reply to.
+
+Settings: WARMLINE_WECHAT_APPID, _SECRET, _TOKEN, _AES_KEY (safe mode), WARMLINE_WECHAT_API_BASE;
+numbers in `[wechat]` (bot/defaults/wechat.toml).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import TextReply
+from wechatpy.utils import check_signature
+
+from bot.channels.wechat_sender import OfficialAccountClient, WeChatSender
+from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, safe_xml, success
+from bot.channels.wx_token import api_base
+from bot.config import ConfigError
+from dialogs.engine.types import Inbound
+from storage.audit import record_audit
+from storage.models import (
+    ChannelAddress,
+    Consent,
+    OutboxMessage,
+    OutboxStatus,
+    Preference,
+    ProcessedInbound,
+)
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.delivery.base import ChannelSender
+
+log = logging.getLogger("warmline.wechat")
+
+CHANNEL = "wechat"
+DEFAULT_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
+REQUIRED = ("WARMLINE_WECHAT_APPID", "WARMLINE_WECHAT_SECRET", "WARMLINE_WECHAT_TOKEN")
+OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MEDIA = frozenset({"image", "voice", "video", "shortvideo", "location", "link", "file"})
+# Events that say nothing to answer: link clicks, location reports, receipts of our own sends.
+SILENT_EVENTS = frozenset({"view", "location", "templatesendjobfinish", "masssendjobfinish",
+                           "subscribe_msg_sent_event", "view_miniprogram"})
+
+
+class Forbidden(Exception):
+    """The request is not proven to come from WeChat."""
+
+
+def from_app(app: App) -> OfficialAccountChannel | None:
+    """The channel when WARMLINE_WECHAT_* are set; None when none is; an error when only some are."""
+    settings = app.settings
+    values = {name: settings.get_env(name) for name in REQUIRED}
+    aes_key = settings.get_env("WARMLINE_WECHAT_AES_KEY")
+    if not any(values.values()) and not aes_key:
+        return None
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ConfigError(f"WeChat Official Account is half configured; missing {', '.join(missing)}")
+    appid, secret, token = (str(values[name]) for name in REQUIRED)
+    crypto = None
+    if aes_key:
+        try:
+            crypto = WeChatCrypto(token, aes_key, appid)
+        except Exception as exc:  # wechatpy asserts on a key that is not 43 base64 characters
+            raise ConfigError("WARMLINE_WECHAT_AES_KEY must be the 43-character EncodingAESKey") from exc
+    return OfficialAccountChannel(app, appid, secret, token, crypto)
+
+
+class OfficialAccountChannel:
+    name = CHANNEL
+
+    def __init__(self, app: App, appid: str, secret: str, token: str, crypto: WeChatCrypto | None) -> None:
+        self.app = app
+        self.appid = appid
+        self.token = token
+        self.crypto = crypto
+        config = app.settings.section("wechat")
+        self.max_body = int(config.get("max_body_bytes", 65536))
+        base = api_base(app.settings.get_env("WARMLINE_WECHAT_API_BASE"), DEFAULT_API_BASE)
+        client = OfficialAccountClient(app.db, appid, secret, base, float(config.get("http_timeout_seconds", 8)))
+        self._sender = WeChatSender(app, client, config)
+        self.pump = ReplyPump(app.runner, self._sender, float(config.get("reply_budget_seconds", 4.0)),
+                              int(config.get("text_max_bytes", 2000)), app.services.now)
+
+    # ------------------------------------------------------------------ Channel protocol
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/wechat", self.endpoint, methods=["GET", "POST"])]
+
+    def sender(self) -> ChannelSender:
+        return self._sender
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.pump.drain()
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._verify(request)
+        return await self._receive(request)
+
+    def _verify(self, request: Request) -> Response:
+        """WeChat's URL check: echo `echostr` back when the signature is ours."""
+        q = request.query_params
+        try:
+            self._check_plain(q.get("signature"), q.get("timestamp"), q.get("nonce"))
+        except Forbidden:
+            return refuse(403, "forbidden")
+        return PlainTextResponse(q.get("echostr", ""))
+
+    def _check_plain(self, signature: str | None, timestamp: str | None, nonce: str | None) -> None:
+        if not signature or not timestamp or not nonce:
+            raise Forbidden
+        try:
+            check_signature(self.token, signature, timestamp, nonce)
+        except InvalidSignatureException as exc:
+            raise Forbidden from exc
+
+    def _open(self, request: Request, body: bytes) -> tuple[str | bytes, bool]:
+        """The message XML, checked (plain mode) or checked and decrypted (safe mode)."""
+        q = request.query_params
+        if q.get("encrypt_type", "").lower() != "aes":
+            self._check_plain(q.get("signature"), q.get("timestamp"), q.get("nonce"))
+            return body, False
+        signature, timestamp, nonce = q.get("msg_signature"), q.get("timestamp"), q.get("nonce")
+        if self.crypto is None or not signature or not timestamp or not nonce:
+            raise Forbidden
+        try:
+            return self.crypto.decrypt_message(body, signature, timestamp, nonce), True
+        except (InvalidSignatureException, InvalidAppIdException) as exc:
+            raise Forbidden from exc
+
+    async def _receive(self, request: Request) -> Response:
+        try:
+            body = await read_body(request, self.max_body)
+        except BodyTooLarge:
+            return refuse(413, "request too large")
+        if not safe_xml(body):
+            return refuse(400, "bad request")
+        try:
+            xml, encrypted = self._open(request, body)
+            if not safe_xml(xml):
+                return refuse(400, "bad request")
+            message = parse_message(xml)
+            data: dict[str, Any] = dict(getattr(message, "_data", None) or {})
+            openid = str(data.get("FromUserName") or "")
+        except Forbidden:
+            log.warning("wechat post refused: bad or missing signature")
+            return refuse(403, "forbidden")
+        except Exception as exc:  # malformed XML, missing fields, bad ciphertext
+            log.warning("wechat post unreadable error=%s", type(exc).__name__)
+            return refuse(400, "bad request")
+        if message is None or not OPENID.match(openid):
+            return refuse(400, "bad request")
+        text = await self._dispatch(data, openid)
+        if not text:
+            return success()
+        reply = TextReply(message=message, content=text).render()
+        if encrypted and self.crypto is not None:
+            q = request.query_params
+            reply = self.crypto.encrypt_message(reply, q.get("nonce"), q.get("timestamp"))
+        return Response(reply, media_type="application/xml")
+
+    # ------------------------------------------------------------------ messages and events
+
+    async def _dispatch(self, data: dict[str, Any], openid: str) -> str | None:
+        inbound = await self._inbound(data, openid)
+        if inbound is None:
+            return None
+        return await self.pump.step(inbound)
+
+    async def _inbound(self, data: dict[str, Any], openid: str) -> Inbound | None:
+        """The Inbound for this message, or None when it was handled here (or needs nothing)."""
+        msg_type = str(data.get("MsgType") or "").lower()
+        event_key = f"{openid}:{data.get('CreateTime', '')}"
+        if msg_type == "text":
+            return Inbound(CHANNEL, openid, text=str(data.get("Content") or ""),
+                           message_id=str(data.get("MsgId") or event_key))
+        if msg_type in MEDIA:
+            spoken = str(data.get("Recognition") or "") if msg_type == "voice" else ""
+            return Inbound(CHANNEL, openid, text=spoken, event=msg_type,
+                           message_id=str(data.get("MsgId") or event_key))
+        if msg_type != "event":
+            return None
+        event = str(data.get("Event") or "").lower()
+        key = str(data.get("EventKey") or "")
+        if event == "unsubscribe":
+            await self._unsubscribe(openid, event_key)
+            return None
+        if event in ("subscribe", "subscribe_scan", "scan"):
+            await self._reachable_again(openid)
+            scene = key if event != "subscribe" else ""  # wechatpy strips qrscene_ from subscribe_scan
+            return Inbound(CHANNEL, openid, event="scan" if event == "scan" else "subscribe",
+                           start_payload=scene[:64] or None, message_id=event_key)
+        if event == "click":
+            return Inbound(CHANNEL, openid, text=key[:200], event="click", message_id=event_key)
+        if event in ("subscribe_msg_popup_event", "subscribe_msg_change_event"):
+            return Inbound(CHANNEL, openid, event=subscription_choice(data), message_id=event_key)
+        if event not in SILENT_EVENTS:
+            log.info("wechat event ignored event=%s", event[:40])
+        return None
+
+    async def _reachable_again(self, openid: str) -> None:
+        """A follower who comes back can be messaged again (consent is asked afresh by the dialog)."""
+        async with self.app.db.async_session() as session:
+            await session.execute(update(ChannelAddress).where(
+                ChannelAddress.channel == CHANNEL, ChannelAddress.address == openid,
+                ChannelAddress.blocked_at.is_not(None)).values(blocked_at=None))
+
+    async def _unsubscribe(self, openid: str, event_key: str) -> None:
+        """Withdraw consent, stop preferences and drop queued messages — once, in one transaction."""
+        now = self.app.services.now()
+        try:
+            async with self.app.db.async_session() as session:
+                if await session.get(ProcessedInbound, (CHANNEL, event_key)) is not None:
+                    return
+                session.add(ProcessedInbound(channel=CHANNEL, inbound_key=event_key, processed_at=now))
+                await session.flush()
+                address = await session.scalar(select(ChannelAddress).where(
+                    ChannelAddress.channel == CHANNEL, ChannelAddress.address == openid))
+                if address is not None:
+                    await withdraw_consent(session, address, now)
+        except IntegrityError:
+            log.info("duplicate unsubscribe dropped")
+
+
+async def withdraw_consent(session: Any, address: ChannelAddress, now: Any) -> None:
+    """The member unfollowed: no consent, no preferences, nothing queued to that address."""
+    address.blocked_at = address.blocked_at or now
+    person_id = address.person_id
+    consents = await session.scalars(select(Consent).where(
+        Consent.person_id == person_id, Consent.withdrawn_at.is_(None)))
+    for consent in consents:
+        consent.withdrawn_at = now
+    preference = await session.get(Preference, person_id)
+    if preference is None:
+        session.add(Preference(person_id=person_id, stopped_at=now, updated_at=now))
+    elif preference.stopped_at is None:
+        preference.stopped_at = now
+        preference.updated_at = now
+    await session.execute(update(OutboxMessage).where(
+        OutboxMessage.channel == CHANNEL, OutboxMessage.address == address.address,
+        OutboxMessage.status == OutboxStatus.QUEUED).values(status=OutboxStatus.FAILED,
+                                                              last_error="unsubscribed"))
+    await record_audit(session, actor_id=person_id, action="write", entity="consent", entity_id=None,
+                       household_id=None, detail="wechat unsubscribe: consent withdrawn", at=now)
+
+
+def subscription_choice(data: dict[str, Any]) -> str:
+    """`subscribe_msg_accept` if the member accepted any template in the pop-up, else `_reject`."""
+    container = data.get("SubscribeMsgPopupEvent") or data.get("SubscribeMsgChangeEvent") or {}
+    items = container.get("List") if isinstance(container, dict) else None
+    if isinstance(items, dict):
+        items = [items]
+    statuses = {str(i.get("SubscribeStatusString", "")).lower() for i in items or [] if isinstance(i, dict)}
+    return "subscribe_msg_accept" if "accept" in statuses else "subscribe_msg_reject"

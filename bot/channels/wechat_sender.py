@@ -1,0 +1,170 @@
+"""Sending to families on the Official Account: customer-service message, template, or a phone call.
+
+WeChat lets an Official Account send free-form (customer-service) messages only within 48 hours
+of the follower's last interaction; after that only an approved template message can go, and
+only if one is configured for this kind of message. If neither is possible the message is marked
+undeliverable and the family's contact volunteer gets a task to call instead — the family still
+hears from a person. wechatpy is synchronous, so every API call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from wechatpy import WeChatClient
+
+from bot.channels.render import numbered_text
+from bot.channels.wechat_templates import TemplateMessage, render
+from bot.channels.wx_errors import Outcome, Verdict, from_answer, from_exception
+from bot.channels.wx_token import WxClientMixin
+from bot.delivery.base import RateLimit, SendRequest, SendResult
+from dialogs.engine import catalog
+from storage.db import Database
+from storage.models import ChannelAddress, HouseholdMember, Task
+from storage.queries import contact_volunteer
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger("warmline.wechat.send")
+
+CHANNEL = "wechat"
+CALL_TASK = "call_family"
+
+
+class OfficialAccountClient(WxClientMixin, WeChatClient):
+    """wechatpy's Official Account client on the configured API base, with the shared token."""
+
+    def __init__(self, db: Database, appid: str, secret: str, base: str, timeout: float) -> None:
+        WeChatClient.__init__(self, appid, secret, timeout=timeout, auto_retry=False)
+        self._setup_wx(db, f"wechat:token:{appid}", base, timeout)
+
+    def _token_request(self) -> tuple[str, dict[str, str]]:
+        return "token", {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret}
+
+
+def split_text(text: str, max_bytes: int) -> list[str]:
+    """Split on line breaks into pieces WeChat accepts (a text message holds about 2 KB)."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line.encode()) > max_bytes:  # one very long line: cut it by characters
+            cut = len(line)
+            while len(line[:cut].encode()) > max_bytes:
+                cut = cut * 3 // 4
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(line[:cut])
+            line = line[cut:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate.encode()) > max_bytes:
+            pieces.append(current)
+            current = line
+        else:
+            current = candidate
+    if current or not pieces:
+        pieces.append(current)
+    return pieces
+
+
+def to_result(verdict: Verdict, quota_retry: float) -> SendResult:
+    """A platform verdict in the delivery worker's terms (WINDOW is decided by the caller)."""
+    if verdict.outcome is Outcome.SENT:
+        return SendResult.sent(verdict.platform_message_id)
+    if verdict.outcome is Outcome.QUOTA:
+        return SendResult.retry(verdict.error, retry_after=quota_retry if verdict.errcode == 45009 else 60.0)
+    if verdict.outcome is Outcome.UNREACHABLE:
+        return SendResult.failed(verdict.error, unreachable=True)
+    if verdict.outcome is Outcome.PERMANENT:
+        return SendResult.failed(verdict.error)
+    return SendResult.retry(verdict.error)  # TOKEN, RETRY
+
+
+class WeChatSender:
+    """The Official Account's ChannelSender."""
+
+    channel = CHANNEL
+
+    def __init__(self, app: App, client: OfficialAccountClient, config: dict[str, Any]) -> None:
+        self.app = app
+        self.client = client
+        self.window = timedelta(hours=float(config.get("service_window_hours", 48)))
+        self.quota_retry = float(config.get("quota_retry_seconds", 600))
+        self.max_bytes = int(config.get("text_max_bytes", 2000))
+        self.templates: dict[str, Any] = dict(config.get("templates") or {})
+        self.limits = RateLimit(per_second=float(config.get("per_second", 20)),
+                                per_recipient_interval=float(config.get("per_recipient_interval", 1.0)))
+
+    async def send(self, request: SendRequest) -> SendResult:
+        if request.kind == "reply" or await self._window_open(request.address):
+            verdict = await self._custom(request)
+            if verdict.outcome is not Outcome.WINDOW:
+                return to_result(verdict, self.quota_retry)
+        template = render(self.templates, request.kind, request.payload,
+                          self.app.services.local(self.app.services.now()))
+        if template is not None:
+            verdict = await self._template(request, template)
+            if verdict.outcome is not Outcome.WINDOW:
+                return to_result(verdict, self.quota_retry)
+        await self._ask_volunteer_to_call(request)
+        return SendResult.failed("window")
+
+    # ------------------------------------------------------------------ API calls
+
+    async def _api(self, fn: Any) -> Verdict:
+        try:
+            answer = await asyncio.to_thread(self.client.call, fn)
+        except Exception as exc:  # every failure is classified; none is recorded as sent
+            verdict = from_exception(CHANNEL, exc)
+            log.info("wechat send refused outcome=%s error=%s", verdict.outcome.value, verdict.error)
+            return verdict
+        return from_answer(CHANNEL, answer if isinstance(answer, dict) else {})
+
+    async def _custom(self, request: SendRequest) -> Verdict:
+        verdict = Verdict(Outcome.SENT, "")
+        for piece in split_text(numbered_text(request.payload), self.max_bytes):
+            verdict = await self._api(lambda piece=piece: self.client.message.send_text(request.address, piece))
+            if verdict.outcome is not Outcome.SENT:
+                return verdict
+        return verdict
+
+    async def _template(self, request: SendRequest, template: TemplateMessage) -> Verdict:
+        return await self._api(lambda: self.client.message.send_template(
+            request.address, template.template_id, template.data, url=template.url))
+
+    # ------------------------------------------------------------------ the database side
+
+    async def _window_open(self, openid: str) -> bool:
+        async with self.app.db.async_session() as session:
+            last = await session.scalar(select(ChannelAddress.last_inbound_at).where(
+                ChannelAddress.channel == CHANNEL, ChannelAddress.address == openid))
+        return last is not None and self.app.services.now() - last < self.window
+
+    async def _ask_volunteer_to_call(self, request: SendRequest) -> None:
+        """One open call task per family member, for their contact volunteer."""
+        now = self.app.services.now()
+        async with self.app.db.async_session() as session:
+            person_id = request.person_id or await session.scalar(select(ChannelAddress.person_id).where(
+                ChannelAddress.channel == CHANNEL, ChannelAddress.address == request.address))
+            if person_id is None:
+                return
+            member = await session.scalar(select(HouseholdMember).where(HouseholdMember.person_id == person_id)
+                                          .order_by(HouseholdMember.id).limit(1))
+            if member is None:
+                return
+            open_task = await session.scalar(select(Task.id).where(
+                Task.kind == CALL_TASK, Task.member_id == member.id, Task.done_at.is_(None)).limit(1))
+            if open_task is not None:
+                return
+            volunteer = await contact_volunteer(session, member.household_id)
+            text = str(request.payload.get("text") or "").strip()
+            excerpt = text.splitlines()[0][:60] if text else ""
+            session.add(Task(household_id=member.household_id, member_id=member.id,
+                             assignee_id=volunteer.id if volunteer else None, kind=CALL_TASK,
+                             reason=catalog.t("wechat.call_reason", excerpt=excerpt),
+                             due_at=now, created_at=now))

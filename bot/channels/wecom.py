@@ -1,0 +1,241 @@
+"""The WeCom (企业微信) app channel: volunteers and coordinators use the same dialogs as elsewhere.
+
+`/wecom` answers WeCom's URL check (GET, encrypted echostr) and receives encrypted messages
+(POST, `msg_signature`); WeCom always uses AES. Options are shown as numbered choices and a
+typed number picks one. A newcomer links with an invite code (the registration dialog) or, on
+first contact, by the mobile number WeCom holds for them when it matches a known volunteer.
+Replies go out passively within the answer budget, else through the app's message/send API.
+
+Settings: WARMLINE_WECOM_CORP_ID, _SECRET, _AGENT_ID, _TOKEN, _AES_KEY, WARMLINE_WECOM_API_BASE;
+numbers in `[wecom]` (bot/defaults/wechat.toml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from wechatpy.enterprise import WeChatClient as EnterpriseClient
+from wechatpy.enterprise import WeChatCrypto, parse_message
+from wechatpy.enterprise.replies import TextReply
+
+from bot.channels.render import numbered_text
+from bot.channels.wechat_sender import split_text, to_result
+from bot.channels.wx_errors import Outcome, Verdict, from_answer, from_exception
+from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, safe_xml, success
+from bot.channels.wx_token import WxClientMixin, api_base
+from bot.config import ConfigError
+from bot.delivery.base import RateLimit, SendRequest, SendResult
+from dialogs.engine import catalog
+from dialogs.engine.types import Inbound
+from storage.db import Database
+from storage.models import ChannelAddress, DialogSession
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.delivery.base import ChannelSender
+
+log = logging.getLogger("warmline.wecom")
+
+CHANNEL = "wecom"
+DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
+REQUIRED = ("WARMLINE_WECOM_CORP_ID", "WARMLINE_WECOM_SECRET", "WARMLINE_WECOM_AGENT_ID",
+            "WARMLINE_WECOM_TOKEN", "WARMLINE_WECOM_AES_KEY")
+USERID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MEDIA = frozenset({"image", "voice", "video", "shortvideo", "location", "link", "file"})
+
+
+def from_app(app: App) -> WeComChannel | None:
+    """The channel when WARMLINE_WECOM_* are set; None when none is; an error when only some are."""
+    values = {name: app.settings.get_env(name) for name in REQUIRED}
+    if not any(values.values()):
+        return None
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ConfigError(f"WeCom is half configured; missing {', '.join(missing)}")
+    corp_id, secret, agent_id, token, aes_key = (str(values[name]) for name in REQUIRED)
+    if not agent_id.isdigit():
+        raise ConfigError("WARMLINE_WECOM_AGENT_ID must be the app's numeric AgentId")
+    try:
+        crypto = WeChatCrypto(token, aes_key, corp_id)
+    except Exception as exc:
+        raise ConfigError("WARMLINE_WECOM_AES_KEY must be the 43-character EncodingAESKey") from exc
+    return WeComChannel(app, corp_id, secret, int(agent_id), crypto)
+
+
+class WeComClient(WxClientMixin, EnterpriseClient):
+    """wechatpy's WeCom client on the configured API base, with the shared token."""
+
+    def __init__(self, db: Database, corp_id: str, secret: str, agent_id: int, base: str,
+                 timeout: float) -> None:
+        EnterpriseClient.__init__(self, corp_id, secret, timeout=timeout, auto_retry=False)
+        self._setup_wx(db, f"wecom:token:{corp_id}:{agent_id}", base, timeout)
+
+    def _token_request(self) -> tuple[str, dict[str, str]]:
+        return "gettoken", {"corpid": self.corp_id, "corpsecret": self.secret}
+
+
+class WeComSender:
+    """The WeCom app's ChannelSender: text through message/send, options numbered."""
+
+    channel = CHANNEL
+
+    def __init__(self, client: WeComClient, agent_id: int, config: dict[str, Any]) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        self.quota_retry = float(config.get("quota_retry_seconds", 60))
+        self.max_bytes = int(config.get("text_max_bytes", 2000))
+        self.limits = RateLimit(per_second=float(config.get("per_second", 20)),
+                                per_recipient_interval=float(config.get("per_recipient_interval", 0.5)))
+
+    async def send(self, request: SendRequest) -> SendResult:
+        verdict = Verdict(Outcome.SENT, "")
+        for piece in split_text(numbered_text(request.payload), self.max_bytes):
+            verdict = await self._send_text(request.address, piece)
+            if verdict.outcome is not Outcome.SENT:
+                break
+        return to_result(verdict, self.quota_retry)
+
+    async def _send_text(self, userid: str, text: str) -> Verdict:
+        try:
+            answer = await asyncio.to_thread(
+                self.client.call, lambda: self.client.message.send_text(self.agent_id, userid, text))
+        except Exception as exc:  # classified; never recorded as sent
+            verdict = from_exception(CHANNEL, exc)
+            log.info("wecom send refused outcome=%s error=%s", verdict.outcome.value, verdict.error)
+            return verdict
+        answer = answer if isinstance(answer, dict) else {}
+        if userid in str(answer.get("invaliduser") or "").split("|"):
+            # WeCom answers 0 but names the user it could not reach (left, or outside the app)
+            return Verdict(Outcome.UNREACHABLE, "wecom:invaliduser")
+        return from_answer(CHANNEL, answer)
+
+
+class WeComChannel:
+    name = CHANNEL
+
+    def __init__(self, app: App, corp_id: str, secret: str, agent_id: int, crypto: WeChatCrypto) -> None:
+        self.app = app
+        self.agent_id = agent_id
+        self.crypto = crypto
+        config = app.settings.section("wecom")
+        self.max_body = int(config.get("max_body_bytes", 65536))
+        self.link_by_mobile = bool(config.get("link_by_mobile", True))
+        base = api_base(app.settings.get_env("WARMLINE_WECOM_API_BASE"), DEFAULT_API_BASE)
+        self.client = WeComClient(app.db, corp_id, secret, agent_id, base,
+                                  float(config.get("http_timeout_seconds", 8)))
+        self._sender = WeComSender(self.client, agent_id, config)
+        self.pump = ReplyPump(app.runner, self._sender, float(config.get("reply_budget_seconds", 4.0)),
+                              int(config.get("text_max_bytes", 2000)), app.services.now)
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/wecom", self.endpoint, methods=["GET", "POST"])]
+
+    def sender(self) -> ChannelSender:
+        return self._sender
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.pump.drain()
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._verify(request)
+        return await self._receive(request)
+
+    def _verify(self, request: Request) -> Response:
+        """WeCom's URL check: decrypt `echostr` and answer with its plain text."""
+        q = request.query_params
+        signature, timestamp, nonce, echo = (q.get(k) for k in ("msg_signature", "timestamp", "nonce", "echostr"))
+        if not signature or not timestamp or not nonce or not echo:
+            return refuse(403, "forbidden")
+        try:
+            plain = self.crypto.check_signature(signature, timestamp, nonce, echo)
+        except Exception:  # wrong signature, wrong corp id, or not our ciphertext
+            return refuse(403, "forbidden")
+        return PlainTextResponse(plain if isinstance(plain, str) else plain.decode())
+
+    async def _receive(self, request: Request) -> Response:
+        q = request.query_params
+        signature, timestamp, nonce = q.get("msg_signature"), q.get("timestamp"), q.get("nonce")
+        if not signature or not timestamp or not nonce:
+            return refuse(403, "forbidden")
+        try:
+            body = await read_body(request, self.max_body)
+        except BodyTooLarge:
+            return refuse(413, "request too large")
+        if not safe_xml(body):
+            return refuse(400, "bad request")
+        try:
+            xml = self.crypto.decrypt_message(body, signature, timestamp, nonce)
+        except Exception as exc:
+            bad_signature = type(exc).__name__ in ("InvalidSignatureException", "InvalidCorpIdException")
+            log.warning("wecom post refused error=%s", type(exc).__name__)
+            return refuse(403, "forbidden") if bad_signature else refuse(400, "bad request")
+        try:
+            if not safe_xml(xml):
+                return refuse(400, "bad request")
+            message = parse_message(xml)
+            data: dict[str, Any] = dict(getattr(message, "_data", None) or {})
+        except Exception as exc:
+            log.warning("wecom post unreadable error=%s", type(exc).__name__)
+            return refuse(400, "bad request")
+        userid = str(data.get("FromUserName") or "")
+        if message is None or not USERID.match(userid):
+            return refuse(400, "bad request")
+        if str(data.get("AgentID") or self.agent_id) != str(self.agent_id):
+            return success()  # another app of the same company: not ours to answer
+        text = await self._dispatch(data, userid)
+        if not text:
+            return success()
+        reply = TextReply(message=message, content=text, agent=self.agent_id).render()
+        return Response(self.crypto.encrypt_message(reply, nonce, timestamp), media_type="application/xml")
+
+    async def _dispatch(self, data: dict[str, Any], userid: str) -> str | None:
+        msg_type = str(data.get("MsgType") or "").lower()
+        event_key = f"{userid}:{data.get('CreateTime', '')}"
+        if msg_type == "text":
+            inbound = Inbound(CHANNEL, userid, text=str(data.get("Content") or ""),
+                              message_id=str(data.get("MsgId") or event_key))
+        elif msg_type in MEDIA:
+            return catalog.t("wechat.text_only")
+        elif msg_type == "event":
+            event = str(data.get("Event") or "").lower()
+            if event == "click":
+                inbound = Inbound(CHANNEL, userid, text=str(data.get("EventKey") or "")[:200],
+                                  event="click", message_id=event_key)
+            elif event == "subscribe":
+                inbound = Inbound(CHANNEL, userid, event="subscribe", message_id=event_key)
+            else:
+                return None  # enter_agent, view, location reports: nothing to answer
+        else:
+            return None
+        return await self.pump.step(inbound, self._with_mobile if self.link_by_mobile else None)
+
+    async def _with_mobile(self, inbound: Inbound) -> Inbound:
+        """On a user's very first message, offer the runner the mobile WeCom holds for them."""
+        async with self.app.db.async_session() as session:
+            known = await session.scalar(select(ChannelAddress.id).where(
+                ChannelAddress.channel == CHANNEL, ChannelAddress.address == inbound.address))
+            talked = await session.scalar(select(DialogSession.id).where(
+                DialogSession.channel == CHANNEL, DialogSession.address == inbound.address))
+        if known is not None or talked is not None:
+            return inbound
+        try:
+            user = await asyncio.to_thread(self.client.call, lambda: self.client.user.get(inbound.address))
+        except Exception as exc:  # no contacts permission, or the user is hidden: register by code
+            log.info("wecom mobile lookup unavailable error=%s", type(exc).__name__)
+            return inbound
+        mobile = str((user or {}).get("mobile") or "") if isinstance(user, dict) else ""
+        return dataclasses.replace(inbound, contact_phone=mobile) if mobile else inbound

@@ -1,0 +1,95 @@
+"""Sending no faster than a platform allows: a token bucket per channel, spacing per recipient.
+
+Platforms throttle a bot that bursts (Telegram: about 30 messages a second overall and one a
+second to one chat; WeChat: per-account quotas). Waiting here is cheaper than a 429 and keeps
+a broadcast from being flood-limited halfway. A channel can also be paused when the platform
+itself says "retry after N seconds", so the rest of a batch does not hammer it meanwhile.
+Times are monotonic seconds of the running loop, never the (possibly fixed) program clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from bot.delivery.base import RateLimit
+
+Monotonic = Callable[[], float]
+
+
+class TokenBucket:
+    """`rate` tokens a second, up to `burst` saved; `acquire()` waits for one."""
+
+    def __init__(self, rate: float, burst: float | None = None, *, now: Monotonic = time.monotonic) -> None:
+        self.rate = max(rate, 0.001)
+        self.burst = max(burst if burst is not None else max(1.0, rate), 1.0)
+        self._now = now
+        self._tokens = self.burst
+        self._stamp = now()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        at = self._now()
+        self._tokens = min(self.burst, self._tokens + (at - self._stamp) * self.rate)
+        self._stamp = at
+
+    async def acquire(self) -> None:
+        async with self._lock:  # first come, first served
+            while True:
+                self._refill()
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+class ChannelLimiter:
+    """One channel's limits: the overall bucket, per-recipient spacing and a platform pause."""
+
+    def __init__(self, limits: RateLimit, *, now: Monotonic = time.monotonic) -> None:
+        self.limits = limits
+        self._now = now
+        self.bucket = TokenBucket(limits.per_second, now=now)
+        self._last: dict[str, float] = {}
+        self.paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """The platform asked us to wait: nothing more goes to this channel until then."""
+        self.paused_until = max(self.paused_until, self._now() + max(0.0, seconds))
+
+    def pause_left(self) -> float:
+        return max(0.0, self.paused_until - self._now())
+
+    def recipient_wait(self, address: str) -> float:
+        last = self._last.get(address)
+        if last is None:
+            return 0.0
+        return max(0.0, last + self.limits.per_recipient_interval - self._now())
+
+    async def acquire(self, address: str) -> None:
+        """Wait until a message to `address` may go out, then count it as sent now."""
+        while True:
+            wait = max(self.pause_left(), self.recipient_wait(address))
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        await self.bucket.acquire()
+        self._last[address] = self._now()
+        if len(self._last) > 10_000:  # forget recipients whose spacing has long passed
+            horizon = self._now() - self.limits.per_recipient_interval
+            self._last = {a: t for a, t in self._last.items() if t > horizon}
+
+
+class RateLimiter:
+    """The limiters of every channel this process sends on."""
+
+    def __init__(self, *, now: Monotonic = time.monotonic) -> None:
+        self._now = now
+        self._channels: dict[str, ChannelLimiter] = {}
+
+    def channel(self, name: str, limits: RateLimit) -> ChannelLimiter:
+        limiter = self._channels.get(name)
+        if limiter is None:
+            limiter = self._channels[name] = ChannelLimiter(limits, now=self._now)
+        return limiter

@@ -1,0 +1,194 @@
+"""What every figure shares: the period, the scope's households and how rows are grouped.
+
+The households of a report are one subquery (`dims`): each household in scope with its
+township and its contact volunteer for the period (the latest contact assignment that overlaps
+the period). Figures join their per-household aggregates to it and group in SQL three ways:
+the whole scope, each township, each contact volunteer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from bot.reports.config import ReportConfig
+from bot.reports.model import Column
+from bot.reports.periods import Period
+from bot.reports.sqlfuncs import local_day
+from storage.models import ContactAssignment, Household, Person, Township
+
+TOTAL, TOWNSHIP, VOLUNTEER = "合计", "乡镇", "志愿者"
+UNASSIGNED = "（未分配联系人）"
+LEVEL_COLUMNS = [Column("level", "层级", "text"), Column("name", "名称", "text")]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The whole county, or one township."""
+
+    county_name: str
+    township_id: int | None = None
+    township_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.township_name or self.county_name
+
+
+@dataclass(frozen=True)
+class Group:
+    level: str
+    key: int | None
+    name: str
+
+
+@dataclass
+class Frame:
+    session: Session
+    period: Period
+    as_of: date
+    scope: Scope
+    tz: ZoneInfo
+    config: ReportConfig
+    notes: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def elapsed_end(self) -> date | None:
+        return self.period.elapsed_end(self.as_of)
+
+    def instant(self, day: date) -> datetime:
+        """The UTC instant a local calendar day begins."""
+        return datetime.combine(day, time(0), tzinfo=self.tz).astimezone(UTC)
+
+    @property
+    def start_instant(self) -> datetime:
+        return self.instant(self.period.start)
+
+    @property
+    def end_instant(self) -> datetime:
+        """The first instant after the period."""
+        return self.instant(self.period.end + timedelta(days=1))
+
+    @property
+    def as_of_instant(self) -> datetime:
+        """The end of the as-of day: what is due by then and not done is overdue."""
+        return self.instant(self.as_of + timedelta(days=1))
+
+    @cached_property
+    def offset_minutes(self) -> int:
+        offset = datetime.combine(self.period.start, time(12), tzinfo=self.tz).utcoffset()
+        return int(offset.total_seconds() // 60) if offset else 0
+
+    def day_of(self, ts: Any) -> ColumnElement[date]:
+        """The local calendar day of a UTC timestamp column, in SQL."""
+        return local_day(ts, self.tz.key, self.offset_minutes)
+
+    # ------------------------------------------------------------ households
+
+    @cached_property
+    def dims(self) -> Subquery:
+        p = self.period
+        ranked = (
+            select(ContactAssignment.household_id, ContactAssignment.volunteer_id,
+                   func.row_number().over(
+                       partition_by=ContactAssignment.household_id,
+                       order_by=(ContactAssignment.started_on.desc(), ContactAssignment.id.desc()),
+                   ).label("rn"))
+            .where(ContactAssignment.started_on <= p.end,
+                   or_(ContactAssignment.ended_on.is_(None), ContactAssignment.ended_on >= p.start))
+            .subquery("contact")
+        )
+        query = (
+            select(Household.id.label("household_id"), Household.code, Household.township_id,
+                   Household.hardship, Household.visit_preference,
+                   ranked.c.volunteer_id)
+            .outerjoin(ranked, and_(ranked.c.household_id == Household.id, ranked.c.rn == 1))
+            .where(or_(Household.erased_at.is_(None), Household.erased_at > self.start_instant))
+        )
+        if self.scope.township_id is not None:
+            query = query.where(Household.township_id == self.scope.township_id)
+        return query.subquery("dims")
+
+    def household_ids(self) -> Any:
+        """The scope's household ids as a subquery, for IN (...) filters."""
+        return select(self.dims.c.household_id)
+
+    @cached_property
+    def township_names(self) -> dict[int, str]:
+        return dict(self.session.execute(select(Township.id, Township.name)).tuples().all())
+
+    def volunteer_names(self, ids: set[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        return dict(self.session.execute(
+            select(Person.id, Person.name).where(Person.id.in_(ids))).tuples().all())
+
+    @property
+    def total_group(self) -> Group:
+        return Group(TOTAL, None, self.scope.label)
+
+    def grouped(self, exprs: dict[str, ColumnElement[Any]], metrics: Subquery | None = None,
+                ) -> list[tuple[Group, dict[str, Any]]]:
+        """Aggregate `exprs` over the scope's households: in total, by township, by volunteer."""
+        d = self.dims
+        base = d if metrics is None else d.outerjoin(metrics, metrics.c.household_id == d.c.household_id)
+        cols = [expr.label(name) for name, expr in exprs.items()]
+        out: list[tuple[Group, dict[str, Any]]] = []
+        total = self.session.execute(select(*cols).select_from(base)).one()
+        out.append((self.total_group, dict(total._mapping)))
+        if self.scope.township_id is None:
+            rows = self.session.execute(
+                select(d.c.township_id, *cols).select_from(base).group_by(d.c.township_id)).all()
+            named = [(Group(TOWNSHIP, r[0], self.township_names.get(r[0], str(r[0]))),
+                      dict(r._mapping)) for r in rows]
+            out.extend(sorted(named, key=lambda g: g[0].name))
+        rows = self.session.execute(
+            select(d.c.volunteer_id, *cols).select_from(base).group_by(d.c.volunteer_id)).all()
+        names = self.volunteer_names({r[0] for r in rows if r[0] is not None})
+        named = [(Group(VOLUNTEER, r[0], names.get(r[0], UNASSIGNED) if r[0] else UNASSIGNED),
+                  dict(r._mapping)) for r in rows]
+        out.extend(sorted(named, key=lambda g: (g[0].key is None, g[0].name)))
+        return out
+
+    def groups_of(self) -> dict[int, tuple[int, int | None]]:
+        """household id -> (township id, volunteer id), for figures computed outside SQL."""
+        d = self.dims
+        return {hid: (tid, vid) for hid, tid, vid in self.session.execute(
+            select(d.c.household_id, d.c.township_id, d.c.volunteer_id)).tuples()}
+
+    def regroup(self, per_household: dict[int, dict[str, float]], keys: list[str],
+                ) -> list[tuple[Group, dict[str, Any]]]:
+        """Sum per-household values (computed in Python from bulk queries) into the same groups."""
+        membership = self.groups_of()
+        totals: dict[tuple[str, int | None], dict[str, float]] = {}
+
+        def add(level: str, key: int | None, values: dict[str, float]) -> None:
+            bucket = totals.setdefault((level, key), dict.fromkeys(keys, 0.0))
+            for k in keys:
+                bucket[k] += values.get(k, 0.0)
+
+        for hid, (tid, vid) in membership.items():
+            values = per_household.get(hid, {})
+            add(TOTAL, None, values)
+            if self.scope.township_id is None:
+                add(TOWNSHIP, tid, values)
+            add(VOLUNTEER, vid, values)
+        if (TOTAL, None) not in totals:
+            totals[(TOTAL, None)] = dict.fromkeys(keys, 0.0)
+        names = self.volunteer_names({k for (lvl, k) in totals if lvl == VOLUNTEER and k})
+        out: list[tuple[Group, dict[str, Any]]] = [(self.total_group, totals[(TOTAL, None)])]
+        towns = [(Group(TOWNSHIP, k, self.township_names.get(k or 0, str(k))), v)
+                 for (lvl, k), v in totals.items() if lvl == TOWNSHIP]
+        vols = [(Group(VOLUNTEER, k, names.get(k, UNASSIGNED) if k else UNASSIGNED), v)
+                for (lvl, k), v in totals.items() if lvl == VOLUNTEER]
+        out.extend(sorted(towns, key=lambda g: g[0].name))
+        out.extend(sorted(vols, key=lambda g: (g[0].key is None, g[0].name)))
+        return out

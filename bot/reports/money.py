@@ -1,0 +1,128 @@
+"""Money: holiday-visit spending per household against its entitlement, and the budget lines.
+
+Holiday-visit spending is what volunteers recorded as money given (`Visit.money_fen`) on done
+visits recorded with an occasion (any festival, 5·29 or a birthday). A household's entitlement
+for the period is its yearly amount (hardship or not, from `[reports]`) times the period's
+calendar months ÷ 12 — the whole period, since a budget is planned for the whole period.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from bot.reports.frame import LEVEL_COLUMNS, Frame
+from bot.reports.model import Column, Section, Table, pct, yuan
+from storage.models import Activity, Visit, VisitOutcome
+
+
+def _n(value: Any) -> int:
+    return int(value or 0)
+
+
+def spending_by_household(f: Frame) -> Any:
+    p = f.period
+    return select(Visit.household_id.label("household_id"), func.sum(Visit.money_fen).label("spent")).where(
+        Visit.outcome == VisitOutcome.DONE, Visit.occasion.is_not(None), Visit.money_fen > 0,
+        Visit.visited_on >= p.start, Visit.visited_on <= p.end,
+    ).group_by(Visit.household_id).subquery("spent")
+
+
+def entitlement_fen(f: Frame) -> tuple[float, float]:
+    """(hardship, standard) entitlement for the period, in fen."""
+    share = f.period.months() / 12
+    c = f.config
+    return (c.hardship_entitlement_yuan * 100 * share, c.standard_entitlement_yuan * 100 * share)
+
+
+def holiday_money(f: Frame) -> Section:
+    d = f.dims
+    m = spending_by_household(f)
+    hard, std = entitlement_fen(f)
+    ent = case((d.c.hardship.is_(True), hard), else_=std)
+    spent = func.coalesce(m.c.spent, 0)
+    grouped = f.grouped({
+        "households": func.count(d.c.household_id),
+        "hardship": func.sum(case((d.c.hardship.is_(True), 1), else_=0)),
+        "spent": func.sum(spent),
+        "paid": func.sum(case((spent > 0, 1), else_=0)),
+        "over": func.sum(case((spent > ent + 0.5, 1), else_=0)),
+    }, m)
+    summary = Table("money", "节日走访经费（按户应得对比）", [
+        *LEVEL_COLUMNS, Column("households", "户数"), Column("hardship", "困难家庭户数"),
+        Column("entitled", "期内应得（元）", "yuan"), Column("spent", "已记录支出（元）", "yuan"),
+        Column("spent_pct", "支出占应得（%）", "pct"), Column("paid", "有支出户数"),
+        Column("over", "超出应得户数")])
+    for group, v in grouped:
+        households, hardship = _n(v["households"]), _n(v["hardship"])
+        entitled = hardship * hard + (households - hardship) * std
+        summary.add(level=group.level, name=group.name, households=households, hardship=hardship,
+                    entitled=yuan(entitled), spent=yuan(_n(v["spent"])),
+                    spent_pct=pct(_n(v["spent"]), entitled), paid=_n(v["paid"]), over=_n(v["over"]))
+    detail = Table("money_households", "节日走访经费（逐户）", [
+        Column("code", "户编号", "text"), Column("township", "乡镇", "text"),
+        Column("hardship", "困难家庭", "text"), Column("entitled", "期内应得（元）", "yuan"),
+        Column("spent", "已记录支出（元）", "yuan"), Column("balance", "余额（元）", "yuan")])
+    for code, tid, hardship, spent_fen in f.session.execute(
+        select(d.c.code, d.c.township_id, d.c.hardship, func.coalesce(m.c.spent, 0))
+        .select_from(d.outerjoin(m, m.c.household_id == d.c.household_id)).order_by(d.c.code)).tuples():
+        entitled = hard if hardship else std
+        detail.add(code=code, township=f.township_names.get(tid, ""), hardship="是" if hardship else "否",
+                   entitled=yuan(entitled), spent=yuan(spent_fen), balance=yuan(entitled - _n(spent_fen)))
+    c = f.config
+    return Section("money", "节日走访经费", [summary, detail], definition=(
+        "已记录支出：期内已完成、记录了节日（含 5·29、生日）的走访中登记的慰问金额。期内应得：困难家庭"
+        f"每户每年 {c.hardship_entitlement_yuan:g} 元、其他家庭 {c.standard_entitlement_yuan:g} 元，"
+        f"按本期日历月数折算（本期 {f.period.months():.2f} 个月，按整个期间计）。"
+        "超出应得户数：支出高于应得的家庭。礼物只记文字，不折算金额。"))
+
+
+def activity_cost_fen(f: Frame) -> int:
+    a = Activity
+    conds = [a.status.not_in(("draft", "cancelled")), a.cancelled_at.is_(None),
+             a.starts_at >= f.start_instant, a.starts_at < f.end_instant]
+    if f.scope.township_id is not None:
+        conds.append(a.township_id == f.scope.township_id)
+    return _n(f.session.scalar(select(func.coalesce(func.sum(a.cost_fen), 0)).where(*conds)))
+
+
+def budget(f: Frame, holiday_spent_fen: int) -> Section:
+    """The plan's budget lines and sources, pro-rated to the period, against what was recorded."""
+    share = f.period.months() / 12
+    county = f.scope.township_id is None
+    recorded = {"holiday_visits": holiday_spent_fen, "activities": activity_cost_fen(f)}
+    lines = Table("budget", "预算执行（按预算项目）", [
+        Column("line", "预算项目", "text"), Column("annual", "年度预算（元）", "yuan"),
+        Column("sources", "资金来源", "text"), Column("period_budget", "本期预算（元）", "yuan"),
+        Column("recorded", "暖心记录支出（元）", "yuan"), Column("recorded_pct", "执行率（%）", "pct"),
+        Column("note", "说明", "text")])
+    names = {s.key: s.name for s in f.config.sources}
+    total_annual = total_recorded = 0.0
+    for line in f.config.budget_lines:
+        period_budget = line.amount_yuan * share
+        got = recorded.get(line.recorded) if line.recorded else None
+        total_annual += line.amount_yuan
+        total_recorded += (got or 0) / 100
+        lines.add(
+            line=line.name, annual=round(line.amount_yuan, 2) if county else None,
+            sources="、".join(f"{names.get(k, k)} {v / 10000:g} 万元" for k, v in line.sources.items()),
+            period_budget=round(period_budget, 2) if county else None,
+            recorded=yuan(got) if got is not None else None,
+            recorded_pct=pct(got / 100, period_budget) if (got is not None and county) else None,
+            note="" if line.recorded else "暖心不记录此项，请以财务账目为准")
+    lines.add(line="合计", annual=round(total_annual, 2) if county else None, sources="",
+              period_budget=round(total_annual * share, 2) if county else None,
+              recorded=round(total_recorded, 2), recorded_pct=None, note="")
+    sources = Table("budget_sources", "资金来源", [
+        Column("source", "来源", "text"), Column("annual", "年度金额（元）", "yuan"),
+        Column("period_budget", "本期金额（元）", "yuan"), Column("lines", "用于", "text")])
+    for source in f.config.sources:
+        used = [line.name.split("（")[0] for line in f.config.budget_lines if source.key in line.sources]
+        sources.add(source=source.name, annual=round(source.amount_yuan, 2),
+                    period_budget=round(source.amount_yuan * share, 2), lines="、".join(used))
+    tables = [lines, sources] if county else [lines]
+    return Section("budget", "预算与资金来源", tables, definition=(
+        f"年度预算与资金来源见实施方案；本期预算 = 年度预算 × 本期月数 ÷ 12（本期 {f.period.months():.2f} 个月）。"
+        "暖心记录支出只包括志愿者记录的节日走访慰问金和已举办活动登记的费用；其余项目暖心不记录。"
+        + ("" if county else "乡镇报表只列本乡镇记录的支出，预算为县级统筹，不分到乡镇。")))
