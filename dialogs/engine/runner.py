@@ -84,7 +84,7 @@ class Runner:
             if inbound.message_id:
                 log.info("duplicate inbound dropped channel=%s", inbound.channel)
                 return []
-            log.exception("step failed with an integrity error channel=%s", inbound.channel)
+            log.error("step failed: integrity error channel=%s", inbound.channel)
         except Exception as exc:  # one step = one transaction; report without personal data
             log.error("step failed channel=%s error=%s", inbound.channel, type(exc).__name__,
                       exc_info=log.isEnabledFor(logging.DEBUG))
