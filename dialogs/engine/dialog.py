@@ -89,6 +89,12 @@ class Dialog:
     transitions: ClassVar[list[dict[str, Any]]]
     idle_timeout: ClassVar[timedelta | None] = None
     in_menu: ClassVar[bool] = True
+    # Words that start this dialog from anywhere, even in the middle of another (e.g. 退订).
+    global_keywords: ClassVar[tuple[str, ...]] = ()
+    # Platform events (e.g. "subscribe") that start this dialog; args carry {"event": name}.
+    events: ClassVar[tuple[str, ...]] = ()
+    # Text sent outside any dialog by someone with no menu goes here (a family's words).
+    catches_free_text: ClassVar[bool] = False
     _machine: ClassVar[Machine | None] = None
 
     state: str

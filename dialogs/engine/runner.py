@@ -205,6 +205,15 @@ class Runner:
                 replies.append(Reply(ctx.t("engine.stale_button")))
                 replies.extend(await self._reshow(ctx, row))
                 return StepOutcome(replies, row)
+        elif inbound.event:
+            cls = self._for_event(inbound.event, person)
+            if cls is None:
+                return StepOutcome([], row)  # an event nobody handles needs no reply
+            answer_value = action_value(cls.name, event=inbound.event)
+        elif (interrupt := self._global_keyword(word, person)) is not None:
+            if row.dialog and row.dialog != interrupt.name:
+                replies.append(Reply(ctx.t("engine.left_unsaved", dialog=self._title(ctx, row.dialog))))
+            answer_value = action_value(interrupt.name, text=text)
         elif inbound.start_payload:
             answer_value = action_value("register", code=inbound.start_payload)
         elif inbound.contact_phone and person is None:
@@ -241,6 +250,18 @@ class Runner:
 
     def _title(self, ctx: StepContext, name: str) -> str:
         return ctx.t(f"{name}.title") if name in self.dialogs else name
+
+    def _for_event(self, event: str, person: Person | None) -> type[Dialog] | None:
+        for cls in self.dialogs.values():
+            if event in cls.events and self._allowed(cls, person):
+                return cls
+        return None
+
+    def _global_keyword(self, word: str, person: Person | None) -> type[Dialog] | None:
+        for cls in self.dialogs.values():
+            if word in cls.global_keywords and self._allowed(cls, person):
+                return cls
+        return None
 
     def _allowed(self, cls: type[Dialog], person: Person | None) -> bool:
         role = person.role if person is not None else NEWCOMER
@@ -394,7 +415,7 @@ class Runner:
         if ctx.person is None and "register" in self.dialogs:
             return await self._start(ctx, row, {"start": "register", "code": text} if text else {"start": "register"})
         fallback = [cls for cls in self.dialogs.values()
-                    if getattr(cls, "catches_free_text", False) and self._allowed(cls, ctx.person)]
+                    if cls.catches_free_text and self._allowed(cls, ctx.person)]
         if fallback and text:
             return await self._start(ctx, row, {"start": fallback[0].name, "text": text})
         return [Reply(ctx.t("engine.not_understood")), *await self._menu(ctx, row)]
