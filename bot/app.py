@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import time, timedelta
 
+from bot.care.hard_days import CareHardDays
 from bot.config import Settings
 from dialogs.engine.runner import Runner
 from dialogs.registry import ALL_DIALOGS
-from dialogs.services import CaseworkPolicy, Clock, DueTasks, Services, StaticOccasions
+from dialogs.services import (
+    CaseworkPolicy,
+    ChatReports,
+    Clock,
+    DueTasks,
+    OutreachPolicy,
+    Services,
+    StaticOccasions,
+)
 from storage.db import Database
 
 
@@ -57,8 +66,18 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         invite_max_failures=int(d["invite_max_failures"]),
         invite_failure_window=timedelta(minutes=float(d["invite_failure_window_minutes"])),
         quiet_hours=quiet_hours(settings),
+        hard_days=CareHardDays(),
         casework=casework_policy(settings),
+        outreach=outreach_policy(settings),
+        reports=chat_reports(settings),
     )
+
+
+def chat_reports(settings: Settings) -> ChatReports:
+    """`/report` in chat: summary and chart (bot/reports/chat.py)."""
+    from bot.reports.chat import ReportsInChat
+
+    return ReportsInChat(settings)
 
 
 def casework_policy(settings: Settings) -> CaseworkPolicy:
@@ -71,6 +90,16 @@ def casework_policy(settings: Settings) -> CaseworkPolicy:
         max_pace_days=int(c.get("max_pace_days", default.max_pace_days)),
         follow_up_escalate_hours=float(c.get("follow_up_escalate_hours",
                                              default.follow_up_escalate_hours)),
+    )
+
+
+def outreach_policy(settings: Settings) -> OutreachPolicy:
+    """[outreach] numbers the family dialogs use (bot/defaults/outreach.toml)."""
+    o = settings.section("outreach")
+    default = OutreachPolicy()
+    return OutreachPolicy(
+        answer_within_hours=float(o.get("answer_within_hours", default.answer_within_hours)),
+        call_words=tuple(str(w).lower() for w in o.get("call_words", default.call_words)),
     )
 
 

@@ -159,11 +159,12 @@ class ActivityCreate(Dialog):
 
     # capacity
     async def ask_capacity(self) -> Reply:
-        return Reply(self.t("ask_capacity"), (Option(self.t("no_limit"), "none"),))
+        # no buttons: a typed "1" must mean one place, not the first button
+        return Reply(self.t("ask_capacity"))
 
     async def on_capacity(self, answer: Answer) -> str | Invalid:
         text = normalize(answer.text).removesuffix("人").removesuffix("个").strip()
-        if answer.value == "none" or text in {"不限", "不限制", "没有", "无", "none", "no"}:
+        if text in {"不限", "不限制", "没有", "无", "none", "no"}:
             self.data["capacity"] = None
             return self._done()
         number = int(text) if text.isdigit() else chinese_number(text)

@@ -175,8 +175,8 @@ class ActivityManage(Dialog):
         for i, (inv, name) in enumerate(listed, start=1):
             mark = " ✓" if inv.attended else ""
             lines.append(f"{i}. {name}（{self._answer_label(inv)}）{mark}")
-        return Reply("\n".join(lines), (Option(self.t("all_came"), "all"),
-                                        Option(self.t("none_came"), "none")))
+        # no buttons here: a typed "1" must mean person 1, not the first button
+        return Reply("\n".join(lines))
 
     def _answer_label(self, invitation: Invitation) -> str:
         if invitation.rsvp == "yes" and invitation.waitlisted:
@@ -186,9 +186,9 @@ class ActivityManage(Dialog):
     async def on_attendance(self, answer: Answer) -> str | Invalid:
         listed: list[int] = list(self.data.get("listed") or [])
         text = normalize(answer.text)
-        if answer.value == "all" or text in {"全部", "都来了", "全部来了", "all"}:
+        if text in {"全部", "都来了", "全部来了", "all"}:
             present = set(listed)
-        elif answer.value == "none" or text in {"无", "都没来", "没有", "none"}:
+        elif text in {"无", "都没来", "没有", "none"}:
             present = set()
         else:
             present = set()

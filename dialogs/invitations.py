@@ -9,8 +9,9 @@ channel's rate limits. Recipients always read Chinese.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -20,7 +21,7 @@ from dialogs.engine import catalog
 from dialogs.engine.context import UNROUTED, preferred_address, queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
-from dialogs.services import Services
+from dialogs.services import HardDays, Services
 from storage.audience import AudienceNotAllowed, resolve_audience
 from storage.models import Activity, Invitation, Person, Visit, VisitKind
 
@@ -36,6 +37,7 @@ OCCASION_OF_TYPE = {"mothers_day_letter": "mothers_day", "fathers_day_letter": "
                     "new_years_eve_dinner": "new_years_eve"}
 OUTBOUND_LOCALE = "zh"
 WEEKDAYS = "一二三四五六日"
+HOLD_DAYS = 7  # how far ahead hard days are looked up when holding a family message
 
 
 class Status:
@@ -43,22 +45,37 @@ class Status:
     SCHEDULED = "scheduled"
     SENT = "sent"
     CANCELLED = "cancelled"
-    LAPSED = "lapsed"  # a scheduled send whose activity had begun before it could go out
-    BLOCKED = "blocked"  # a scheduled send its creator may no longer make
+    # A scheduled send that could not go out (the activity had begun, or its creator may no
+    # longer reach the audience) goes back to DRAFT: reports and the planner count draft and
+    # cancelled activities as not held, and the organiser is told why.
 
 
-@dataclass(frozen=True)
+@dataclass
 class SendWindow:
-    """When messages may go: the program's time zone and the quiet hours for families."""
+    """When messages may reach a family: not in quiet hours, not on the household's hard days.
+
+    Call `load` with the households about to be messaged (it reads their hard days once), then
+    `not_before` per message. Staff messages go at once.
+    """
 
     timezone: ZoneInfo
     quiet_start: time = time(21, 0)
     quiet_end: time = time(8, 0)
+    hard_days: HardDays | None = None
+    held: dict[int, set[date]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, services: Services) -> SendWindow:
         start, end = services.quiet_hours
-        return cls(services.timezone, start, end)
+        return cls(services.timezone, start, end, services.hard_days)
+
+    async def load(self, session: AsyncSession, household_ids: Iterable[int | None],
+                   now: datetime) -> None:
+        ids = sorted({i for i in household_ids if i is not None})
+        if self.hard_days is None or not ids:
+            return
+        today = now.astimezone(self.timezone).date()
+        self.held = await self.hard_days.of(session, ids, today, today + timedelta(days=HOLD_DAYS))
 
     def family_time(self, now: datetime) -> datetime:
         """The earliest moment a message may reach a family: now, or the end of quiet hours."""
@@ -74,7 +91,14 @@ class SendWindow:
         return datetime.combine(day, self.quiet_end, self.timezone).astimezone(UTC)
 
     def not_before(self, household_id: int | None, now: datetime) -> datetime:
-        return self.family_time(now) if household_id is not None else now
+        if household_id is None:
+            return now
+        at = self.family_time(now)
+        hard = self.held.get(household_id, set())
+        while at.astimezone(self.timezone).date() in hard:  # the morning after the hard day
+            day = at.astimezone(self.timezone).date() + timedelta(days=1)
+            at = datetime.combine(day, self.quiet_end, self.timezone).astimezone(UTC)
+        return at
 
 
 def _t(key: str, **values: object) -> str:
@@ -154,13 +178,13 @@ async def send_invitations(session: AsyncSession, activity: Activity, now: datet
     already = set(await session.scalars(
         select(Invitation.person_id).where(Invitation.activity_id == activity.id)))
     report = SendReport()
-    for r in recipients:
-        if r.person_id in already:
-            continue
-        invitation = Invitation(activity_id=activity.id, person_id=r.person_id,
-                                household_id=r.household_id, channel=UNROUTED, created_at=now)
-        session.add(invitation)
-        await session.flush()
+    fresh = [(r, Invitation(activity_id=activity.id, person_id=r.person_id,
+                            household_id=r.household_id, channel=UNROUTED, created_at=now))
+             for r in recipients if r.person_id not in already]
+    session.add_all([invitation for _, invitation in fresh])
+    await session.flush()  # one round trip for every invitation's id
+    await window.load(session, (r.household_id for r, _ in fresh), now)
+    for r, invitation in fresh:
         row = await queue_message(
             session, person_id=r.person_id, reply=invitation_reply(activity, invitation.id, window.timezone),
             kind="invitation", key=f"invite:{activity.id}:{r.person_id}", now=now,
@@ -262,6 +286,7 @@ async def promote_waitlist(session: AsyncSession, activity: Activity, now: datet
         select(Invitation).where(Invitation.activity_id == activity.id, Invitation.rsvp == "yes",
                                  Invitation.waitlisted.is_(True))
         .order_by(Invitation.rsvp_at, Invitation.id).limit(free)))
+    await window.load(session, (i.household_id for i in promoted), now)
     for invitation in promoted:
         invitation.waitlisted = False
         invitation.promoted_at = now
@@ -299,7 +324,9 @@ async def cancel_activity(session: AsyncSession, activity: Activity, now: dateti
         lines.append(_t("cancel_reason", v=reason))
     lines.append(_t("cancel_tail"))
     told = 0
-    for invitation in await _invitations(session, activity.id):
+    invitations = await _invitations(session, activity.id)
+    await window.load(session, (i.household_id for i in invitations), now)
+    for invitation in invitations:
         row = await queue_message(
             session, person_id=invitation.person_id, reply=Reply("\n".join(lines)), kind="notice",
             key=f"cancel:{activity.id}:{invitation.person_id}", now=now,
@@ -318,7 +345,9 @@ async def reschedule_activity(session: AsyncSession, activity: Activity, starts_
     if activity.status != Status.SENT:
         return 0
     told = 0
-    for invitation in await _invitations(session, activity.id):
+    invitations = await _invitations(session, activity.id)
+    await window.load(session, (i.household_id for i in invitations), now)
+    for invitation in invitations:
         kept = _t(f"kept_{invitation.rsvp}") if invitation.rsvp else _t("kept_none")
         text = "\n".join([_t("reschedule_head", old=when_text(old, window.timezone)),
                           describe(activity, window.timezone), kept])
@@ -353,9 +382,10 @@ async def remind_due(session: AsyncSession, now: datetime, window: SendWindow, *
         due = reminder_due(activity, window.timezone, days_before, at)
         if due > now:
             continue
-        going = await session.scalars(select(Invitation).where(
+        going = list(await session.scalars(select(Invitation).where(
             Invitation.activity_id == activity.id, Invitation.rsvp == "yes",
-            Invitation.waitlisted.is_(False), Invitation.rsvp_at < due))
+            Invitation.waitlisted.is_(False), Invitation.rsvp_at < due)))
+        await window.load(session, (i.household_id for i in going), now)
         text = "\n".join([_t("reminder_head"), describe(activity, window.timezone), _t("reminder_tail")])
         for invitation in going:
             row = await queue_message(
@@ -375,13 +405,13 @@ async def send_due(session: AsyncSession, now: datetime, window: SendWindow) -> 
     sent = 0
     for activity in due:
         if activity.starts_at <= now:
-            activity.status = Status.LAPSED
+            activity.status = Status.DRAFT
             text = _t("lapsed", title=activity.title)
         else:
             try:  # the audience is checked before anything is written
                 report = await send_invitations(session, activity, now, window)
             except AudienceNotAllowed:
-                activity.status = Status.BLOCKED
+                activity.status = Status.DRAFT
                 text = _t("blocked", title=activity.title)
             else:
                 sent += report.invited

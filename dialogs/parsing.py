@@ -118,6 +118,8 @@ _TIME_RE = re.compile(
     re.IGNORECASE,
 )
 _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
+# a day without a year up to this long ago is a mistake to point out, not next year's date
+_ROLL_OVER = timedelta(days=60)
 _AHEAD = {"今天": 0, "今日": 0, "today": 0, "明天": 1, "明日": 1, "tomorrow": 1, "后天": 2,
           "大后天": 3}
 
@@ -155,9 +157,9 @@ def parse_time(text: str) -> time | None:
 def parse_future_date(text: str, today: date) -> date | None:
     """A coming day: 今天, 明天, 后天, 周三, 下周三, 11-25, 11月25日, 十一月二十五日, 2026-11-25.
 
-    Without a year, the next such day (today included); a date already past this year is next
-    year's. A day written with its year is returned as written, even if past (the caller says why
-    it will not do).
+    Without a year, the next such day: a date long past this year (over two months) is next
+    year's, one just past is returned as it is, so the caller can say it has passed. A day
+    written with its year is returned as written.
     """
     s = normalize(text).lower().replace(" ", "")
     if s in _AHEAD:
@@ -193,7 +195,7 @@ def parse_future_date(text: str, today: date) -> date | None:
         found = date(today.year, int(m.group(2)), int(m.group(3)))
     except ValueError:
         return None
-    if found < today:
+    if found < today - _ROLL_OVER:
         try:
             found = found.replace(year=today.year + 1)
         except ValueError:  # 29 February

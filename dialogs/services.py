@@ -6,6 +6,7 @@ with a fixed clock. Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
@@ -123,6 +124,30 @@ class CaseworkPolicy:
     follow_up_escalate_hours: float = 72.0
 
 
+@dataclass(frozen=True)
+class OutreachPolicy:
+    """Family outreach numbers a county sets in `[outreach]` (bot/defaults/outreach.toml)."""
+
+    # a family's message not answered within this many hours goes to the township coordinator
+    answer_within_hours: float = 24.0
+    # words in a family's message that ask for a phone call (matched lower-cased, after NFKC)
+    call_words: tuple[str, ...] = ("我想聊聊", "想聊聊", "打电话", "回电话", "来电话", "call me")
+
+
+class HardDays(Protocol):
+    """A family's hard days (the child's death anniversary and birthday, 清明): no cheerful
+    broadcast reaches the household then. The care calendar in `bot/` supplies the real one."""
+
+    async def of(self, session: AsyncSession, household_ids: Sequence[int], start: date,
+                 end: date) -> dict[int, set[date]]: ...
+
+
+class NoHardDays:
+    async def of(self, session: AsyncSession, household_ids: Sequence[int], start: date,
+                 end: date) -> dict[int, set[date]]:
+        return {}
+
+
 class ChatReports(Protocol):
     async def for_person(self, session: AsyncSession, person: Person, at: datetime,
                          period: str | None = None) -> tuple[str, Attachment | None]:
@@ -142,7 +167,9 @@ class Services:
     occasions: OccasionProvider = field(default_factory=StaticOccasions)
     tasks: DueTasks = field(default_factory=NoTasks)
     reports: ChatReports | None = None
+    hard_days: HardDays = field(default_factory=NoHardDays)
     casework: CaseworkPolicy = field(default_factory=CaseworkPolicy)
+    outreach: OutreachPolicy = field(default_factory=OutreachPolicy)
     idle_timeout: timedelta = timedelta(hours=2)
     invite_ttl: timedelta = timedelta(days=14)
     invite_max_failures: int = 5

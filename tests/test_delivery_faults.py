@@ -14,19 +14,20 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from bot.app import App
-from bot.delivery.base import RateLimit
 from bot.delivery.outcome import RetryPolicy
 from bot.delivery.ratelimit import RateLimiter
 from bot.delivery.worker import DeliveryWorker, WorkerSettings
 from dialogs.services import FixedClock
 from storage.db import Database
 from storage.models import OutboxStatus
+from tests.conftest import TEST_DATA_KEY
 from tests.fakes.outbox import add_messages, rows, statuses
 from tests.fakes.platform import FakePlatform
 from tests.fakes.sender import FakePlatformSender
@@ -179,7 +180,7 @@ async def test_a_retry_that_would_land_after_the_window_expires_instead(
 
 # ------------------------------------------------------- the database goes away
 
-def _outage(db_url: str) -> tuple[Database, Callable[[], None], Callable[[], None], Callable[[], None]]:
+def _outage(db_url: str, keyring: Any) -> tuple[Database, Callable[[], None], Callable[[], None], Callable[[], None]]:
     """A Database for the worker, and how to take its database away and bring it back.
 
     PostgreSQL: the worker connects through a TCP proxy that cuts every connection.
@@ -190,9 +191,9 @@ def _outage(db_url: str) -> tuple[Database, Callable[[], None], Callable[[], Non
     url = make_url(db_url)
     if url.get_backend_name() == "postgresql":
         proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-        db = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
+        db = Database(url.set(port=proxy.port).render_as_string(hide_password=False), keyring)
         return db, proxy.down, proxy.up, proxy.close
-    db = Database(db_url)
+    db = Database(db_url, keyring)
 
     def short_busy_timeout(dbapi_connection: object, _record: object) -> None:
         cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
@@ -209,7 +210,7 @@ async def test_database_briefly_unavailable_loses_nothing_and_duplicates_nothing
         app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender,
         db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     ids = add_messages(app.db, 20, now=clock.now(), prefix="outage")
-    db, cut, restore, close = _outage(db_url)
+    db, cut, restore, close = _outage(db_url, app.db.keyring)
 
     def on_message(count: int) -> None:  # the database vanishes mid-batch, for a second
         if count == 5:
@@ -244,7 +245,7 @@ async def test_two_workers_racing_on_one_outbox_deliver_each_row_once(
     stop = asyncio.Event()
     workers, dbs, senders = [], [], []
     for _ in range(2):
-        db = Database(db_url)  # each worker its own engine and connections, as two processes
+        db = Database(db_url, app.db.keyring)  # each worker its own engine and connections, as two processes
         client = FakePlatformSender(platform.url)
         dbs.append(db)
         senders.append(client)
@@ -275,14 +276,14 @@ async def test_two_workers_racing_on_one_outbox_deliver_each_row_once(
 KILL_CONFIG = """
 [delivery]
 poll_interval_seconds = 0.05
-stale_claim_seconds = 1
+stale_claim_seconds = 0.5
 batch_size = 25
 concurrency = 8
 """
 
 
 def _start_worker(db_url: str, platform_url: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "WARMLINE_CONFIG": str(config)}
+    env = {**os.environ, "WARMLINE_CONFIG": str(config), "WARMLINE_DATA_KEY": TEST_DATA_KEY}
     env.pop("WARMLINE_NOW", None)
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "tests.fakes.worker_main", db_url, platform_url],

@@ -4,6 +4,7 @@ records every outcome where an operator can see it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -71,20 +72,18 @@ async def test_due_rows_are_sent_once_and_recorded(app: App, clock: FixedClock,
 
 async def test_one_persons_messages_arrive_in_order_and_spaced(app: App, clock: FixedClock,
                                                                platform: FakePlatform) -> None:
-    sender = FakePlatformSender(platform.url, limits=RateLimit(per_second=100, per_recipient_interval=0.15))
-    add_messages(app.db, 4, now=clock.now(), prefix="seq", address="elder-1")
+    sender = FakePlatformSender(platform.url, limits=RateLimit(per_second=100, per_recipient_interval=0.3))
+    add_messages(app.db, 3, now=clock.now(), prefix="seq", address="elder-1")
     add_messages(app.db, 3, now=clock.now(), prefix="other")
-    started = time.monotonic()
     await make_worker(app, sender).run_once()
     await sender.aclose()
 
-    assert platform.texts_to("elder-1") == [f"seq 第{i}条" for i in range(4)]
+    assert platform.texts_to("elder-1") == [f"seq 第{i}条" for i in range(3)]
     times = [r.at for r in platform.received if r.chat == "elder-1"]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 0.14  # the per-recipient interval held
-    # the other people were not made to wait behind elder-1
-    others = [r.at - started for r in platform.received if r.chat.startswith("other")]
-    assert max(others) < 0.3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.25  # the per-recipient interval held (0.3 s, less network jitter)
+    # the other people were not made to wait behind elder-1's spacing
+    assert max(r.at for r in platform.received if r.chat.startswith("other")) < times[1]
 
 
 async def test_channel_rate_limit_spreads_a_burst(app: App, clock: FixedClock,

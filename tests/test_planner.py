@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import select, update
@@ -43,9 +44,15 @@ from storage.models import (
     Visit,
     VisitPreference,
 )
-from tests.conftest import SHANGHAI
+from tests.conftest import SHANGHAI, TEST_DATA_KEY
 
 POLICY = Policy.default()
+
+
+@pytest.fixture(autouse=True)
+def _data_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI commands read the data key from the environment, as in production."""
+    monkeypatch.setenv("WARMLINE_DATA_KEY", TEST_DATA_KEY)
 
 
 def at(day: date, hour: int = 9) -> datetime:
@@ -226,7 +233,7 @@ def test_simulated_year(county: App) -> None:
     refused_kinds = {kind for kind, _ in seen["QX003"]}
     assert refused_kinds == {"weekly_greeting"}
     dues = sorted(refused_dues)
-    assert 4 <= len(dues) <= 6 and {(b - a).days for a, b in zip(dues, dues[1:], strict=False)} == {90}
+    assert 4 <= len(dues) <= 6 and {(b - a).days for a, b in pairwise(dues)} == {90}
 
 
 def test_paced_household_is_greeted_at_its_own_pace(county: App) -> None:

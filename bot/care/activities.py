@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import quiet_hours
+from bot.care.hard_days import CareHardDays
 from bot.config import ConfigError, Settings
 from dialogs.invitations import SendWindow, remind_due, send_due
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 def send_window(settings: Settings) -> SendWindow:
     start, end = quiet_hours(settings)
-    return SendWindow(settings.timezone, start, end)
+    return SendWindow(settings.timezone, start, end, CareHardDays())
 
 
 def reminder_settings(settings: Settings) -> tuple[int, time]:

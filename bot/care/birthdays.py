@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 
 from borax.calendars.lunardate import LCalendars, LunarDate
@@ -60,6 +61,7 @@ def solar_anniversary(born: date, year: int) -> date:
         return date(year, 2, 28)
 
 
+@lru_cache(maxsize=65536)
 def lunar_birthday_in(lunar: LunarBirthday, lunar_year: int) -> date:
     """The solar date of a lunar birthday in one lunar year (leap month and day 30 rules)."""
     leap = lunar.leap and LCalendars.leap_month(lunar_year) == lunar.month

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar as _gregorian
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, timedelta
 
 from borax.calendars.lunardate import LunarDate, TermUtils
@@ -79,18 +80,24 @@ def _check_year(year: int) -> None:
         raise ValueError(f"the occasion calendar covers {FIRST_YEAR}–{LAST_YEAR}, not {year}")
 
 
+@lru_cache(maxsize=4096)
+def _dates(key: str, year: int) -> tuple[date, ...]:
+    """Memoised: the planner asks for the same few years for every household."""
+    return tuple(_RULES[key](year))
+
+
 def dates_of(key: str, year: int) -> list[date]:
     """Every date of one occasion inside Gregorian `year` (0, 1 or 2 of them)."""
     _check_year(year)
     if key not in _RULES:
         raise KeyError(f"unknown occasion: {key}")
-    return _RULES[key](year)
+    return list(_dates(key, year))
 
 
 def occasions_in(year: int) -> list[Occurrence]:
     """Every occasion falling in Gregorian `year`, in date order."""
     _check_year(year)
-    return sorted(Occurrence(day, key, name) for key, name in OCCASIONS for day in _RULES[key](year))
+    return sorted(Occurrence(day, key, name) for key, name in OCCASIONS for day in _dates(key, year))
 
 
 def next_occurrence(key: str, after_date: date) -> date | None:
@@ -107,7 +114,7 @@ def occurrences_between(keys: tuple[str, ...] | list[str], start: date, end: dat
     out = []
     for year in range(max(start.year, FIRST_YEAR), min(end.year, LAST_YEAR) + 1):
         for key in keys:
-            out.extend(Occurrence(d, key, NAMES[key]) for d in _RULES[key](year) if start <= d <= end)
+            out.extend(Occurrence(d, key, NAMES[key]) for d in _dates(key, year) if start <= d <= end)
     return sorted(out)
 
 

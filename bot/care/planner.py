@@ -393,14 +393,15 @@ def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
         .order_by(ContactAssignment.started_on, ContactAssignment.id)
     ):
         facts[hid].volunteer_id = volunteer_id  # the latest assignment wins
-    for m, name in session.execute(
-        select(HouseholdMember, Person.name).join(Person, Person.id == HouseholdMember.person_id)
-        .where(HouseholdMember.household_id.in_(ids), HouseholdMember.alive.is_(True),
-               HouseholdMember.relation.in_(PARENTS)).order_by(HouseholdMember.id)
+    m = HouseholdMember
+    for mid, hid, name, calendar, born, lunar_month, lunar_day, lunar_leap in session.execute(
+        select(m.id, m.household_id, Person.name, m.birthday_calendar, m.birth_date,
+               m.lunar_birth_month, m.lunar_birth_day, m.lunar_birth_leap)
+        .join(Person, Person.id == m.person_id)
+        .where(m.household_id.in_(ids), m.alive.is_(True), m.relation.in_(PARENTS)).order_by(m.id)
     ):
-        facts[m.household_id].parents.append(Parent(m.id, name, Birthday.of(
-            m.birthday_calendar, m.birth_date, m.lunar_birth_month, m.lunar_birth_day,
-            m.lunar_birth_leap)))
+        facts[hid].parents.append(Parent(mid, name, Birthday.of(
+            calendar, born, lunar_month, lunar_day, lunar_leap)))
     for cid, hid, born, died in session.execute(
         select(DeceasedChild.id, DeceasedChild.household_id, DeceasedChild.birth_date,
                DeceasedChild.death_date).where(DeceasedChild.household_id.in_(ids))

@@ -212,7 +212,7 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
         households = list(await session.scalars(select(Household).where(Household.id.in_(household_ids))))
         labels = await household_labels(session, households)
         names = {pid: p.name for pid, p in people.items()}
-        townships = dict((await session.execute(select(Township.id, Township.name))).tuples().all())
+        townships = {tid: tname for tid, tname in await session.execute(select(Township.id, Township.name))}
         for person_id, inbox in sorted(inboxes.items()):
             person = recipients.get(person_id)
             if person is None or not person.active:

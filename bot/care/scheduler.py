@@ -9,10 +9,10 @@ logged, and finds the work already done on its next tick.
 Adding a job: append a `Job(name, coroutine)` to `JOBS`; the coroutine takes `(app, at)` and
 returns a small report (counts only, never personal data).
 
-Leader election: when several `warmline run` processes share one database, only one needs to
-plan. `storage/locks.py` (PostgreSQL advisory lock / SQLite lease) is not in the tree yet; until
-it is, every process ticks and the idempotency keys keep the outbox free of duplicates. When it
-lands, wrap `run_jobs` in `_leader` below.
+Leader election: when several `warmline run` processes share one database, only one plans —
+the holder of the "scheduler" lock in `storage/locks.py` (PostgreSQL advisory lock; SQLite lease
+renewed every tick). A dead leader is replaced at once on PostgreSQL, after its lease on SQLite;
+the idempotency keys still guard the outbox should two ever tick at once.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.care.activities import reminders_job, scheduled_sends_job
+from bot.care.casework import casework_job
+from bot.care.family_line import family_messages_job
+from bot.care.greetings import greetings_job
 from bot.care.reminders import plan_reminders
+from storage.locks import leadership
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -46,6 +50,9 @@ JOBS: list[Job] = [
     Job("reminders", plan_reminders),  # volunteers' morning digest, coordinators' overdue digest
     Job("activity_sends", scheduled_sends_job),  # activity invitations scheduled for later
     Job("activity_reminders", reminders_job),  # the day-before reminder to those who said yes
+    Job("casework", casework_job),  # insurance renewal tasks, follow-up escalation
+    Job("greetings", greetings_job),  # families' opt-in greetings; delivered ones become contacts
+    Job("family_messages", family_messages_job),  # answers noticed, unanswered ones escalated
 ]
 
 
@@ -67,8 +74,11 @@ async def run_scheduler(app: App, senders: dict[str, ChannelSender], stop: async
     """Tick until `stop` is set. Senders are not used: jobs only write the outbox."""
     interval = float(app.settings.section("scheduler").get("interval_seconds", 60))
     log.info("scheduler started interval=%ss jobs=%s", interval, [j.name for j in JOBS])
-    while not stop.is_set():
-        await run_jobs(app, app.services.now())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+    lease = timedelta(seconds=max(3 * interval, 90))  # outlives a slow tick; renewed every tick
+    async with leadership(app.db, "scheduler", ttl=lease, now=app.services.now) as lock:
+        while not stop.is_set():
+            if await lock.try_acquire():  # only the leader plans; the others wait their turn
+                await run_jobs(app, app.services.now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
     log.info("scheduler stopped")

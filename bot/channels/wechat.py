@@ -200,7 +200,9 @@ class OfficialAccountChannel:
                            message_id=str(data.get("MsgId") or event_key))
         if msg_type in MEDIA:
             spoken = str(data.get("Recognition") or "") if msg_type == "voice" else ""
-            return Inbound(CHANNEL, openid, text=spoken, event=msg_type,
+            # words WeChat recognised in a voice message are read as typed; other media arrive as
+            # an event (e.g. "voice", "image") for a dialog that declares it (the family line-back)
+            return Inbound(CHANNEL, openid, text=spoken, event=None if spoken else msg_type,
                            message_id=str(data.get("MsgId") or event_key))
         if msg_type != "event":
             return None
@@ -211,11 +213,12 @@ class OfficialAccountChannel:
             return None
         if event in ("subscribe", "subscribe_scan", "scan"):
             await self._reachable_again(openid)
-            scene = key if event != "subscribe" else ""  # wechatpy strips qrscene_ from subscribe_scan
+            # a QR code's scene (an invite code) rides along; wechatpy strips qrscene_ from it
+            scene = key[:64] if event != "subscribe" else ""
             return Inbound(CHANNEL, openid, event="scan" if event == "scan" else "subscribe",
-                           start_payload=scene[:64] or None, message_id=event_key)
-        if event == "click":
-            return Inbound(CHANNEL, openid, text=key[:200], event="click", message_id=event_key)
+                           start_payload=scene or None, message_id=event_key)
+        if event == "click":  # a menu button: its key is read exactly like typed words
+            return Inbound(CHANNEL, openid, text=key[:200], message_id=event_key)
         if event in ("subscribe_msg_popup_event", "subscribe_msg_change_event"):
             return Inbound(CHANNEL, openid, event=subscription_choice(data), message_id=event_key)
         if event not in SILENT_EVENTS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -72,6 +73,39 @@ def split_text(text: str, max_bytes: int) -> list[str]:
     return pieces
 
 
+async def call_api(client: WxClientMixin, platform: str, fn: Any) -> tuple[Verdict, dict[str, Any]]:
+    """One API call in a worker thread (wechatpy is synchronous), classified; never raises."""
+    try:
+        answer = await asyncio.to_thread(client.call, fn)
+    except Exception as exc:  # every failure is classified; none is recorded as sent
+        verdict = from_exception(platform, exc)
+        log.info("%s send refused outcome=%s error=%s", platform, verdict.outcome.value, verdict.error)
+        return verdict, {}
+    if not isinstance(answer, dict):  # not JSON (a proxy's error page?): not proof of delivery
+        return Verdict(Outcome.RETRY, f"{platform}:bad_answer"), {}
+    return from_answer(platform, answer), answer
+
+
+async def send_picture(client: Any, platform: str, attachment: dict[str, Any], send: Any,
+                       media_type: str = "image") -> Verdict:
+    """Upload a chart or file as temporary media, then send it; after the text it belongs to."""
+    path = Path(str(attachment.get("path") or ""))
+    if not path.is_file():
+        return Verdict(Outcome.PERMANENT, f"{platform}:attachment_missing")
+
+    def upload() -> Any:
+        with path.open("rb") as fh:  # opened per try: a token retry uploads from the start again
+            return client.media.upload(media_type, (attachment.get("filename") or path.name, fh))
+
+    verdict, answer = await call_api(client, platform, upload)
+    media_id = answer.get("media_id")
+    if verdict.outcome is not Outcome.SENT:
+        return verdict
+    if not media_id:
+        return Verdict(Outcome.RETRY, f"{platform}:no_media_id")
+    return (await call_api(client, platform, lambda: send(media_id)))[0]
+
+
 def to_result(verdict: Verdict, quota_retry: float) -> SendResult:
     """A platform verdict in the delivery worker's terms (WINDOW is decided by the caller)."""
     if verdict.outcome is Outcome.SENT:
@@ -117,13 +151,7 @@ class WeChatSender:
     # ------------------------------------------------------------------ API calls
 
     async def _api(self, fn: Any) -> Verdict:
-        try:
-            answer = await asyncio.to_thread(self.client.call, fn)
-        except Exception as exc:  # every failure is classified; none is recorded as sent
-            verdict = from_exception(CHANNEL, exc)
-            log.info("wechat send refused outcome=%s error=%s", verdict.outcome.value, verdict.error)
-            return verdict
-        return from_answer(CHANNEL, answer if isinstance(answer, dict) else {})
+        return (await call_api(self.client, CHANNEL, fn))[0]
 
     async def _custom(self, request: SendRequest) -> Verdict:
         verdict = Verdict(Outcome.SENT, "")
@@ -131,6 +159,10 @@ class WeChatSender:
             verdict = await self._api(lambda piece=piece: self.client.message.send_text(request.address, piece))
             if verdict.outcome is not Outcome.SENT:
                 return verdict
+        attachment = request.payload.get("attachment")
+        if attachment and attachment.get("kind") == "photo":  # an Official Account cannot send files
+            return await send_picture(self.client, CHANNEL, attachment,
+                                      lambda media_id: self.client.message.send_image(request.address, media_id))
         return verdict
 
     async def _template(self, request: SendRequest, template: TemplateMessage) -> Verdict:

@@ -25,10 +25,11 @@ from starlette.routing import BaseRoute, Route
 from wechatpy.enterprise import WeChatClient as EnterpriseClient
 from wechatpy.enterprise import WeChatCrypto, parse_message
 from wechatpy.enterprise.replies import TextReply
+from wechatpy.exceptions import WeChatClientException
 
 from bot.channels.render import numbered_text
-from bot.channels.wechat_sender import split_text, to_result
-from bot.channels.wx_errors import Outcome, Verdict, from_answer, from_exception
+from bot.channels.wechat_sender import call_api, send_picture, split_text, to_result
+from bot.channels.wx_errors import Outcome, Verdict
 from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, safe_xml, success
 from bot.channels.wx_token import WxClientMixin, api_base
 from bot.config import ConfigError
@@ -36,6 +37,7 @@ from bot.delivery.base import RateLimit, SendRequest, SendResult
 from dialogs.engine import catalog
 from dialogs.engine.types import Inbound
 from storage.db import Database
+from storage.invites import looks_like_code
 from storage.models import ChannelAddress, DialogSession
 
 if TYPE_CHECKING:
@@ -98,24 +100,29 @@ class WeComSender:
     async def send(self, request: SendRequest) -> SendResult:
         verdict = Verdict(Outcome.SENT, "")
         for piece in split_text(numbered_text(request.payload), self.max_bytes):
-            verdict = await self._send_text(request.address, piece)
+            verdict = await self._send(request.address, lambda piece=piece: self.client.message.send_text(
+                self.agent_id, request.address, piece))
             if verdict.outcome is not Outcome.SENT:
-                break
+                return to_result(verdict, self.quota_retry)
+        attachment = request.payload.get("attachment")
+        if attachment:  # a chart (image) or an exported file, after the text it belongs to
+            photo = attachment.get("kind") == "photo"
+            send = self.client.message.send_image if photo else self.client.message.send_file
+            verdict = await send_picture(
+                self.client, CHANNEL, attachment, lambda media_id: self._checked(
+                    request.address, send(self.agent_id, request.address, media_id)),
+                media_type="image" if photo else "file")
         return to_result(verdict, self.quota_retry)
 
-    async def _send_text(self, userid: str, text: str) -> Verdict:
-        try:
-            answer = await asyncio.to_thread(
-                self.client.call, lambda: self.client.message.send_text(self.agent_id, userid, text))
-        except Exception as exc:  # classified; never recorded as sent
-            verdict = from_exception(CHANNEL, exc)
-            log.info("wecom send refused outcome=%s error=%s", verdict.outcome.value, verdict.error)
-            return verdict
-        answer = answer if isinstance(answer, dict) else {}
-        if userid in str(answer.get("invaliduser") or "").split("|"):
-            # WeCom answers 0 but names the user it could not reach (left, or outside the app)
-            return Verdict(Outcome.UNREACHABLE, "wecom:invaliduser")
-        return from_answer(CHANNEL, answer)
+    async def _send(self, userid: str, fn: Any) -> Verdict:
+        return (await call_api(self.client, CHANNEL, lambda: self._checked(userid, fn())))[0]
+
+    @staticmethod
+    def _checked(userid: str, answer: Any) -> Any:
+        """WeCom answers 0 but names users it could not reach (left, or outside the app)."""
+        if isinstance(answer, dict) and userid in str(answer.get("invaliduser") or "").split("|"):
+            raise WeChatClientException(81013, "invaliduser")
+        return answer
 
 
 class WeComChannel:
@@ -214,7 +221,7 @@ class WeComChannel:
             event = str(data.get("Event") or "").lower()
             if event == "click":
                 inbound = Inbound(CHANNEL, userid, text=str(data.get("EventKey") or "")[:200],
-                                  event="click", message_id=event_key)
+                                  message_id=event_key)
             elif event == "subscribe":
                 inbound = Inbound(CHANNEL, userid, event="subscribe", message_id=event_key)
             else:
@@ -230,8 +237,8 @@ class WeComChannel:
                 ChannelAddress.channel == CHANNEL, ChannelAddress.address == inbound.address))
             talked = await session.scalar(select(DialogSession.id).where(
                 DialogSession.channel == CHANNEL, DialogSession.address == inbound.address))
-        if known is not None or talked is not None:
-            return inbound
+        if known is not None or talked is not None or looks_like_code(inbound.text):
+            return inbound  # linked already, or in a dialog, or typing an invite code: leave it be
         try:
             user = await asyncio.to_thread(self.client.call, lambda: self.client.user.get(inbound.address))
         except Exception as exc:  # no contacts permission, or the user is hidden: register by code

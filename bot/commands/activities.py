@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             query = query.where(Activity.township_id == township.id)
         activities = list(session.scalars(query))
-        names = dict(session.execute(select(Township.id, Township.name)).tuples().all())
+        names = {tid: name for tid, name in session.execute(select(Township.id, Township.name))}
         counts = fold_counts(session.execute(count_query([a.id for a in activities])).all())
     rows = []
     for a in activities:

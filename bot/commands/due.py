@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
                 return 2
         tasks = [t for t in plan(session, at, policy, volunteer_id=volunteer_id, tz=tz)
                  if t.status in wanted]
-        names = dict(session.execute(select(Person.id, Person.name).where(
-            Person.id.in_({t.volunteer_id for t in tasks if t.volunteer_id}))).tuples().all())
+        names = {pid: name for pid, name in session.execute(select(Person.id, Person.name).where(
+            Person.id.in_({t.volunteer_id for t in tasks if t.volunteer_id})))}
     if args.format == "json":
         print(json.dumps([{**t.as_dict(), "title": task_title(t),
                            "volunteer": names.get(t.volunteer_id or 0)} for t in tasks],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bot.commands import open_app
 from bot.reports.build import UnknownTownship
-from bot.reports.charts import default_font
+from bot.reports.charts import ChartFont, default_font
+from bot.reports.model import Report
 from bot.reports.periods import PeriodError, parse_period
 from bot.reports.service import make_report
 from bot.reports.writers import FORMATS, write_report
@@ -39,6 +40,14 @@ def _format(args: argparse.Namespace) -> str | None:
     return None
 
 
+def warning_lines(report: Report, font: ChartFont, fmt: str) -> list[str]:
+    """What the operator must know about this report, for stderr (charts exist only in HTML)."""
+    lines = [f"提示 / note: {w}" for w in report.warnings]
+    if font.warning and fmt == "html":
+        lines.append(f"警告 / warning: {font.warning}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         period = parse_period(args.period)
@@ -64,10 +73,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"report-{report.scope_label}-{period.code.replace('..', '_')}"
                + ("" if fmt == "csv" else f".{fmt}"))
     font = default_font()
-    for warning in report.warnings:
-        print(f"提示 / note: {warning}", file=sys.stderr)
-    if font.warning and fmt == "html":
-        print(f"警告 / warning: {font.warning}", file=sys.stderr)
+    for line in warning_lines(report, font, fmt):
+        print(line, file=sys.stderr)
     for path in write_report(report, fmt, out, font):
         print(path)
     return 0

@@ -10,6 +10,7 @@ package to install (`fonts-wqy-microhei`).
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -69,7 +70,9 @@ def default_font() -> ChartFont:
 
 def _png(fig: object) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")  # type: ignore[attr-defined]
+    with warnings.catch_warnings():  # without a CJK font the report already warns, once and clearly
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")  # type: ignore[attr-defined]
     return buf.getvalue()
 
 
@@ -119,7 +122,8 @@ def rates_chart(report: Report, font: ChartFont) -> bytes:
         ax.set_ylabel("%")
         ax.axhline(100, color="#999999", linewidth=0.8, linestyle="--")
         ax.set_title(f"{report.scope_label} · {report.period_label} 服务完成情况")
-        ax.legend(fontsize=8, ncols=2, loc="upper right")
+        ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(names) <= 5 else -0.25),
+                  frameon=False)
         return _png(fig)
 
 

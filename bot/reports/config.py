@@ -30,7 +30,7 @@ RECORDED = ("holiday_visits", "activities", "")
 
 @dataclass(frozen=True)
 class ReportConfig:
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = field(default_factory=Policy.default)
     hardship_entitlement_yuan: float = 1500
     standard_entitlement_yuan: float = 1000
     danger_followup_hours: float = 24
@@ -53,7 +53,7 @@ class ReportConfig:
                                      str(b.get("recorded", "")))
                           for b in raw.get("budget_lines", []))
             config = cls(
-                policy=policy or Policy(),
+                policy=policy or Policy.default(),
                 hardship_entitlement_yuan=float(raw.get("hardship_entitlement_yuan", 1500)),
                 standard_entitlement_yuan=float(raw.get("standard_entitlement_yuan", 1000)),
                 danger_followup_hours=float(raw.get("danger_followup_hours", 24)),

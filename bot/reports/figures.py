@@ -18,7 +18,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    distinct,
     exists,
     func,
     literal,
@@ -29,6 +28,8 @@ from sqlalchemy import (
 )
 
 from bot.care.birthdays import Birthday, birthdays_between
+from bot.care.calendar import occurrences_between
+from bot.care.occasions import NAMES
 from bot.reports.frame import LEVEL_COLUMNS, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
 from bot.reports.model import Column, Section, Table, pct, ratio
 from bot.reports.sqlfuncs import date_literal, day_number, month_key
@@ -53,6 +54,13 @@ from storage.models import (
 BIRTHDAY = "birthday"  # the visit dialog's occasion for a birthday visit
 PARENTS = ("father", "mother")
 FOLLOW_UP_KINDS = ("home", "phone", "wechat")
+NOT_HELD = ("draft", "cancelled")  # activity statuses that never took place
+KIND_NAMES = {"home": "上门", "phone": "电话", "wechat": "微信", "card": "贺卡/信件",
+              "message": "暖心消息", "activity": "活动"}
+
+
+def kinds_text(kinds: tuple[str, ...]) -> str:
+    return "、".join(KIND_NAMES.get(k, k) for k in kinds)
 
 
 def _n(value: Any) -> int:
@@ -78,6 +86,7 @@ def served_households(f: Frame) -> Any:
         HealthReading.measured_at < f.instant(end + timedelta(days=1)))
     attended = select(Invitation.household_id).join(Activity, Activity.id == Invitation.activity_id).where(
         Invitation.attended.is_(True), Invitation.household_id.is_not(None),
+        Activity.status.not_in(NOT_HELD), Activity.cancelled_at.is_(None),
         Activity.starts_at >= f.start_instant, Activity.starts_at < f.instant(end + timedelta(days=1)))
     u = union(visits, readings, attended).subquery("served_u")
     return select(u.c.household_id.label("household_id"), literal(1).label("served")).subquery("served")
@@ -143,7 +152,7 @@ def weekly_greetings(f: Frame) -> Section:
         "households": _n(v["households"]), "weeks": len(weeks),
         "expected": _n(v["households"]) * len(weeks), "greeted": _n(v["greeted"]),
         "greeted_pct": pct(_n(v["greeted"]), _n(v["households"]) * len(weeks))})
-    kinds = "、".join(f.config.policy.greeting_kinds)
+    kinds = kinds_text(f.config.policy.greeting_kinds)
     return Section("greetings", "每周问候", [table], definition=(
         "每周问候覆盖率 = 有问候的户周 ÷（户数 × 统计周数）。统计周：期内的 ISO 周（周一至周日，"
         "周四落在期内的周属于本期），只算报表日之前已经结束的周。一户一周内有一次已完成的联系"
@@ -153,8 +162,19 @@ def weekly_greetings(f: Frame) -> Section:
 # ----------------------------------------------------------------------- holiday greetings
 
 
+def holidays_in(f: Frame) -> list[str]:
+    """The program's holidays that fall in the elapsed part of the period, by date."""
+    end = f.elapsed_end
+    if end is None:
+        return []
+    return [o.name for o in occurrences_between(f.config.policy.holiday_occasions, f.period.start, end)]
+
+
 def holiday_target(f: Frame) -> float:
-    return f.config.policy.holiday_min_per_year * f.period.months(f.as_of) / 12
+    """The yearly minimum, shared out over the program's holidays that fall in the period."""
+    policy = f.config.policy
+    listed = len(set(policy.holiday_occasions))
+    return policy.holiday_min_per_year * len(holidays_in(f)) / listed if listed else 0.0
 
 
 def holiday_greetings(f: Frame) -> Section:
@@ -191,13 +211,15 @@ def holiday_greetings(f: Frame) -> Section:
     _rows(table, grouped, lambda v: {
         "households": _n(v["households"]), "greetings": _n(v["greetings"]),
         "per_household": ratio(_n(v["greetings"]), _n(v["households"])),
-        "target": round(target, 2), "met": _n(v["met"]),
-        "met_pct": pct(_n(v["met"]), _n(v["households"]))})
+        "target": round(target, 2), "met": _n(v["met"]) if threshold else None,
+        "met_pct": pct(_n(v["met"]), _n(v["households"])) if threshold else None})
     return Section("holidays", "节日问候", [table], definition=(
-        f"节日问候：一户在一个节日（{'、'.join(policy.holiday_occasions)}）当年有一次已完成的联系"
-        f"（方式：{'、'.join(policy.holiday_kinds)}，记录了该节日）或一条已发出的节日问候，算一次；"
-        f"同一节日多次联系只算一次。目标每户每年 {policy.holiday_min_per_year} 次，按期内已过月数折算"
-        f"（本期 {target:.2f} 次）；户次数达到折算目标向上取整（{threshold} 次）即为达标。"))
+        f"节日问候：一户在一个节日（{'、'.join(NAMES.get(k, k) for k in policy.holiday_occasions)}）"
+        f"当年有一次已完成的联系（方式：{kinds_text(policy.holiday_kinds)}，记录了该节日）或一条已发出的节日问候，算一次；"
+        f"同一节日多次联系只算一次。目标每户每年至少 {policy.holiday_min_per_year} 次，按期内（截至报表日）"
+        f"实际有的节日折算：{policy.holiday_min_per_year} × 期内节日数 ÷ {len(set(policy.holiday_occasions))}"
+        f"（本期节日：{'、'.join(holidays_in(f)) or '无'}，折算 {target:.2f} 次）；"
+        f"一户的次数达到折算目标（向上取整为 {threshold} 次）即为达标。"))
 
 
 # ----------------------------------------------------------------------- health services
@@ -264,7 +286,7 @@ def birthday_visits(f: Frame) -> Section:
                    HouseholdMember.birth_date, HouseholdMember.lunar_birth_month,
                    HouseholdMember.lunar_birth_day, HouseholdMember.lunar_birth_leap)
             .where(HouseholdMember.household_id.in_(f.household_ids()), HouseholdMember.alive.is_(True),
-                   HouseholdMember.relation.in_(PARENTS))).tuples()
+                   HouseholdMember.relation.in_(PARENTS)))
         for hid, cal, born, lm, ld, leap in rows:
             birthday = Birthday.of(cal, born, lm, ld, leap)
             days = birthdays_between(birthday, f.period.start, end) if birthday else []
@@ -280,7 +302,7 @@ def birthday_visits(f: Frame) -> Section:
             select(Visit.household_id, Visit.visited_on).where(
                 Visit.household_id.in_(f.household_ids()), Visit.outcome == VisitOutcome.DONE,
                 Visit.occasion == BIRTHDAY, Visit.kind.in_(policy.birthday_kinds),
-                Visit.visited_on >= lo, Visit.visited_on <= hi)).tuples():
+                Visit.visited_on >= lo, Visit.visited_on <= hi)):
             visits[hid].append(day)
     per_household: dict[int, dict[str, float]] = {}
     for hid, days in due.items():
@@ -302,7 +324,7 @@ def birthday_visits(f: Frame) -> Section:
     return Section("birthdays", "生日走访", [table], definition=(
         "应走访：期内（截至报表日）在世父母的生日（公历或农历，按登记的历法）人次。已走访：生日前 "
         f"{policy.birthday_opens_days_before} 天至后 {policy.birthday_closes_days_after} 天内有一次记录为"
-        f"“生日”的已完成走访（方式：{'、'.join(policy.birthday_kinds)}），一次走访只算一个生日。"))
+        f"“生日”的已完成走访（方式：{kinds_text(policy.birthday_kinds)}），一次走访只算一个生日。"))
 
 
 # ----------------------------------------------------------------- case files, assessments
@@ -347,7 +369,7 @@ def casework(f: Frame) -> Section:
                func.avg(Assessment.future_attitude))
         .where(Assessment.household_id.in_(f.household_ids()), Assessment.assessed_on >= p.start,
                Assessment.assessed_on <= p.end)
-        .group_by(month).order_by(month)).tuples():
+        .group_by(month).order_by(month)):
         trend.add(month=row[0], assessments=_n(row[1]), grief_trauma=round(float(row[2]), 2),
                   healing=round(float(row[3]), 2), acceptance=round(float(row[4]), 2),
                   future_attitude=round(float(row[5]), 2))
@@ -379,7 +401,7 @@ def danger_readings(f: Frame) -> Section:
         select(r.measured_at, r.followed_up_at, nxt_reading, nxt_visit, d.c.township_id, d.c.volunteer_id)
         .join(d, d.c.household_id == r.household_id)
         .where(r.danger.is_(True), r.measured_at >= f.start_instant, r.measured_at < f.end_instant)
-    ).tuples().all()
+    ).all()
     limit = f.config.danger_followup_hours
     now = datetime.combine(f.as_of + timedelta(days=1), datetime.min.time(), tzinfo=f.tz)
     per_group: dict[tuple[str, int | None], dict[str, Any]] = {}
@@ -428,7 +450,7 @@ def danger_readings(f: Frame) -> Section:
 def activities(f: Frame) -> Section:
     end = f.elapsed_end
     a = Activity
-    held = [a.status.not_in(("draft", "cancelled")), a.cancelled_at.is_(None),
+    held = [a.status.not_in(NOT_HELD), a.cancelled_at.is_(None),
             a.starts_at >= f.start_instant,
             a.starts_at < f.instant((end or f.period.start - timedelta(days=1)) + timedelta(days=1))]
     if f.scope.township_id is not None:
@@ -443,7 +465,7 @@ def activities(f: Frame) -> Section:
     rows = f.session.execute(
         select(a.id, a.starts_at, a.title, a.type, a.township_id, a.cost_fen,
                count(), count(Invitation.rsvp == "yes"), count(Invitation.attended.is_(True)))
-        .where(*held).order_by(a.starts_at, a.id)).tuples().all()
+        .where(*held).order_by(a.starts_at, a.id)).all()
     listing = Table("activity_list", "期内举办的活动", [
         Column("date", "日期", "text"), Column("title", "活动", "text"), Column("type", "类型", "text"),
         Column("township", "乡镇", "text"), Column("invited", "邀请人数"), Column("yes", "报名人数"),
@@ -531,7 +553,7 @@ def delivery(f: Frame) -> Section:
     def pivot(key_col: Any, table: Table, label: str) -> None:
         counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(DELIVERY_STATUSES, 0))
         for key, status, n in f.session.execute(
-            select(key_col, o.status, func.count()).where(*conds).group_by(key_col, o.status)).tuples():
+            select(key_col, o.status, func.count()).where(*conds).group_by(key_col, o.status)):
             if status in DELIVERY_STATUSES:
                 counts[key][status] += n
         total = dict.fromkeys(DELIVERY_STATUSES, 0)

@@ -123,13 +123,13 @@ class Frame:
 
     @cached_property
     def township_names(self) -> dict[int, str]:
-        return dict(self.session.execute(select(Township.id, Township.name)).tuples().all())
+        return dict(self.session.execute(select(Township.id, Township.name)).all())
 
     def volunteer_names(self, ids: set[int]) -> dict[int, str]:
         if not ids:
             return {}
         return dict(self.session.execute(
-            select(Person.id, Person.name).where(Person.id.in_(ids))).tuples().all())
+            select(Person.id, Person.name).where(Person.id.in_(ids))).all())
 
     @property
     def total_group(self) -> Group:
@@ -162,7 +162,7 @@ class Frame:
         """household id -> (township id, volunteer id), for figures computed outside SQL."""
         d = self.dims
         return {hid: (tid, vid) for hid, tid, vid in self.session.execute(
-            select(d.c.household_id, d.c.township_id, d.c.volunteer_id)).tuples()}
+            select(d.c.household_id, d.c.township_id, d.c.volunteer_id))}
 
     def regroup(self, per_household: dict[int, dict[str, float]], keys: list[str],
                 ) -> list[tuple[Group, dict[str, Any]]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
+from bot.reports.figures import NOT_HELD
 from bot.reports.frame import LEVEL_COLUMNS, Frame
 from bot.reports.model import Column, Section, Table, pct, yuan
 from storage.models import Activity, Visit, VisitOutcome
@@ -66,7 +67,7 @@ def holiday_money(f: Frame) -> Section:
         Column("spent", "已记录支出（元）", "yuan"), Column("balance", "余额（元）", "yuan")])
     for code, tid, hardship, spent_fen in f.session.execute(
         select(d.c.code, d.c.township_id, d.c.hardship, func.coalesce(m.c.spent, 0))
-        .select_from(d.outerjoin(m, m.c.household_id == d.c.household_id)).order_by(d.c.code)).tuples():
+        .select_from(d.outerjoin(m, m.c.household_id == d.c.household_id)).order_by(d.c.code)):
         entitled = hard if hardship else std
         detail.add(code=code, township=f.township_names.get(tid, ""), hardship="是" if hardship else "否",
                    entitled=yuan(entitled), spent=yuan(spent_fen), balance=yuan(entitled - _n(spent_fen)))
@@ -80,7 +81,7 @@ def holiday_money(f: Frame) -> Section:
 
 def activity_cost_fen(f: Frame) -> int:
     a = Activity
-    conds = [a.status.not_in(("draft", "cancelled")), a.cancelled_at.is_(None),
+    conds = [a.status.not_in(NOT_HELD), a.cancelled_at.is_(None),
              a.starts_at >= f.start_instant, a.starts_at < f.end_instant]
     if f.scope.township_id is not None:
         conds.append(a.township_id == f.scope.township_id)

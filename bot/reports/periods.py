@@ -113,7 +113,7 @@ def parse_period(text: str) -> Period:
         if m := _RANGE.match(raw):
             start, end = date.fromisoformat(m[1]), date.fromisoformat(m[2])
             if end < start:
-                raise PeriodError(f"结束日期早于开始日期：{raw}")
+                raise PeriodError(f"结束日期早于开始日期：{raw}（可用格式：{FORMS}）")
             return Period(start, end, f"{start.isoformat()}..{end.isoformat()}",
                           f"{start.isoformat()} 至 {end.isoformat()}")
     except ValueError as exc:

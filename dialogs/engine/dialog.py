@@ -52,9 +52,14 @@ class Stay:
 
 @dataclass(frozen=True)
 class Finish:
-    """The dialog is over; these replies close it."""
+    """The dialog is over; these replies close it.
+
+    `then` (an action such as {"start": "family_consent"}) starts the next dialog at once, so a
+    family member who has just registered is asked for consent without writing again.
+    """
 
     replies: tuple[Reply, ...]
+    then: dict[str, Any] | None = None
 
     @classmethod
     def with_text(cls, text: str, options: tuple[Option, ...] = ()) -> Finish:

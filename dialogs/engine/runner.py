@@ -209,7 +209,8 @@ class Runner:
             cls = self._for_event(inbound.event, person)
             if cls is None:
                 return StepOutcome([], row)  # an event nobody handles needs no reply
-            answer_value = action_value(cls.name, event=inbound.event)
+            scene = {"code": inbound.start_payload} if inbound.start_payload else {}  # a QR's code
+            answer_value = action_value(cls.name, event=inbound.event, **scene)
         elif (interrupt := self._global_keyword(word, person)) is not None:
             if row.dialog and row.dialog != interrupt.name:
                 replies.append(Reply(ctx.t("engine.left_unsaved", dialog=self._title(ctx, row.dialog))))
@@ -243,7 +244,7 @@ class Runner:
         elif row.dialog and row.dialog in self.dialogs:
             replies.extend(await self._continue(ctx, row, Answer(text, answer_value, inbound.text)))
         else:
-            replies.extend(await self._unrouted(ctx, row, text))
+            replies.extend(await self._unrouted(ctx, row, text, inbound.text))
         return StepOutcome(replies, row)
 
     # -------------------------------------------------------------- dialogs
@@ -298,6 +299,8 @@ class Runner:
                 return [result.reply]
             if isinstance(result, Finish):
                 self._clear(row)
+                if result.then:  # hand over to the next dialog (roles checked in _start)
+                    return list(result.replies) + await self._start(ctx, row, result.then)
                 return list(result.replies) + (await self._menu(ctx, row, quiet=True))
             return await self._ask(ctx, row, cls, dialog, prefix=[], fire=result)
         finally:
@@ -316,6 +319,8 @@ class Runner:
                 continue
             if isinstance(question, Finish):
                 self._clear(row)
+                if question.then:
+                    return prefix + list(question.replies) + await self._start(ctx, row, question.then)
                 return prefix + list(question.replies)
             self._keep(ctx, row, cls, dialog, question)
             if prefix:
@@ -406,7 +411,8 @@ class Runner:
         row.prompt = self._prompt(reply, row.data)
         return [reply]
 
-    async def _unrouted(self, ctx: StepContext, row: DialogSession, text: str) -> list[Reply]:
+    async def _unrouted(self, ctx: StepContext, row: DialogSession, text: str,
+                        raw: str = "") -> list[Reply]:
         """Text outside any dialog: a keyword that starts one, else the menu."""
         lowered = text.lower()
         for cls in self.dialogs.values():
@@ -417,7 +423,8 @@ class Runner:
         fallback = [cls for cls in self.dialogs.values()
                     if cls.catches_free_text and self._allowed(cls, ctx.person)]
         if fallback and text:
-            return await self._start(ctx, row, {"start": fallback[0].name, "text": text})
+            # the words as typed ("raw") too: a family's message is kept exactly as written
+            return await self._start(ctx, row, {"start": fallback[0].name, "text": text, "raw": raw})
         return [Reply(ctx.t("engine.not_understood")), *await self._menu(ctx, row)]
 
     # --------------------------------------------------------------- outbox

@@ -8,8 +8,8 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.crypto import EncryptedText
 from storage.base import Base, utcnow
+from storage.crypto import EncryptedText
 
 
 class VisitKind(enum.StrEnum):

@@ -6,11 +6,11 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storage.crypto import EncryptedJSON, EncryptedText
 from storage.base import Base, utcnow
+from storage.crypto import EncryptedJSON, EncryptedText
 from storage.models.people import Person
 
 
@@ -119,5 +119,5 @@ class IntakeDraft(Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), unique=True)
     volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     state: Mapped[str] = mapped_column(String(32))
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

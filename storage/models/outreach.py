@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.crypto import EncryptedText
 from storage.base import Base, utcnow
+from storage.crypto import EncryptedText
 
 
 class Consent(Base):
@@ -56,8 +56,11 @@ class Greeting(Base):
     year: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(16))
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default="planned")  # planned|sent|expired|failed
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the local day it was for, and the contact it became once delivered (planner, reports)
+    occasion_on: Mapped[date | None]
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
 
 
 class FamilyMessage(Base):
@@ -74,3 +77,7 @@ class FamilyMessage(Base):
     forwarded_to_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     answered_at: Mapped[datetime | None]
     escalated_at: Mapped[datetime | None]
+    # who answered and how: reply (in Warmline) | call | visit (a contact recorded afterwards)
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    answer_kind: Mapped[str | None] = mapped_column(String(16))
+    wants_call: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -142,11 +142,15 @@ class FakePlatform:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
                 try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
+                    body = json.loads(raw) if len(raw) == length else None
                 except ValueError:
-                    body = {}
-                status, answer = platform._answer(body)
+                    body = None
+                if isinstance(body, dict) and body.get("chat"):
+                    status, answer = platform._answer(body)
+                else:  # a truncated request (its sender was killed mid-write) is not a message
+                    status, answer = 400, {"ok": False, "description": "bad request"}
                 data = json.dumps(answer).encode()
                 try:
                     self.send_response(status)

@@ -77,6 +77,7 @@ class FakeBotAPI:
         self._message_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._closing = False
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -101,6 +102,7 @@ class FakeBotAPI:
         return self
 
     def stop(self) -> None:
+        self._closing = True  # held long polls answer at once
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -141,6 +143,13 @@ class FakeBotAPI:
     def pending_updates(self) -> int:
         with self._lock:
             return len(self._updates)
+
+    def wait_handled(self, update_id: int, timeout: float = 15.0) -> None:
+        """Until the bot confirmed the update (asked for later ones), i.e. finished handling it."""
+        def confirmed() -> bool:
+            with self._lock:
+                return all(u["update_id"] > update_id for u in self._updates)
+        wait_until(confirmed, timeout, lambda: f"update {update_id} was not handled in time")
 
     # --------------------------------------------------------------- endpoint
 
@@ -211,6 +220,8 @@ class FakeBotAPI:
     async def _get_updates(self, params: dict[str, Any]) -> JSONResponse:
         offset = params.get("offset")
         deadline = time.monotonic() + float(params.get("timeout") or 0)
+        with self._lock:  # recorded on arrival: a long poll may be held open for seconds
+            self.calls.append(Call("getUpdates", params, time.monotonic()))
         while True:
             with self._lock:
                 if self.webhook is not None:
@@ -219,8 +230,7 @@ class FakeBotAPI:
                 if offset is not None:  # confirms every update before it, as Telegram does
                     self._updates = [u for u in self._updates if u["update_id"] >= int(offset)]
                 batch = self._updates[: int(params.get("limit") or 100)]
-                if batch or time.monotonic() >= deadline:
-                    self.calls.append(Call("getUpdates", params, time.monotonic()))
+                if batch or self._closing or time.monotonic() >= deadline:
                     return JSONResponse({"ok": True, "result": batch})
             await asyncio.sleep(0.02)
 
@@ -322,20 +332,22 @@ class TgUser:
             "chat": {"id": self.chat_id, "type": "private", "first_name": self.first_name},
             "from": self._user(), **content}}
 
-    def say(self, text: str) -> dict[str, Any]:
+    def text_update(self, text: str) -> dict[str, Any]:
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
             content["entities"] = [{"type": "bot_command", "offset": 0,
                                     "length": len(text.split(" ")[0])}]
-        return self.api.push(self.message_update(**content))
+        return self.message_update(**content)
 
-    def share_contact(self, phone: str, *, user_id: int | None = None) -> dict[str, Any]:
-        return self.api.push(self.message_update(contact={
+    def contact_update(self, phone: str, *, user_id: int | None = None) -> dict[str, Any]:
+        return self.message_update(contact={
             "phone_number": phone, "first_name": self.first_name,
-            "user_id": self.chat_id if user_id is None else user_id}))
+            "user_id": self.chat_id if user_id is None else user_id})
 
-    def press_update(self, label_part: str, message: dict[str, Any] | None = None,
+    def press_update(self, label_part: str = "", message: dict[str, Any] | None = None,
                      data: str | None = None) -> dict[str, Any]:
+        """A tap on the button whose label contains `label_part` (latest message with buttons),
+        or, with `data`, a callback carrying whatever payload a tampered client sends."""
         message = message or self.last_with_buttons()
         if data is None:
             data = self.button(label_part, message)
@@ -344,9 +356,23 @@ class TgUser:
             "chat_instance": f"ci{self.chat_id}", "data": data,
             "message": {k: v for k, v in message.items() if k != "reply_markup_sent"}}}
 
-    def press(self, label_part: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Tap the button whose label contains `label_part` on the latest message with buttons."""
-        return self.api.push(self.press_update(label_part, message))
+    def send(self, *updates: dict[str, Any]) -> list[dict[str, Any]]:
+        """Queue updates, wait until the bot handled them, return the messages it sent here."""
+        before = len(self.messages())
+        for update in updates:
+            self.api.push(update)
+        for update in updates:
+            self.api.wait_handled(int(update["update_id"]))
+        return self.messages()[before:]
+
+    def say(self, text: str) -> list[dict[str, Any]]:
+        return self.send(self.text_update(text))
+
+    def share_contact(self, phone: str, *, user_id: int | None = None) -> list[dict[str, Any]]:
+        return self.send(self.contact_update(phone, user_id=user_id))
+
+    def press(self, label_part: str, message: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.send(self.press_update(label_part, message))
 
     # ------------------------------------------------------------- what arrived
 

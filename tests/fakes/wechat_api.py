@@ -1,7 +1,7 @@
 """A fake WeChat / WeCom API on 127.0.0.1, for running wechatpy's real clients against.
 
 It serves what Warmline calls under one `/cgi-bin/` root — the Official Account's `token`,
-`message/custom/send` and `message/template/send`, WeCom's `gettoken`, `message/send` and
+`message/custom/send`, `message/template/send` and `media/upload`, WeCom's `gettoken`, `message/send` and
 `user/get` — checks the access token on every call (an expired one gets 42001, an unknown one
 40001 / 40014, as WeChat does), records every call, and answers with any error code on demand.
 It runs a real threaded HTTP server, so wechatpy's `requests` talk to it over a socket.
@@ -56,7 +56,8 @@ class FakeWeChatAPI:
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -81,6 +82,7 @@ class FakeWeChatAPI:
             self._faults[endpoint].extend(errcodes)
 
     def fail_http(self, endpoint: str, *statuses: int) -> None:
+        """The next calls answer these HTTP statuses; 200 means an HTML page instead of JSON."""
         with self._lock:
             self._http_faults[endpoint].extend(statuses)
 
@@ -111,6 +113,8 @@ class FakeWeChatAPI:
             if self._http_faults[endpoint]:
                 status = self._http_faults[endpoint].popleft()
                 call.errcode = -status
+                if status == 200:  # a 200 that is not WeChat's JSON, e.g. a proxy's error page
+                    return 200, {"_html": "<html><body>gateway says hello</body></html>"}
                 return status, {"error": "fake http fault"}
             if endpoint in ("token", "gettoken"):
                 return 200, self._issue_token(call)
@@ -135,6 +139,9 @@ class FakeWeChatAPI:
                 return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": f"wecom-{next(self._ids)}"}
             if endpoint == "message/template/send":
                 return 200, {"errcode": 0, "errmsg": "ok", "msgid": next(self._ids)}
+            if endpoint == "media/upload":
+                return 200, {"type": params.get("type"), "media_id": f"MEDIA-{next(self._ids)}",
+                             "created_at": 1795000000}
             if endpoint == "message/custom/send":
                 return 200, {"errcode": 0, "errmsg": "ok"}
             call.errcode = 404
@@ -159,14 +166,18 @@ class FakeWeChatAPI:
                 params = dict(parse_qsl(parts.query))
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw.decode("utf-8")) if raw else {}
-                except ValueError:
-                    body = {"_raw": raw.decode("utf-8", "replace")}
+                if (self.headers.get("content-type") or "").startswith("multipart/"):
+                    body = {"_upload_bytes": len(raw), "_png": b"\x89PNG" in raw}
+                else:
+                    try:
+                        body = json.loads(raw.decode("utf-8")) if raw else {}
+                    except ValueError:
+                        body = {"_raw": raw.decode("utf-8", "replace")}
                 status, answer = fake._answer(endpoint, params, body)
-                data = json.dumps(answer, ensure_ascii=False).encode()
+                html = answer.get("_html")
+                data = html.encode() if html else json.dumps(answer, ensure_ascii=False).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", "text/html" if html else "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

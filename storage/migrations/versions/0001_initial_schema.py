@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:06:17.395260
+Create Date: 2026-11-29 00:13:25.240250
 """
 from __future__ import annotations
 
@@ -304,6 +304,10 @@ def upgrade() -> None:
     sa.Column('forwarded_to_id', sa.Integer(), nullable=True),
     sa.Column('answered_at', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('escalated_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('answered_by_id', sa.Integer(), nullable=True),
+    sa.Column('answer_kind', sa.String(length=16), nullable=True),
+    sa.Column('wants_call', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['answered_by_id'], ['people.id'], name=op.f('fk_family_messages_answered_by_id_people')),
     sa.ForeignKeyConstraint(['forwarded_to_id'], ['people.id'], name=op.f('fk_family_messages_forwarded_to_id_people')),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_family_messages_household_id_households')),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_family_messages_person_id_people')),
@@ -330,25 +334,6 @@ def upgrade() -> None:
     with op.batch_alter_table('follow_ups', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_follow_ups_household_id'), ['household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_follow_ups_owner_id'), ['owner_id'], unique=False)
-
-    op.create_table('greetings',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('household_id', sa.Integer(), nullable=False),
-    sa.Column('member_person_id', sa.Integer(), nullable=False),
-    sa.Column('occasion', sa.String(length=32), nullable=False),
-    sa.Column('year', sa.Integer(), nullable=False),
-    sa.Column('channel', sa.String(length=16), nullable=False),
-    sa.Column('outbox_id', sa.Integer(), nullable=True),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_greetings_household_id_households')),
-    sa.ForeignKeyConstraint(['member_person_id'], ['people.id'], name=op.f('fk_greetings_member_person_id_people')),
-    sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], name=op.f('fk_greetings_outbox_id_outbox')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_greetings')),
-    sa.UniqueConstraint('member_person_id', 'occasion', 'year', name=op.f('uq_greetings_member_person_id_occasion_year'))
-    )
-    with op.batch_alter_table('greetings', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_greetings_household_id'), ['household_id'], unique=False)
 
     op.create_table('household_members',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -377,7 +362,7 @@ def upgrade() -> None:
     sa.Column('household_id', sa.Integer(), nullable=False),
     sa.Column('volunteer_id', sa.Integer(), nullable=True),
     sa.Column('state', sa.String(length=32), nullable=False),
-    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('data', storage.crypto.EncryptedJSON(), nullable=False),
     sa.Column('updated_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_intake_drafts_household_id_households')),
     sa.ForeignKeyConstraint(['volunteer_id'], ['people.id'], name=op.f('fk_intake_drafts_volunteer_id_people')),
@@ -518,6 +503,28 @@ def upgrade() -> None:
         batch_op.create_index('ix_visits_household_date', ['household_id', 'visited_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_visits_volunteer_id'), ['volunteer_id'], unique=False)
 
+    op.create_table('greetings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('household_id', sa.Integer(), nullable=False),
+    sa.Column('member_person_id', sa.Integer(), nullable=False),
+    sa.Column('occasion', sa.String(length=32), nullable=False),
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('outbox_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occasion_on', sa.Date(), nullable=True),
+    sa.Column('visit_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_greetings_household_id_households')),
+    sa.ForeignKeyConstraint(['member_person_id'], ['people.id'], name=op.f('fk_greetings_member_person_id_people')),
+    sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], name=op.f('fk_greetings_outbox_id_outbox')),
+    sa.ForeignKeyConstraint(['visit_id'], ['visits.id'], name=op.f('fk_greetings_visit_id_visits')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_greetings')),
+    sa.UniqueConstraint('member_person_id', 'occasion', 'year', name=op.f('uq_greetings_member_person_id_occasion_year'))
+    )
+    with op.batch_alter_table('greetings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_greetings_household_id'), ['household_id'], unique=False)
+
     op.create_table('invitations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('activity_id', sa.Integer(), nullable=False),
@@ -552,6 +559,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_invitations_activity_id'))
 
     op.drop_table('invitations')
+    with op.batch_alter_table('greetings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_greetings_household_id'))
+
+    op.drop_table('greetings')
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visits_volunteer_id'))
         batch_op.drop_index('ix_visits_household_date')
@@ -583,10 +594,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_household_members_household_id'))
 
     op.drop_table('household_members')
-    with op.batch_alter_table('greetings', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_greetings_household_id'))
-
-    op.drop_table('greetings')
     with op.batch_alter_table('follow_ups', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_follow_ups_owner_id'))
         batch_op.drop_index(batch_op.f('ix_follow_ups_household_id'))

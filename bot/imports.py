@@ -1,0 +1,506 @@
+"""Importing the county's existing lists (families, volunteers) from CSV or XLSX.
+
+A file is read whole, every row is checked, and only a file with no bad row is written — in one
+transaction, so nothing of a failed file is half-imported. Bad rows are reported with their row
+number (as the spreadsheet shows it; the header is row 1) and the reason. Re-importing a file
+updates what it names and never duplicates: households are matched by 户编号, members by name
+within the household, children by name within the household, staff by phone number.
+Columns may use the English keys or the Chinese headers (`FAMILY_COLUMNS`, `VOLUNTEER_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.care.birthdays import CALENDAR_WORDS, LUNAR, SOLAR, parse_lunar_birthday
+from storage.audit import record_audit_sync
+from storage.models import (
+    ContactAssignment,
+    County,
+    DeceasedChild,
+    Household,
+    HouseholdMember,
+    Person,
+    Role,
+    Township,
+    Village,
+)
+
+FAMILY_COLUMNS: dict[str, str] = {
+    "household": "户编号", "township": "乡镇", "village": "村", "name": "姓名", "relation": "关系",
+    "sex": "性别", "birth_date": "出生日期", "birthday_calendar": "生日历法",
+    "lunar_birthday": "农历生日", "phone": "电话", "hardship": "困难家庭",
+    "contact_volunteer": "联系志愿者", "child_name": "子女姓名", "child_birth_date": "子女出生日期",
+    "child_death_date": "子女去世日期", "child_death_cause": "去世原因",
+}
+VOLUNTEER_COLUMNS: dict[str, str] = {
+    "name": "姓名", "phone": "电话", "township": "乡镇", "role": "角色", "skills": "技能",
+}
+REQUIRED = {"families": ("household", "township", "name", "relation"),
+            "volunteers": ("name", "phone")}
+COLUMNS = {"families": FAMILY_COLUMNS, "volunteers": VOLUNTEER_COLUMNS}
+
+RELATIONS = {"father": "father", "父亲": "father", "父": "father", "mother": "mother",
+             "母亲": "mother", "母": "mother", "grandchild": "grandchild", "孙子": "grandchild",
+             "孙女": "grandchild", "孙子女": "grandchild", "外孙": "grandchild",
+             "外孙女": "grandchild", "other": "other", "其他": "other"}
+SEXES = {"男": "男", "女": "女", "male": "男", "female": "女", "m": "男", "f": "女"}
+YES = {"是", "yes", "y", "1", "true", "有", "√"}
+NO = {"否", "no", "n", "0", "false", "无", ""}
+STAFF_ROLES = {"volunteer": Role.VOLUNTEER, "志愿者": Role.VOLUNTEER,
+               "coordinator": Role.COORDINATOR, "协调员": Role.COORDINATOR,
+               "admin": Role.ADMIN, "管理员": Role.ADMIN}
+PHONE = re.compile(r"^\+?\d{5,20}$")
+MAX_TEXT = 200
+
+
+class ImportError_(Exception):
+    """The file cannot be read at all (not its rows): unknown format, missing columns."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"第 {self.row} 行 / row {self.row}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    errors: list[RowError] = field(default_factory=list)
+    applied: bool = False
+
+    def count(self, bucket: str, what: str) -> None:
+        target = self.created if bucket == "created" else self.updated
+        target[what] = target.get(what, 0) + 1
+
+
+# ------------------------------------------------------------------ reading files
+
+
+def _cell(value: Any) -> str:
+    """A cell as text: Excel numbers that are whole (phone numbers) lose their '.0'."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    """All rows of a CSV (UTF-8 or GBK, as Excel saves it in China) or the first XLSX sheet."""
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
+        try:
+            book = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises several kinds for a damaged file
+            raise ImportError_(f"无法读取这个 Excel 文件 / cannot read this XLSX file ({type(exc).__name__})") from exc
+        try:
+            sheet = book.worksheets[0]
+            return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        finally:
+            book.close()
+    if suffix in (".csv", ".txt"):
+        raw = path.read_bytes()
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                text = raw.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            raise ImportError_("文件编码无法识别，请另存为 UTF-8 / unknown text encoding, save as UTF-8")
+        return [[c.strip() for c in row] for row in csv.reader(io.StringIO(text))]
+    raise ImportError_(f"只支持 .csv 和 .xlsx / only .csv and .xlsx files, not {suffix or 'no extension'}")
+
+
+def records(kind: str, rows: list[list[str]]) -> list[tuple[int, dict[str, str]]]:
+    """(row number, {english key: text}) for each non-empty data row."""
+    columns = COLUMNS[kind]
+    by_header = {**{k: k for k in columns}, **{v: k for k, v in columns.items()}}
+    if not rows:
+        raise ImportError_("文件是空的 / the file is empty")
+    header = [by_header.get(h.strip().lower() if h.strip().lower() in columns else h.strip())
+              for h in rows[0]]
+    missing = [k for k in REQUIRED[kind] if k not in header]
+    if missing:
+        names = "、".join(f"{columns[k]}({k})" for k in missing)
+        raise ImportError_(f"缺少列 / missing columns: {names}")
+    out = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        values = {key: (row[i].strip() if i < len(row) else "") for i, key in enumerate(header) if key}
+        out.append((number, values))
+    return out
+
+
+def write_template(kind: str, path: Path) -> None:
+    """A file with the Chinese headers only, ready to fill in."""
+    headers = list(COLUMNS[kind].values())
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.title = "家庭" if kind == "families" else "志愿者"
+        sheet.append(headers)
+        book.save(path)
+        return
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerow(headers)
+
+
+# ------------------------------------------------------------------ parsing values
+
+
+def parse_day(text: str) -> date | None:
+    text = text.strip().replace("年", "-").replace("月", "-").replace("日", "").replace("/", "-").replace(".", "-")
+    if re.fullmatch(r"\d{8}", text):
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        parts = [int(p) for p in text.split("-")]
+        return date(parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        return None
+
+
+def _date_field(values: dict[str, str], key: str, errors: list[str], today: date) -> date | None:
+    text = values.get(key, "")
+    if not text:
+        return None
+    day = parse_day(text)
+    if day is None:
+        errors.append(f"{FAMILY_COLUMNS[key]} 不是日期 / {key} is not a date: {text!r} (例如 1952-03-14)")
+    elif day > today or day.year < 1900:
+        errors.append(f"{FAMILY_COLUMNS[key]} 不合理 / {key} out of range: {text}")
+        return None
+    return day
+
+
+@dataclass
+class MemberRow:
+    row: int
+    household: str
+    township: str
+    village: str
+    name: str
+    relation: str
+    sex: str | None
+    birth_date: date | None
+    calendar: str
+    lunar: tuple[int, int, bool] | None
+    phone: str | None
+    hardship: bool | None
+    volunteer_phone: str | None
+    child: dict[str, Any] | None
+
+
+def parse_family_row(number: int, v: dict[str, str], today: date) -> MemberRow | list[str]:
+    errors: list[str] = []
+    for key in REQUIRED["families"]:
+        if not v.get(key):
+            errors.append(f"{FAMILY_COLUMNS[key]} 不能为空 / {key} is required")
+    for key, text in v.items():
+        if len(text) > MAX_TEXT:
+            errors.append(f"{FAMILY_COLUMNS.get(key, key)} 太长 / {key} is too long")
+    relation = RELATIONS.get(v.get("relation", "").lower())
+    if v.get("relation") and relation is None:
+        errors.append(f"关系只能是 父亲/母亲/孙子女/其他 / unknown relation {v['relation']!r}")
+    sex = SEXES.get(v.get("sex", "").lower()) if v.get("sex") else None
+    if v.get("sex") and sex is None:
+        errors.append(f"性别只能是 男/女 / unknown sex {v['sex']!r}")
+    birth = _date_field(v, "birth_date", errors, today)
+    lunar = None
+    if v.get("lunar_birthday"):
+        parsed = parse_lunar_birthday(v["lunar_birthday"])
+        if parsed is None:
+            errors.append(f"农历生日看不懂 / unreadable lunar birthday {v['lunar_birthday']!r} (例如 04-15、L04-15、闰四月十五)")
+        else:
+            lunar = (parsed.month, parsed.day, parsed.leap)
+    calendar_text = v.get("birthday_calendar", "").lower()
+    calendar = CALENDAR_WORDS.get(calendar_text) if calendar_text else (LUNAR if lunar else SOLAR)
+    if calendar is None:
+        errors.append(f"生日历法只能是 公历/农历 / birthday_calendar must be solar or lunar, not {v['birthday_calendar']!r}")
+    phone = v.get("phone") or None
+    if phone and not PHONE.match(phone):
+        errors.append(f"电话号码不对 / bad phone number {phone!r}")
+    hardship_text = v.get("hardship", "").lower()
+    hardship = True if hardship_text in YES else False if hardship_text in NO else None
+    if hardship is None:
+        errors.append(f"困难家庭只能是 是/否 / hardship must be yes or no, not {v['hardship']!r}")
+    if not v.get("hardship"):
+        hardship = None  # not given on this row: another row of the household may say
+    child = None
+    if any(v.get(k) for k in ("child_name", "child_birth_date", "child_death_date", "child_death_cause")):
+        child = {"name": v.get("child_name") or None,
+                 "birth_date": _date_field(v, "child_birth_date", errors, today),
+                 "death_date": _date_field(v, "child_death_date", errors, today),
+                 "death_cause": v.get("child_death_cause") or None}
+        if child["birth_date"] and child["death_date"] and child["death_date"] < child["birth_date"]:
+            errors.append("子女去世日期早于出生日期 / the child's death date is before the birth date")
+    if errors:
+        return errors
+    assert relation is not None and calendar is not None
+    return MemberRow(number, v["household"], v["township"], v.get("village", ""), v["name"], relation,
+                     sex, birth, calendar, lunar, phone, hardship, v.get("contact_volunteer") or None, child)
+
+
+# ------------------------------------------------------------------ applying
+
+
+def _township(session: Session, name: str, county_name: str | None, report: ImportReport,
+              cache: dict[str, Township]) -> Township | str:
+    if name in cache:
+        return cache[name]
+    township = session.scalar(select(Township).where(Township.name == name))
+    if township is None:
+        counties = list(session.scalars(select(County)))
+        county = next((c for c in counties if c.name == county_name), None)
+        if county is None and county_name:
+            county = County(name=county_name)
+            session.add(county)
+            session.flush()
+            report.count("created", "counties")
+        elif county is None and len(counties) == 1:
+            county = counties[0]
+        if county is None:
+            return f"没有乡镇“{name}”，请先用 --county 指定县名 / unknown township {name!r}; give --county"
+        township = Township(county_id=county.id, name=name)
+        session.add(township)
+        session.flush()
+        report.count("created", "townships")
+    cache[name] = township
+    return township
+
+
+def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *, now: datetime,
+                    today: date, county: str | None = None, actor_id: int | None = None) -> ImportReport:
+    """Check every row, then write them all in the caller's transaction (nothing if any is bad)."""
+    report = ImportReport(rows=len(rows))
+    volunteers = {p.phone: p for p in session.scalars(select(Person).where(
+        Person.phone.in_({v["contact_volunteer"] for _n, v in rows if v.get("contact_volunteer")}),
+        Person.role.in_((Role.VOLUNTEER, Role.COORDINATOR, Role.ADMIN))))}
+    parsed: list[MemberRow] = []
+    for number, values in rows:
+        result = parse_family_row(number, values, today)
+        staff_phone = values.get("contact_volunteer")
+        if staff_phone and staff_phone not in volunteers:
+            reason = f"联系志愿者电话未登记 / no volunteer with phone {staff_phone}; import volunteers first"
+            result = [*result, reason] if isinstance(result, list) else [reason]
+        if isinstance(result, list):
+            report.errors.extend(RowError(number, reason) for reason in result)
+        else:
+            parsed.append(result)
+    # Rows of one household must agree on what belongs to the household.
+    first: dict[str, MemberRow] = {}
+    seen_members: set[tuple[str, str]] = set()
+    for r in parsed:
+        head = first.setdefault(r.household, r)
+        for attr, label in (("township", "乡镇"), ("village", "村")):
+            if getattr(r, attr) and getattr(head, attr) and getattr(r, attr) != getattr(head, attr):
+                report.errors.append(RowError(r.row, f"同一户的{label}与第 {head.row} 行不同 / {attr} differs from row {head.row}"))
+        if (r.household, r.name) in seen_members:
+            report.errors.append(RowError(r.row, f"“{r.name}”在这户里重复 / {r.name!r} appears twice in household {r.household}"))
+        seen_members.add((r.household, r.name))
+    phones: dict[str, MemberRow] = {}
+    for r in parsed:
+        if r.phone and r.phone in phones:
+            report.errors.append(RowError(r.row, f"电话与第 {phones[r.phone].row} 行重复 / phone repeats row {phones[r.phone].row}"))
+        elif r.phone:
+            phones[r.phone] = r
+    for person in session.scalars(select(Person).where(Person.phone.in_(list(phones)))):
+        r = phones[person.phone or ""]
+        owner = session.scalar(select(Household.code).join(HouseholdMember).where(HouseholdMember.person_id == person.id))
+        if person.role != Role.FAMILY or owner not in (None, r.household) or person.name != r.name:
+            report.errors.append(RowError(r.row, f"电话 {r.phone} 已经属于别人 / phone {r.phone} belongs to someone else"))
+    if report.errors:
+        report.errors.sort(key=lambda e: e.row)
+        return report
+
+    townships: dict[str, Township] = {}
+    households: dict[str, Household] = {}
+    for r in parsed:
+        township = _township(session, r.township or first[r.household].township, county, report, townships)
+        if isinstance(township, str):
+            report.errors.append(RowError(r.row, township))
+            continue
+        household = households.get(r.household) or session.scalar(select(Household).where(Household.code == r.household))
+        if household is None:
+            household = Household(code=r.household, township_id=township.id, created_at=now)
+            session.add(household)
+            report.count("created", "households")
+        elif r.household not in households:
+            report.count("updated", "households")
+        households[r.household] = household
+        household.township_id = township.id
+        if r.hardship is not None:
+            household.hardship = r.hardship
+        village_name = r.village or first[r.household].village
+        if village_name:
+            village = session.scalar(select(Village).where(Village.township_id == township.id, Village.name == village_name))
+            if village is None:
+                village = Village(township_id=township.id, name=village_name)
+                session.add(village)
+                report.count("created", "villages")
+            session.flush()
+            household.village_id = village.id
+        session.flush()
+        _member(session, household, township, r, now, report)
+        if r.child:
+            _child(session, household, r.child, report)
+        if r.volunteer_phone:
+            _assign(session, household, volunteers[r.volunteer_phone], today, report)
+    if report.errors:
+        return report
+    session.flush()
+    record_audit_sync(session, actor_id=actor_id, action="write", entity="import_families", entity_id=None,
+                      household_id=None, detail=f"rows={report.rows}", at=now)
+    report.applied = True
+    return report
+
+
+def _member(session: Session, household: Household, township: Township, r: MemberRow,
+            now: datetime, report: ImportReport) -> None:
+    row = session.execute(
+        select(HouseholdMember, Person).join(Person, Person.id == HouseholdMember.person_id)
+        .where(HouseholdMember.household_id == household.id, Person.name == r.name)
+    ).first()
+    if row is None:
+        person = Person(name=r.name, role=Role.FAMILY, township_id=township.id, created_at=now)
+        session.add(person)
+        session.flush()
+        member = HouseholdMember(household_id=household.id, person_id=person.id, relation=r.relation)
+        session.add(member)
+        report.count("created", "members")
+    else:
+        member, person = row
+        report.count("updated", "members")
+    person.township_id = township.id
+    if r.phone:
+        person.phone = r.phone
+    member.relation = r.relation
+    member.sex = r.sex or member.sex
+    member.birth_date = r.birth_date or member.birth_date
+    member.birthday_calendar = r.calendar
+    if r.lunar:
+        member.lunar_birth_month, member.lunar_birth_day, member.lunar_birth_leap = r.lunar
+    session.flush()
+
+
+def _child(session: Session, household: Household, child: dict[str, Any], report: ImportReport) -> None:
+    existing = list(session.scalars(select(DeceasedChild).where(DeceasedChild.household_id == household.id)))
+    match = next((c for c in existing if c.name == child["name"]), None)
+    if match is None and child["name"] is None and len(existing) == 1:
+        match = existing[0]
+    if match is None:
+        match = DeceasedChild(household_id=household.id, name=child["name"])
+        session.add(match)
+        report.count("created", "children")
+    else:
+        report.count("updated", "children")
+    for key in ("birth_date", "death_date", "death_cause"):
+        if child[key] is not None:
+            setattr(match, key, child[key])
+    session.flush()
+
+
+def _assign(session: Session, household: Household, volunteer: Person, today: date,
+            report: ImportReport) -> None:
+    current = list(session.scalars(select(ContactAssignment).where(
+        ContactAssignment.household_id == household.id, ContactAssignment.ended_on.is_(None))))
+    if any(a.volunteer_id == volunteer.id for a in current):
+        return
+    for assignment in current:  # the contact-person system: one named volunteer at a time
+        assignment.ended_on = today
+    session.add(ContactAssignment(household_id=household.id, volunteer_id=volunteer.id, started_on=today))
+    report.count("created", "assignments")
+    session.flush()
+
+
+def import_volunteers(session: Session, rows: list[tuple[int, dict[str, str]]], *, now: datetime,
+                      county: str | None = None, actor_id: int | None = None) -> ImportReport:
+    report = ImportReport(rows=len(rows))
+    checked: list[tuple[int, dict[str, str], str]] = []
+    phones: dict[str, int] = {}
+    for number, v in rows:
+        errors = [f"{VOLUNTEER_COLUMNS[k]} 不能为空 / {k} is required" for k in REQUIRED["volunteers"] if not v.get(k)]
+        role = STAFF_ROLES.get((v.get("role") or "volunteer").lower())
+        if role is None:
+            errors.append(f"角色只能是 志愿者/协调员/管理员 / unknown role {v.get('role')!r}")
+        phone = v.get("phone", "")
+        if phone and not PHONE.match(phone):
+            errors.append(f"电话号码不对 / bad phone number {phone!r}")
+        if phone in phones:
+            errors.append(f"电话与第 {phones[phone]} 行重复 / phone repeats row {phones[phone]}")
+        phones.setdefault(phone, number)
+        if role == Role.COORDINATOR and not v.get("township"):
+            errors.append("协调员需要填乡镇 / a coordinator needs a township")
+        if any(len(t) > MAX_TEXT for t in v.values()):
+            errors.append("有内容太长 / a value is too long")
+        report.errors.extend(RowError(number, e) for e in errors)
+        if not errors:
+            assert role is not None
+            checked.append((number, v, role))
+    existing = {p.phone: p for p in session.scalars(select(Person).where(Person.phone.in_(list(phones))))}
+    for number, v, _role in checked:
+        person = existing.get(v["phone"])
+        if person is not None and person.role == Role.FAMILY:
+            report.errors.append(RowError(number, f"电话 {v['phone']} 是一位家庭成员的 / phone {v['phone']} belongs to a family member"))
+    if report.errors:
+        report.errors.sort(key=lambda e: e.row)
+        return report
+    townships: dict[str, Township] = {}
+    for number, v, role in checked:
+        township_id = None
+        if v.get("township"):
+            township = _township(session, v["township"], county, report, townships)
+            if isinstance(township, str):
+                report.errors.append(RowError(number, township))
+                continue
+            township_id = township.id
+        person = existing.get(v["phone"])
+        if person is None:
+            person = Person(phone=v["phone"], name=v["name"], role=role, created_at=now)
+            session.add(person)
+            report.count("created", "people")
+        else:
+            report.count("updated", "people")
+        person.name, person.role, person.township_id = v["name"], role, township_id
+        person.skills = v.get("skills") or person.skills
+        person.active = True
+    if report.errors:
+        return report
+    session.flush()
+    record_audit_sync(session, actor_id=actor_id, action="write", entity="import_volunteers", entity_id=None,
+                      household_id=None, detail=f"rows={report.rows}", at=now)
+    report.applied = True
+    return report
+
+
+def summary(report: ImportReport) -> Iterable[str]:
+    for bucket, label in ((report.created, "新建 / created"), (report.updated, "更新 / updated")):
+        if bucket:
+            yield f"{label}: " + ", ".join(f"{k} {n}" for k, n in sorted(bucket.items()))

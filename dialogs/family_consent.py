@@ -1,0 +1,270 @@
+"""Consent: a family member hears in plain words who sends what, how often, and how to stop.
+
+    FamilyWelcome  (following the Official Account, or scanning its code)
+        newcomer → welcome, then registration with a family invite code
+        family   → welcome back, then consent if there is none in force
+    FamilyConsent:  intro → festivals → birthday → parents_day → activities → confirm
+        intro: a new consent | confirming one a volunteer recorded in person | resuming after 退订
+    ProxyConsent (volunteers):  household → member → read → festivals → … → confirm
+
+The consent records who, when, on which channel, and the version of the words they were shown
+(`wording_version` sits beside the words in the catalogue: change one, change the other). A
+consent a volunteer records face to face is marked as such (recorded_by) and no message goes out
+on it until the family confirms it themselves, the first time they reach Warmline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from dialogs.common import ChoosesHousehold
+from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.types import Option, Reply
+from dialogs.family_preferences import PreferenceSteps, chain, member_facts, read_choice
+from dialogs.outreach import (
+    IN_PERSON,
+    RELATIONS,
+    address_of,
+    confirmed,
+    current_consent,
+    membership,
+    preference_of,
+    save_preference,
+)
+from storage.models import Consent, HouseholdMember, Person, Role
+
+PREF_STATES = ["festivals", "birthday", "parents_day", "activities"]
+
+
+def wording(ctx: Any, *, address: str, volunteer: str) -> str:
+    """The consent words, with the program's real quiet hours in them."""
+    start, end = ctx.services.quiet_hours
+    return ctx.t("family_consent.wording", address=address, volunteer=volunteer,
+                 start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
+
+
+def relation_name(ctx: Any, relation: str | None) -> str:
+    return ctx.t(f"family_prefs.relation_{relation if relation in RELATIONS else 'other'}")
+
+
+def wording_version(ctx: Any) -> str:
+    return ctx.t("family_consent.wording_version")
+
+
+class FamilyWelcome(Dialog):
+    """Someone followed the Official Account (or scanned its code)."""
+
+    name = "family_welcome"
+    roles = frozenset({"newcomer", "family"})
+    events = ("subscribe", "scan")
+    in_menu = False
+    states = ["welcome"]
+    transitions: list[dict[str, Any]] = []
+
+    async def ask_welcome(self) -> Finish:
+        person = self.ctx.person
+        if person is None:
+            then: dict[str, Any] = {"start": "register", "family": True}
+            if self.data.get("code"):
+                then["code"] = str(self.data["code"])[:64]
+            return Finish((Reply(self.t("newcomer")),), then=then)
+        consent = await current_consent(self.ctx.session, person.id)
+        preference = await preference_of(self.ctx.session, person.id)
+        if confirmed(consent) and (preference is None or preference.stopped_at is None):
+            return Finish.with_text(self.t("back", name=person.name))
+        return Finish((Reply(self.t("back", name=person.name)),), then={"start": "family_consent"})
+
+    async def on_welcome(self, answer: Answer) -> Finish:
+        return await self.ask_welcome()
+
+
+class FamilyConsent(PreferenceSteps):
+    name = "family_consent"
+    roles = frozenset({"family"})
+    global_keywords = ("订阅", "恢复订阅", "subscribe", "resume")
+    in_menu = False
+    states = ["intro", *PREF_STATES, "confirm"]
+    transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"},
+                   {"trigger": "edit", "source": "intro", "dest": "festivals"}]
+
+    def _me(self) -> Person:
+        assert self.ctx.person is not None
+        return self.ctx.person
+
+    async def _address(self) -> str:
+        found = await membership(self.ctx.session, self._me().id)
+        return address_of(found[0] if found else None, self._me())
+
+    async def ask_intro(self) -> Reply | Finish:
+        me = self._me()
+        self.data.update(await member_facts(self.ctx.session, me.id))
+        volunteer = self.data["volunteer"] or self.ctx.t("family_prefs.your_volunteer")
+        consent = await current_consent(self.ctx.session, me.id)
+        preference = await preference_of(self.ctx.session, me.id)
+        if confirmed(consent):
+            await self.load_preferences(me.id)
+            if preference is not None and preference.stopped_at is not None:
+                self.data["mode"] = "resume"
+                text = "\n".join([self.t("resume_intro"), *self.preference_lines(), self.t("ask_resume")])
+                return Reply(text, (Option(self.t("resume_yes"), "yes"), Option(self.t("resume_no"), "no")))
+            return Finish.with_text(self.t("already", volunteer=volunteer))
+        words = wording(self.ctx, address=await self._address(), volunteer=volunteer)
+        if consent is not None:  # recorded in person by a volunteer: the family confirms it now
+            self.data["mode"] = "proxy"
+            self.data["consent_id"] = consent.id
+            await self.load_preferences(me.id)
+            recorder = await self.ctx.session.get(Person, consent.recorded_by_id)
+            day = self.ctx.services.local(consent.given_at)
+            text = "\n".join([
+                self.t("proxy_intro", recorder=recorder.name if recorder else volunteer,
+                       date=f"{day.month}月{day.day}日"),
+                words, self.t("proxy_settings"), *self.preference_lines(), self.t("ask_proxy")])
+            return Reply(text, (Option(self.t("proxy_yes"), "yes"), Option(self.t("proxy_change"), "change"),
+                                Option(self.t("no"), "no")))
+        self.data["mode"] = "new"
+        return Reply(words, (Option(self.t("yes"), "yes"), Option(self.t("no"), "no")))
+
+    async def on_intro(self, answer: Answer) -> str | Invalid | Finish:
+        mode = self.data.get("mode")
+        choice = answer.value if answer.value in {"yes", "no", "change"} else None
+        if choice is None:
+            if mode == "proxy" and answer.text in {"改", "修改", "我想改一改"}:
+                choice = "change"
+            else:
+                read = read_choice(answer)
+                choice = None if read is None else ("yes" if read else "no")
+        if choice is None:
+            return Invalid(self.ctx.t("family_prefs.pick_yes_no"))
+        me = self._me()
+        now = self.ctx.now()
+        volunteer = self.data.get("volunteer") or self.ctx.t("family_prefs.your_volunteer")
+        if mode == "resume":
+            if choice != "yes":
+                return Finish.with_text(self.t("still_stopped"))
+            await save_preference(self.ctx.session, me.id, now, stopped_at=None)
+            await self.ctx.audit("write", "preference", me.id, self.data.get("household_id"), "resumed")
+            return Finish.with_text(self.t("resumed", volunteer=volunteer))
+        if choice == "no":
+            if mode == "proxy":
+                consent = await self.ctx.session.get(Consent, int(self.data["consent_id"]))
+                if consent is not None and consent.withdrawn_at is None:
+                    consent.withdrawn_at = now
+                    await self.ctx.audit("write", "consent", consent.id, self.data.get("household_id"),
+                                         "proxy consent not confirmed")
+            return Finish.with_text(self.t("declined", volunteer=volunteer))
+        if mode == "proxy" and choice == "yes":
+            return await self._save()
+        if mode == "new":
+            await self.load_preferences(me.id)
+        return "next" if mode == "new" else "edit"
+
+    async def ask_confirm(self) -> Reply:
+        text = "\n".join([self.t("summary"), *self.preference_lines(), self.t("ask_confirm")])
+        return Reply(text, (Option(self.t("confirm_yes"), "save"), Option(self.ctx.t("engine.edit"), "edit")))
+
+    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
+        if answer.value == "edit" or answer.text in {"修改", "改"}:
+            return "edit"
+        if answer.value != "save" and answer.text not in {"确认", "好", "是", "对", "保存", "好的"}:
+            return Invalid(self.ctx.t("engine.invalid_choice"))
+        return await self._save()
+
+    async def _save(self) -> Finish:
+        me = self._me()
+        now = self.ctx.now()
+        household_id = self.data.get("household_id")
+        consent = None
+        if self.data.get("mode") == "proxy":
+            consent = await self.ctx.session.get(Consent, int(self.data["consent_id"]))
+            if consent is not None and consent.withdrawn_at is None:
+                consent.confirmed_at = consent.confirmed_at or now
+        if consent is None or consent.withdrawn_at is not None:
+            consent = Consent(person_id=me.id, household_id=household_id, channel=self.ctx.channel,
+                              wording_version=wording_version(self.ctx), given_at=now)
+            self.ctx.session.add(consent)
+            await self.ctx.session.flush()
+        preference = await preference_of(self.ctx.session, me.id)
+        channel = self.ctx.channel if preference is None or not preference.channel else preference.channel
+        await save_preference(self.ctx.session, me.id, now, stopped_at=None, channel=channel, **self.chosen())
+        await self.ctx.audit("write", "consent", consent.id, household_id, self.data.get("mode"))
+        volunteer = self.data.get("volunteer") or self.ctx.t("family_prefs.your_volunteer")
+        return Finish.with_text(self.t("thanks", volunteer=volunteer))
+
+
+class ProxyConsent(ChoosesHousehold, PreferenceSteps):
+    """A volunteer records, face to face, that a family member agreed; they confirm it later."""
+
+    name = "proxy_consent"
+    roles = frozenset({"volunteer", "coordinator", "admin"})
+    keywords = ("代登记同意", "登记同意", "/proxyconsent")
+    proxy = True
+    states = ["household", "member", "read", *PREF_STATES, "confirm"]
+    transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"}]
+
+    async def _members(self) -> list[tuple[HouseholdMember, Person]]:
+        rows = await self.ctx.session.execute(
+            select(HouseholdMember, Person).join(Person, Person.id == HouseholdMember.person_id)
+            .where(HouseholdMember.household_id == int(self.data["household_id"]),
+                   HouseholdMember.alive.is_(True), Person.role == Role.FAMILY, Person.active.is_(True))
+            .order_by(HouseholdMember.id))
+        return [(m, p) for m, p in rows.all()]
+
+    async def ask_member(self) -> Reply | Finish:
+        members = await self._members()
+        if not members:
+            return Finish.with_text(self.t("no_members"))
+        return Reply(self.t("which_member"), tuple(
+            Option(f"{p.name}（{relation_name(self.ctx, m.relation)}）", str(p.id)) for m, p in members))
+
+    async def on_member(self, answer: Answer) -> str | Invalid | Finish:
+        chosen = next(((m, p) for m, p in await self._members() if answer.value == str(p.id)), None)
+        if chosen is None:
+            return Invalid(self.ctx.t("engine.invalid_choice"))
+        member, person = chosen
+        if confirmed(await current_consent(self.ctx.session, person.id)):
+            return Finish.with_text(self.t("already", name=person.name))
+        self.data.update(await member_facts(self.ctx.session, person.id))
+        self.data.update(member_person_id=person.id, member_name=person.name, address=address_of(member, person))
+        self.data["volunteer"] = self._person().name
+        return "next"
+
+    async def ask_read(self) -> Reply:
+        words = wording(self.ctx, address=self.data.get("address", ""), volunteer=self.data.get("volunteer", ""))
+        return Reply("\n".join([self.t("read", name=self.data.get("member_name", "")), words]),
+                     (Option(self.t("agreed"), "yes"), Option(self.t("not_agreed"), "no")))
+
+    async def on_read(self, answer: Answer) -> str | Invalid | Finish:
+        value = read_choice(answer)
+        if value is None:
+            return Invalid(self.ctx.t("family_prefs.pick_yes_no"))
+        if not value:
+            return Finish.with_text(self.t("respected", name=self.data.get("member_name", "")))
+        return "next"
+
+    async def ask_confirm(self) -> Reply:
+        text = "\n".join([self.t("summary", name=self.data.get("member_name", "")),
+                          *self.preference_lines(), self.t("ask_confirm")])
+        return Reply(text, (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("engine.edit"), "edit"),
+                            Option(self.ctx.t("common.discard"), "discard")))
+
+    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
+        if answer.value == "edit" or answer.text in {"修改", "改"}:
+            return "edit"
+        if answer.value == "discard" or answer.text in {"放弃", "不保存"}:
+            return Finish.with_text(self.ctx.t("common.discarded"))
+        if answer.value != "save" and answer.text not in {"保存", "确认", "好", "是", "对"}:
+            return Invalid(self.ctx.t("engine.invalid_choice"))
+        person_id = int(self.data["member_person_id"])
+        if confirmed(await current_consent(self.ctx.session, person_id)):
+            return Finish.with_text(self.t("already", name=self.data.get("member_name", "")))
+        now = self.ctx.now()
+        consent = Consent(person_id=person_id, household_id=int(self.data["household_id"]),
+                          channel=IN_PERSON, wording_version=wording_version(self.ctx), given_at=now,
+                          recorded_by_id=self._person().id)
+        self.ctx.session.add(consent)
+        await self.ctx.session.flush()
+        await save_preference(self.ctx.session, person_id, now, stopped_at=None, **self.chosen())
+        await self.ctx.audit("write", "consent", consent.id, int(self.data["household_id"]), "in person")
+        return Finish.with_text(self.t("saved", name=self.data.get("member_name", "")))

@@ -1,0 +1,46 @@
+"""报表 — the supervision summary in chat: a short text and a chart for the sender's scope.
+
+    show --again--> show      (another period chosen from the buttons or typed, e.g. 2026-Q3)
+
+A coordinator sees their township, an admin the county; the figures and the chart come from
+the `reports` service (bot/reports/chat.py), so this dialog only asks and shows.
+"""
+
+from __future__ import annotations
+
+from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.types import Option, Reply
+
+PERIOD_CHOICES = ("month", "last_month", "quarter", "year")
+
+
+class ReportDialog(Dialog):
+    name = "report"
+    roles = frozenset({"coordinator", "admin"})
+    keywords = ("/report", "报表", "统计", "report")
+    states = ["show"]
+    transitions = [{"trigger": "again", "source": "show", "dest": "show"}]
+
+    async def ask_show(self) -> Reply | Finish:
+        reports = self.ctx.services.reports
+        if reports is None:
+            return Finish.with_text(self.t("unavailable"))
+        assert self.ctx.person is not None
+        try:
+            text, chart = await reports.for_person(self.ctx.session, self.ctx.person, self.ctx.now(),
+                                                   period=self.data.get("period"))
+        except ValueError:
+            self.data.pop("period", None)
+            return Finish.with_text(self.t("bad_period"))
+        await self.ctx.audit("read", "report", None, None, detail=self.data.get("period") or "month")
+        options = tuple(Option(self.t(f"p_{key}"), key) for key in PERIOD_CHOICES)
+        return Reply(f"{text}\n{self.t('other_periods')}", options, chart)
+
+    async def on_show(self, answer: Answer) -> str | Invalid:
+        choice = answer.value if answer.value in PERIOD_CHOICES else answer.text.strip()
+        if not choice:
+            return Invalid(self.t("bad_period"))
+        if answer.value is None and not any(ch.isdigit() for ch in choice):
+            return Invalid(self.t("bad_period"))
+        self.data["period"] = choice
+        return "again"
