@@ -39,6 +39,10 @@ MAX_LISTED = 20
 THREAD = 5
 
 
+def _t(ctx: Any, key: str, **values: Any) -> str:
+    return ctx.t(f"family_line.{key}", **values)
+
+
 def task_key(message_id: int) -> str:
     return f"family_message:{message_id}"
 
@@ -65,6 +69,61 @@ async def mark_answered(session: Any, *, person_id: int, household_id: int | Non
     if household_id is not None:
         query = query.where(FamilyMessage.household_id == household_id)
     return (await session.execute(query)).rowcount or 0
+
+
+async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
+"""Keep a family member's words, forward them, and say so: the line back, used
+wherever a family member writes (here, and words typed inside a family dialog).
+Returns the acknowledgment to show them."""
+    person = ctx.person
+    assert person is not None
+    session = ctx.session
+    now = ctx.now()
+    found = await membership(session, person.id)
+    member, household = found if found else (None, None)
+    words = text.strip()
+    media = event in MEDIA_EVENTS
+    stored = words[:MAX_STORED] if words else _t(ctx, f"media_{event}" if media else "media_file")
+    if media and words:  # a voice message WeChat recognised: keep both
+        stored = f"{_t(ctx, f'media_{event}')} {stored}"
+    lowered = words.lower()
+    wants_call = bool(words) and any(w in lowered for w in ctx.services.outreach.call_words)
+    message = FamilyMessage(household_id=household.id if household else None, person_id=person.id,
+                            channel=ctx.channel, text=stored, received_at=now, wants_call=wants_call)
+    session.add(message)
+    await session.flush()
+    recipients = await recipients_for(session, household)
+    volunteer = await volunteer_of(session, household.id if household else None)
+    message.forwarded_to_id = recipients[0].id if recipients else None
+    label = (await household_labels(session, [household]))[household.id] if household else "—"
+    who = address_of(member, person)
+    who = who if who == person.name else f"{who}（{person.name}）"
+    preview = stored if len(stored) <= PREVIEW else stored[:PREVIEW] + _t(ctx, "cut")
+    lines = [_t(ctx, "forward", label=label, who=who,
+                    when=ctx.services.local(now).strftime("%m-%d %H:%M")), preview]
+    if wants_call:
+        lines.append(_t(ctx, "forward_call"))
+    if media:
+        lines.append(_t(ctx, "forward_media"))
+    lines.append(_t(ctx, "forward_footer"))
+    forward = Reply("\n".join(lines), (Option(_t(ctx, "reply_option"),
+                                              action_value("family_reply", message_id=message.id)),))
+    for recipient in recipients:
+        await ctx.notify(recipient.id, forward, kind="family_message",
+                              key=f"family_message:{message.id}:{recipient.id}")
+    if wants_call and household is not None:
+        session.add(Task(household_id=household.id, member_id=member.id if member else None,
+                         assignee_id=volunteer.id if volunteer else None, kind=CALL_TASK,
+                         reason=_t(ctx, "call_reason"), key=task_key(message.id), due_at=now,
+                         created_at=now))
+    await ctx.audit("write", "family_message", message.id, message.household_id,
+                         "wants_call" if wants_call else None)
+    name = volunteer.name if volunteer else _t(ctx, "the_association")
+    key = "received_call" if wants_call else ("received_media" if media else "received")
+    reply = _t(ctx, key, volunteer=name)
+    if len(words) > MAX_STORED:
+        reply += "\n" + _t(ctx, "too_long", limit=MAX_STORED)
+    return reply
 
 
 class FamilyLine(Dialog):
@@ -96,55 +155,7 @@ class FamilyLine(Dialog):
         return volunteer.name if volunteer else self.ctx.t("family_prefs.your_volunteer")
 
     async def _receive(self, text: str, event: str | None) -> Finish:
-        person = self.ctx.person
-        assert person is not None
-        session = self.ctx.session
-        now = self.ctx.now()
-        found = await membership(session, person.id)
-        member, household = found if found else (None, None)
-        words = text.strip()
-        media = event in MEDIA_EVENTS
-        stored = words[:MAX_STORED] if words else self.t(f"media_{event}" if media else "media_file")
-        if media and words:  # a voice message WeChat recognised: keep both
-            stored = f"{self.t(f'media_{event}')} {stored}"
-        lowered = words.lower()
-        wants_call = bool(words) and any(w in lowered for w in self.ctx.services.outreach.call_words)
-        message = FamilyMessage(household_id=household.id if household else None, person_id=person.id,
-                                channel=self.ctx.channel, text=stored, received_at=now, wants_call=wants_call)
-        session.add(message)
-        await session.flush()
-        recipients = await recipients_for(session, household)
-        volunteer = await volunteer_of(session, household.id if household else None)
-        message.forwarded_to_id = recipients[0].id if recipients else None
-        label = (await household_labels(session, [household]))[household.id] if household else "—"
-        who = address_of(member, person)
-        who = who if who == person.name else f"{who}（{person.name}）"
-        preview = stored if len(stored) <= PREVIEW else stored[:PREVIEW] + self.t("cut")
-        lines = [self.t("forward", label=label, who=who,
-                        when=self.ctx.services.local(now).strftime("%m-%d %H:%M")), preview]
-        if wants_call:
-            lines.append(self.t("forward_call"))
-        if media:
-            lines.append(self.t("forward_media"))
-        lines.append(self.t("forward_footer"))
-        forward = Reply("\n".join(lines), (Option(self.t("reply_option"),
-                                                  action_value("family_reply", message_id=message.id)),))
-        for recipient in recipients:
-            await self.ctx.notify(recipient.id, forward, kind="family_message",
-                                  key=f"family_message:{message.id}:{recipient.id}")
-        if wants_call and household is not None:
-            session.add(Task(household_id=household.id, member_id=member.id if member else None,
-                             assignee_id=volunteer.id if volunteer else None, kind=CALL_TASK,
-                             reason=self.t("call_reason"), key=task_key(message.id), due_at=now,
-                             created_at=now))
-        await self.ctx.audit("write", "family_message", message.id, message.household_id,
-                             "wants_call" if wants_call else None)
-        name = volunteer.name if volunteer else self.t("the_association")
-        key = "received_call" if wants_call else ("received_media" if media else "received")
-        reply = self.t(key, volunteer=name)
-        if len(words) > MAX_STORED:
-            reply += "\n" + self.t("too_long", limit=MAX_STORED)
-        return Finish.with_text(reply)
+        return Finish.with_text(await receive_words(self.ctx, text, event))
 
 
 class FamilyReply(Dialog):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import calendar as _gregorian
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, timedelta
+from functools import lru_cache
 
 from borax.calendars.lunardate import LunarDate, TermUtils
 

@@ -242,7 +242,7 @@ async def plan_greetings(session: AsyncSession, at: datetime, config: GreetingSe
     existing = set((await session.execute(
         select(Greeting.member_person_id, Greeting.occasion).where(
             Greeting.year == today.year, Greeting.member_person_id.in_([c.person.id for c in candidates]))
-    )).tuples().all())
+    )).all())
     volunteers = await _volunteer_names(session, household_ids)
     for c in candidates:
         if is_hard_day(today, children[c.member.household_id]):
@@ -276,7 +276,7 @@ async def note_outcomes(session: AsyncSession, at: datetime, tz: ZoneInfo,
         select(Greeting, OutboxMessage).join(OutboxMessage, OutboxMessage.id == Greeting.outbox_id)
         .where(Greeting.status == PLANNED,
                OutboxMessage.status.in_((OutboxStatus.SENT, OutboxStatus.EXPIRED, OutboxStatus.FAILED)))
-        .order_by(Greeting.id))).tuples().all()
+        .order_by(Greeting.id))).all()
     for greeting, outbox in rows:
         if outbox.status != OutboxStatus.SENT:
             greeting.status = outbox.status

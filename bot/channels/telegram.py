@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -106,6 +107,12 @@ def from_app(app: App) -> TelegramChannel | None:
     # httpx logs every request URL at INFO, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return TelegramChannel(app, config)
+
+
+def stored_bot_username(session: Session) -> str | None:
+    """The bot's @username as last learnt from getMe (for printing t.me deep links offline)."""
+    lease = session.get(Lease, USERNAME_LEASE)
+    return lease.value if lease is not None and lease.value else None
 
 
 def build_application(config: TelegramConfig) -> Application:

@@ -36,8 +36,9 @@ def resolve_scope(session: Session, township: str | int | None = None) -> Scope:
 
 
 def build_report(session: Session, *, period: Period, as_of: date, scope: Scope, tz: ZoneInfo,
-                 config: ReportConfig, generated_at: datetime) -> Report:
-    frame = Frame(session=session, period=period, as_of=as_of, scope=scope, tz=tz, config=config)
+                 config: ReportConfig, generated_at: datetime, planner: bool = True) -> Report:
+    frame = Frame(session=session, period=period, as_of=as_of, scope=scope, tz=tz, config=config,
+                  with_planner=planner)
     sections = [make(frame) for make in SECTIONS]
     money = holiday_money(frame)
     sections.append(money)

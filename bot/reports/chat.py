@@ -123,7 +123,8 @@ class ReportsInChat:
         today = at.astimezone(self.settings.timezone).date()
         chosen = chat_period(period, today)  # ValueError for an unreadable period
         report = await session.run_sync(lambda s: make_report(
-            s, self.settings, period=chosen, now=at, township=township, config=self.config))
+            s, self.settings, period=chosen, now=at, township=township, config=self.config,
+            planner=False))
         font = self.font
         png = rates_chart(report, font)
         folder = chart_folder(self.settings, self.config)

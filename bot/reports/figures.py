@@ -80,9 +80,10 @@ def served_households(f: Frame) -> Any:
     """Households with any done visit, health reading or attended activity in the elapsed period."""
     end = f.elapsed_end or f.period.start - timedelta(days=1)
     visits = select(Visit.household_id).where(
+        f.in_scope(Visit.household_id),
         Visit.outcome == VisitOutcome.DONE, Visit.visited_on >= f.period.start, Visit.visited_on <= end)
     readings = select(HealthReading.household_id).where(
-        HealthReading.measured_at >= f.start_instant,
+        f.in_scope(HealthReading.household_id), HealthReading.measured_at >= f.start_instant,
         HealthReading.measured_at < f.instant(end + timedelta(days=1)))
     attended = select(Invitation.household_id).join(Activity, Activity.id == Invitation.activity_id).where(
         Invitation.attended.is_(True), Invitation.household_id.is_not(None),
@@ -134,7 +135,8 @@ def weekly_greetings(f: Frame) -> Section:
         visits = select(
             Visit.household_id.label("household_id"),
             day_number(Visit.visited_on, origin).op("/")(seven).label("week"),
-        ).where(Visit.outcome == VisitOutcome.DONE, Visit.kind.in_(f.config.policy.greeting_kinds),
+        ).where(f.in_scope(Visit.household_id),
+                Visit.outcome == VisitOutcome.DONE, Visit.kind.in_(f.config.policy.greeting_kinds),
                 Visit.visited_on >= first, Visit.visited_on <= last)
         sent_day = f.day_of(OutboxMessage.sent_at)
         greetings = select(
@@ -190,7 +192,7 @@ def holiday_greetings(f: Frame) -> Section:
         year_of_visit = cast(func.substr(month_key(Visit.visited_on), 1, 4), Integer)
         visits = select(Visit.household_id.label("household_id"), Visit.occasion.label("occasion"),
                         year_of_visit.label("year")).where(
-            Visit.outcome == VisitOutcome.DONE, Visit.occasion.in_(policy.holiday_occasions),
+            f.in_scope(Visit.household_id), Visit.outcome == VisitOutcome.DONE, Visit.occasion.in_(policy.holiday_occasions),
             Visit.kind.in_(policy.holiday_kinds), Visit.visited_on >= f.period.start,
             Visit.visited_on <= end)
         greetings = select(Greeting.household_id.label("household_id"), Greeting.occasion.label("occasion"),
@@ -243,7 +245,7 @@ def health_services(f: Frame) -> Section:
     if end is not None:
         day = f.day_of(HealthReading.measured_at)
         service_days = select(HealthReading.household_id.label("household_id"), day.label("day")).where(
-            HealthReading.measured_at >= f.start_instant,
+            f.in_scope(HealthReading.household_id), HealthReading.measured_at >= f.start_instant,
             HealthReading.measured_at < f.instant(end + timedelta(days=1))).distinct().subquery("sd")
         per_month_q = select(service_days.c.household_id, month_key(service_days.c.day).label("month"),
                              func.count().label("n")).group_by(
@@ -591,7 +593,7 @@ def tasks(f: Frame) -> Section:
         func.sum(case((and_(t.done_at.is_not(None), t.done_at <= t.due_at), 1), else_=0)).label("on_time"),
         func.sum(case((and_(t.done_at.is_not(None), t.done_at > t.due_at), 1), else_=0)).label("late"),
         func.sum(case((and_(t.done_at.is_(None), t.due_at < f.as_of_instant), 1), else_=0)).label("overdue"),
-    ).where(t.due_at >= f.start_instant, t.due_at < due_end).group_by(t.household_id).subquery("tasks")
+    ).where(f.in_scope(t.household_id), t.due_at >= f.start_instant, t.due_at < due_end).group_by(t.household_id).subquery("tasks")
     grouped = f.grouped({k: func.sum(func.coalesce(per_household.c[k], 0))
                          for k in ("due", "on_time", "late", "overdue")}, per_household)
     manual = Table("tasks", "交办任务（期内到期）", [
@@ -602,7 +604,7 @@ def tasks(f: Frame) -> Section:
         "due": _n(v["due"]), "on_time": _n(v["on_time"]), "late": _n(v["late"]),
         "overdue": _n(v["overdue"]), "on_time_pct": pct(_n(v["on_time"]), _n(v["due"]))})
     tables = [manual]
-    snapshot = planner_snapshot(f)
+    snapshot = planner_snapshot(f) if f.with_planner else None
     if snapshot is not None:
         tables.append(snapshot)
     return Section("tasks", "任务", tables, definition=(

@@ -8,13 +8,13 @@ the whole scope, each township, each contact volunteer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select
+from sqlalchemy import ColumnElement, Subquery, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from bot.reports.config import ReportConfig
@@ -56,7 +56,7 @@ class Frame:
     scope: Scope
     tz: ZoneInfo
     config: ReportConfig
-    notes: list[str] = field(default_factory=list)
+    with_planner: bool = True  # the planner's task snapshot (slowest part; chat leaves it out)
 
     # ------------------------------------------------------------------ time
 
@@ -117,6 +117,12 @@ class Frame:
             query = query.where(Household.township_id == self.scope.township_id)
         return query.subquery("dims")
 
+    def in_scope(self, household_id: ColumnElement[Any]) -> ColumnElement[bool]:
+        """A cheap filter for source rows (visits, readings…): the township's households, or all."""
+        if self.scope.township_id is None:
+            return true()
+        return household_id.in_(select(Household.id).where(Household.township_id == self.scope.township_id))
+
     def household_ids(self) -> Any:
         """The scope's household ids as a subquery, for IN (...) filters."""
         return select(self.dims.c.household_id)
@@ -137,25 +143,44 @@ class Frame:
 
     def grouped(self, exprs: dict[str, ColumnElement[Any]], metrics: Subquery | None = None,
                 ) -> list[tuple[Group, dict[str, Any]]]:
-        """Aggregate `exprs` over the scope's households: in total, by township, by volunteer."""
+        """Aggregate `exprs` over the scope's households: in total, by township, by volunteer.
+
+        One query groups by (township, volunteer); the three levels are rolled up from its rows,
+        which is exact because every figure passed here is a count or a sum.
+        """
         d = self.dims
         base = d if metrics is None else d.outerjoin(metrics, metrics.c.household_id == d.c.household_id)
         cols = [expr.label(name) for name, expr in exprs.items()]
-        out: list[tuple[Group, dict[str, Any]]] = []
-        total = self.session.execute(select(*cols).select_from(base)).one()
-        out.append((self.total_group, dict(total._mapping)))
-        if self.scope.township_id is None:
-            rows = self.session.execute(
-                select(d.c.township_id, *cols).select_from(base).group_by(d.c.township_id)).all()
-            named = [(Group(TOWNSHIP, r[0], self.township_names.get(r[0], str(r[0]))),
-                      dict(r._mapping)) for r in rows]
-            out.extend(sorted(named, key=lambda g: g[0].name))
         rows = self.session.execute(
-            select(d.c.volunteer_id, *cols).select_from(base).group_by(d.c.volunteer_id)).all()
-        names = self.volunteer_names({r[0] for r in rows if r[0] is not None})
-        named = [(Group(VOLUNTEER, r[0], names.get(r[0], UNASSIGNED) if r[0] else UNASSIGNED),
-                  dict(r._mapping)) for r in rows]
-        out.extend(sorted(named, key=lambda g: (g[0].key is None, g[0].name)))
+            select(d.c.township_id, d.c.volunteer_id, *cols).select_from(base)
+            .group_by(d.c.township_id, d.c.volunteer_id)).all()
+        return self._rollup([(r[0], r[1], r[2:]) for r in rows], list(exprs))
+
+    def _rollup(self, cells: list[tuple[int, int | None, Any]], keys: list[str],
+                ) -> list[tuple[Group, dict[str, Any]]]:
+        """Sum (township, volunteer, values) cells into the total, township and volunteer rows."""
+        width = len(keys)
+        sums: dict[tuple[str, int | None], list[Any]] = {(TOTAL, None): [0] * width}
+        county = self.scope.township_id is None
+        for tid, vid, values in cells:
+            clean = [v or 0 for v in values]
+            for target in ((TOTAL, None), (VOLUNTEER, vid), (TOWNSHIP, tid)) if county else \
+                    ((TOTAL, None), (VOLUNTEER, vid)):
+                bucket = sums.get(target)
+                if bucket is None:
+                    sums[target] = list(clean)
+                else:
+                    for i in range(width):
+                        bucket[i] += clean[i]
+        totals = {target: dict(zip(keys, values, strict=True)) for target, values in sums.items()}
+        names = self.volunteer_names({k for (lvl, k) in totals if lvl == VOLUNTEER and k})
+        out: list[tuple[Group, dict[str, Any]]] = [(self.total_group, totals[(TOTAL, None)])]
+        towns = [(Group(TOWNSHIP, k, self.township_names.get(k or 0, str(k))), v)
+                 for (lvl, k), v in totals.items() if lvl == TOWNSHIP]
+        vols = [(Group(VOLUNTEER, k, names.get(k, UNASSIGNED) if k else UNASSIGNED), v)
+                for (lvl, k), v in totals.items() if lvl == VOLUNTEER]
+        out.extend(sorted(towns, key=lambda g: g[0].name))
+        out.extend(sorted(vols, key=lambda g: (g[0].key is None, g[0].name)))
         return out
 
     def groups_of(self) -> dict[int, tuple[int, int | None]]:
@@ -167,28 +192,6 @@ class Frame:
     def regroup(self, per_household: dict[int, dict[str, float]], keys: list[str],
                 ) -> list[tuple[Group, dict[str, Any]]]:
         """Sum per-household values (computed in Python from bulk queries) into the same groups."""
-        membership = self.groups_of()
-        totals: dict[tuple[str, int | None], dict[str, float]] = {}
-
-        def add(level: str, key: int | None, values: dict[str, float]) -> None:
-            bucket = totals.setdefault((level, key), dict.fromkeys(keys, 0.0))
-            for k in keys:
-                bucket[k] += values.get(k, 0.0)
-
-        for hid, (tid, vid) in membership.items():
-            values = per_household.get(hid, {})
-            add(TOTAL, None, values)
-            if self.scope.township_id is None:
-                add(TOWNSHIP, tid, values)
-            add(VOLUNTEER, vid, values)
-        if (TOTAL, None) not in totals:
-            totals[(TOTAL, None)] = dict.fromkeys(keys, 0.0)
-        names = self.volunteer_names({k for (lvl, k) in totals if lvl == VOLUNTEER and k})
-        out: list[tuple[Group, dict[str, Any]]] = [(self.total_group, totals[(TOTAL, None)])]
-        towns = [(Group(TOWNSHIP, k, self.township_names.get(k or 0, str(k))), v)
-                 for (lvl, k), v in totals.items() if lvl == TOWNSHIP]
-        vols = [(Group(VOLUNTEER, k, names.get(k, UNASSIGNED) if k else UNASSIGNED), v)
-                for (lvl, k), v in totals.items() if lvl == VOLUNTEER]
-        out.extend(sorted(towns, key=lambda g: g[0].name))
-        out.extend(sorted(vols, key=lambda g: (g[0].key is None, g[0].name)))
-        return out
+        empty: dict[str, float] = {}
+        return self._rollup([(tid, vid, [per_household.get(hid, empty).get(k, 0) for k in keys])
+                             for hid, (tid, vid) in self.groups_of().items()], keys)

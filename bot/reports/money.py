@@ -25,6 +25,7 @@ def _n(value: Any) -> int:
 def spending_by_household(f: Frame) -> Any:
     p = f.period
     return select(Visit.household_id.label("household_id"), func.sum(Visit.money_fen).label("spent")).where(
+        f.in_scope(Visit.household_id),
         Visit.outcome == VisitOutcome.DONE, Visit.occasion.is_not(None), Visit.money_fen > 0,
         Visit.visited_on >= p.start, Visit.visited_on <= p.end,
     ).group_by(Visit.household_id).subquery("spent")

@@ -15,10 +15,11 @@ from bot.reports.periods import Period
 
 def make_report(session: Session, settings: Settings, *, period: Period, now: datetime,
                 township: str | int | None = None, as_of: date | None = None,
-                config: ReportConfig | None = None) -> Report:
+                config: ReportConfig | None = None, planner: bool = True) -> Report:
     """The report for `period` as known at `now` (targets judged up to `as_of`, default today)."""
     tz = settings.timezone
     local_now = now.astimezone(tz)
     return build_report(
         session, period=period, as_of=as_of or local_now.date(), scope=resolve_scope(session, township),
-        tz=tz, config=config or ReportConfig.from_settings(settings), generated_at=local_now)
+        tz=tz, config=config or ReportConfig.from_settings(settings), generated_at=local_now,
+        planner=planner)
