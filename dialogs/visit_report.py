@@ -104,7 +104,17 @@ class VisitReport(ChoosesHousehold):
         return self._done()
 
     # occasion
-    async def ask_occasion(self) -> Reply:
+    def _occasion_label(self, key: str) -> str:
+        if key == "birthday":
+            return self.t("birthday")
+        day = date.fromisoformat(self.data["visited_on"])
+        return dict(self.ctx.services.occasions.choices_near(day)).get(key, key)
+
+    async def ask_occasion(self) -> Reply | str:
+        prefilled = self.data.get("occasion")
+        if prefilled and "occasion_label" not in self.data and not self.data.get("editing"):
+            self.data["occasion_label"] = self._occasion_label(prefilled)  # from a reminder's button
+            return self._done()
         day = date.fromisoformat(self.data["visited_on"])
         choices = [(key, name) for key, name in self.ctx.services.occasions.choices_near(day)][:6]
         options = [Option(self.t("no_occasion"), "none"), *(Option(n, k) for k, n in choices),
@@ -115,13 +125,7 @@ class VisitReport(ChoosesHousehold):
         if answer.value is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
         self.data["occasion"] = None if answer.value == "none" else answer.value
-        self.data["occasion_label"] = answer.text if answer.value != "none" else None
-        if answer.value != "none":
-            for key, label in self.ctx.services.occasions.choices_near(date.fromisoformat(self.data["visited_on"])):
-                if key == answer.value:
-                    self.data["occasion_label"] = label
-            if answer.value == "birthday":
-                self.data["occasion_label"] = self.t("birthday")
+        self.data["occasion_label"] = None if answer.value == "none" else self._occasion_label(answer.value)
         return self._done()
 
     # free-text states

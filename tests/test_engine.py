@@ -174,3 +174,24 @@ async def test_a_flooding_sender_is_slowed_politely(volunteer: Chat) -> None:
     assert len(silent) == 30 - 20 - 1
     other = Chat(volunteer.app, "10000000002")
     assert "周建国" in await other.say("菜单")  # other senders are not held back
+
+
+async def test_a_number_answers_the_latest_pushed_message(volunteer: Chat, clock: FixedClock) -> None:
+    """On channels without buttons, '1' after a digest picks the digest's first option."""
+    from dialogs.engine.context import queue_message
+    from dialogs.engine.dialog import action_value
+    from dialogs.engine.types import Option, Reply
+    from storage.models import Person
+
+    await volunteer.say("菜单")
+    clock.advance(minutes=5)
+    person = volunteer.person()
+    assert isinstance(person, Person)
+    async with volunteer.app.db.async_session() as session:
+        row = await queue_message(session, person_id=person.id, kind="digest", key="digest:test", now=clock.now(),
+                                  reply=Reply("今天要做：", (Option("QX003 健康服务", action_value("reading", household_id=3)),)))
+        assert row is not None
+        row.status, row.sent_at = "sent", clock.now()
+    clock.advance(minutes=1)
+    reply = await volunteer.say("1")
+    assert "给哪位老人测的" in reply and "赵国庆" in reply  # reading dialog, household already chosen

@@ -91,3 +91,19 @@ async def test_a_volunteer_only_sees_their_own_households(volunteer: Chat) -> No
     listing = await volunteer.say("走访记录")
     assert "QX001" in listing and "QX004" not in listing and "BY001" not in listing
     assert "请从列表里选一户" in await volunteer.say("QX004")
+
+
+async def test_a_reminder_button_prefills_household_and_occasion(volunteer: Chat) -> None:
+    from dialogs.engine.dialog import action_value
+    from storage.models import ActionToken
+
+    with volunteer.app.db.session() as session:
+        session.add(ActionToken(token="digest-btn-1", channel="console", address=volunteer.address,
+                                action={"value": action_value("visit", household_id=1, occasion="spring_festival")}))
+    await volunteer.say("菜单")
+    assert "哪天" in await volunteer.say(option_token="digest-btn-1")
+    assert "怎么联系" in await volunteer.say("今天")
+    assert "身体" in await volunteer.say("1")  # the occasion question is skipped
+    await volunteer.script("1", "1", "无", "无")
+    summary = await volunteer.say("2")
+    assert "事由：春节" in summary and "QX001" in summary

@@ -236,7 +236,10 @@ class Runner:
             replies.extend(await self._menu(ctx, row))
             return StepOutcome(replies, row)
         else:
-            answer_value = self._match_option(row, text)
+            # outside a dialog, a message pushed since the last step is what a number answers
+            if not row.dialog:
+                answer_value = await self._match_pushed(session, row, inbound, text)
+            answer_value = answer_value or self._match_option(row, text)
 
         action = parse_action(answer_value) if answer_value else None
         if action is not None and "start" in action:
@@ -379,6 +382,31 @@ class Runner:
                 return value
         starts = [value for label, value in labels if len(lowered) >= 2 and label.startswith(lowered)]
         return starts[0] if len(starts) == 1 else None
+
+    async def _match_pushed(self, session: AsyncSession, row: DialogSession, inbound: Inbound,
+                            text: str) -> str | None:
+        """A number typed in answer to the latest pushed message (a digest, an invitation).
+
+        Channels without buttons show those options numbered too; the number refers to the
+        newest such message delivered since the person's last step.
+        """
+        if not text.isdigit():
+            return None
+        query = (select(OutboxMessage).where(
+            OutboxMessage.channel == inbound.channel, OutboxMessage.address == inbound.address,
+            OutboxMessage.kind != "reply", OutboxMessage.status == OutboxStatus.SENT)
+            .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc()).limit(1))
+        if row.updated_at is not None and row.version:
+            query = query.where(OutboxMessage.sent_at >= row.updated_at)
+        pushed = await session.scalar(query)
+        options = (pushed.payload.get("options") or []) if pushed is not None else []
+        index = int(text) - 1
+        if not 0 <= index < len(options):
+            return None
+        token_row = await session.get(ActionToken, options[index].get("token", ""))
+        if token_row is None or token_row.address != inbound.address:
+            return None
+        return str(token_row.action.get("value"))
 
     async def _resolve_token(self, session: AsyncSession, row: DialogSession, inbound: Inbound) -> str | None:
         for token, value, _label in (row.data or {}).get("_opts") or []:
