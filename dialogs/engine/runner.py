@@ -205,12 +205,11 @@ class Runner:
                 replies.append(Reply(ctx.t("engine.stale_button")))
                 replies.extend(await self._reshow(ctx, row))
                 return StepOutcome(replies, row)
-        elif inbound.event:
-            cls = self._for_event(inbound.event, person)
-            if cls is None:
-                return StepOutcome([], row)  # an event nobody handles needs no reply
+        elif inbound.event and (cls := self._for_event(inbound.event, person)) is not None:
             scene = {"code": inbound.start_payload} if inbound.start_payload else {}  # a QR's code
             answer_value = action_value(cls.name, event=inbound.event, **scene)
+        elif inbound.event and not inbound.start_payload:
+            return StepOutcome([], row)  # an event nobody handles needs no reply
         elif (interrupt := self._global_keyword(word, person)) is not None:
             if row.dialog and row.dialog != interrupt.name:
                 replies.append(Reply(ctx.t("engine.left_unsaved", dialog=self._title(ctx, row.dialog))))
