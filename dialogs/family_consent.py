@@ -136,7 +136,7 @@ class FamilyConsent(PreferenceSteps):
                 read = read_choice(answer)
                 choice = None if read is None else ("yes" if read else "no")
         if choice is None:
-            return Invalid(self.ctx.t("family_prefs.pick_yes_no"))
+            return await self.invalid(answer, self.ctx.t("family_prefs.pick_yes_no"))
         me = self._me()
         now = self.ctx.now()
         volunteer = self.data.get("volunteer") or self.ctx.t("family_prefs.your_volunteer")
@@ -168,7 +168,7 @@ class FamilyConsent(PreferenceSteps):
         if answer.value == "edit" or answer.text in {"修改", "改"}:
             return "edit"
         if answer.value != "save" and answer.text not in {"确认", "好", "是", "对", "保存", "好的"}:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+            return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
         return await self._save()
 
     async def _save(self) -> Finish:

@@ -72,9 +72,9 @@ async def mark_answered(session: Any, *, person_id: int, household_id: int | Non
 
 
 async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
-"""Keep a family member's words, forward them, and say so: the line back, used
-wherever a family member writes (here, and words typed inside a family dialog).
-Returns the acknowledgment to show them."""
+    """Keep a family member's words, forward them, and say so: the line back, used wherever a
+    family member writes (here, and words typed inside a family dialog). Returns the
+    acknowledgment to show them."""
     person = ctx.person
     assert person is not None
     session = ctx.session
@@ -100,24 +100,24 @@ Returns the acknowledgment to show them."""
     who = who if who == person.name else f"{who}（{person.name}）"
     preview = stored if len(stored) <= PREVIEW else stored[:PREVIEW] + _t(ctx, "cut")
     lines = [_t(ctx, "forward", label=label, who=who,
-                    when=ctx.services.local(now).strftime("%m-%d %H:%M")), preview]
+                when=ctx.services.local(now).strftime("%m-%d %H:%M")), preview]
     if wants_call:
         lines.append(_t(ctx, "forward_call"))
     if media:
         lines.append(_t(ctx, "forward_media"))
     lines.append(_t(ctx, "forward_footer"))
     forward = Reply("\n".join(lines), (Option(_t(ctx, "reply_option"),
-                                              action_value("family_reply", message_id=message.id)),))
+                                          action_value("family_reply", message_id=message.id)),))
     for recipient in recipients:
         await ctx.notify(recipient.id, forward, kind="family_message",
-                              key=f"family_message:{message.id}:{recipient.id}")
+                         key=f"family_message:{message.id}:{recipient.id}")
     if wants_call and household is not None:
         session.add(Task(household_id=household.id, member_id=member.id if member else None,
                          assignee_id=volunteer.id if volunteer else None, kind=CALL_TASK,
                          reason=_t(ctx, "call_reason"), key=task_key(message.id), due_at=now,
                          created_at=now))
     await ctx.audit("write", "family_message", message.id, message.household_id,
-                         "wants_call" if wants_call else None)
+                    "wants_call" if wants_call else None)
     name = volunteer.name if volunteer else _t(ctx, "the_association")
     key = "received_call" if wants_call else ("received_media" if media else "received")
     reply = _t(ctx, key, volunteer=name)

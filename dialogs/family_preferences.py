@@ -21,6 +21,7 @@ from sqlalchemy import select
 from dialogs.common import read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
+from dialogs.family_line import receive_words
 from dialogs.outreach import (
     confirmed,
     current_consent,
@@ -30,8 +31,10 @@ from dialogs.outreach import (
     stop_all,
     volunteer_of,
 )
+from dialogs.parsing import clean_text
 from storage.models import ChannelAddress, Person
 
+MIN_WORDS = 6  # typed words this long where a choice was expected are a message, not a typo
 PREFERENCE_FIELDS = ("festivals", "own_birthday", "mothers_day", "fathers_day", "activities")
 CHANNEL_NAMES = {"wechat": "微信公众号", "telegram": "Telegram", "console": "终端"}
 
@@ -80,10 +83,19 @@ class PreferenceSteps(Dialog):
     def yes_no(self, yes: str = "yes", no: str = "no") -> tuple[Option, Option]:
         return (Option(self.ctx.t(f"family_prefs.{yes}"), "yes"), Option(self.ctx.t(f"family_prefs.{no}"), "no"))
 
-    def _answer(self, field: str, answer: Answer) -> str | Invalid:
+    async def invalid(self, answer: Answer, message: str) -> Invalid:
+        """A choice was expected. If a family member wrote real words instead, they are a message
+        to their volunteer, not a typo: keep and forward them, then ask again."""
+        words = (clean_text(answer.raw) or answer.text).strip()
+        person = self.ctx.person
+        if person is not None and person.role == "family" and len(words) >= MIN_WORDS:
+            return Invalid(f"{await receive_words(self.ctx, words)}\n{message}")
+        return Invalid(message)
+
+    async def _answer(self, field: str, answer: Answer) -> str | Invalid:
         value = read_choice(answer)
         if value is None:
-            return Invalid(self.ctx.t("family_prefs.pick_yes_no"))
+            return await self.invalid(answer, self.ctx.t("family_prefs.pick_yes_no"))
         self.data[field] = value
         return "next"
 
@@ -91,7 +103,7 @@ class PreferenceSteps(Dialog):
         return Reply(self.pt("ask_festivals"), self.yes_no())
 
     async def on_festivals(self, answer: Answer) -> str | Invalid:
-        return self._answer("festivals", answer)
+        return await self._answer("festivals", answer)
 
     async def ask_birthday(self) -> Reply | str:
         if not self.data.get("has_birthday"):
@@ -100,7 +112,7 @@ class PreferenceSteps(Dialog):
         return Reply(self.pt("ask_birthday"), self.yes_no())
 
     async def on_birthday(self, answer: Answer) -> str | Invalid:
-        return self._answer("own_birthday", answer)
+        return await self._answer("own_birthday", answer)
 
     def _parents_day(self) -> str | None:
         return {"mother": "mothers_day", "father": "fathers_day"}.get(self.data.get("relation") or "")
@@ -118,13 +130,13 @@ class PreferenceSteps(Dialog):
             return "next"
         other = "fathers_day" if field == "mothers_day" else "mothers_day"
         self.data[other] = False
-        return self._answer(field, answer)
+        return await self._answer(field, answer)
 
     async def ask_activities(self) -> Reply:
         return Reply(self.pt("ask_activities"), self.yes_no())
 
     async def on_activities(self, answer: Answer) -> str | Invalid:
-        return self._answer("activities", answer)
+        return await self._answer("activities", answer)
 
     def preference_lines(self) -> list[str]:
         t = self.ctx.t
@@ -193,7 +205,7 @@ class FamilyPreferences(PreferenceSteps):
             return Finish.with_text(self.t("kept"))
         if choice == "change":
             return "next"
-        return Invalid(self.ctx.t("engine.invalid_choice"))
+        return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
 
     async def _channels(self) -> list[str]:
         rows = await self.ctx.session.scalars(select(ChannelAddress.channel).where(
@@ -209,7 +221,7 @@ class FamilyPreferences(PreferenceSteps):
 
     async def on_channel(self, answer: Answer) -> str | Invalid:
         if answer.value not in await self._channels():
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+            return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
         self.data["channel"] = answer.value
         return "next"
 
@@ -221,7 +233,7 @@ class FamilyPreferences(PreferenceSteps):
         if answer.value == "edit" or answer.text in {"修改", "改"}:
             return "edit"
         if answer.value != "save" and answer.text not in {"保存", "确认", "好", "是", "对"}:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+            return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
         me = self._me()
         now = self.ctx.now()
         await save_preference(self.ctx.session, me.id, now, channel=self.data.get("channel"), **self.chosen())

@@ -127,8 +127,10 @@ class Registration(Dialog):
         if person is None or person.role == "family":
             return None
         self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
-                                            address=self.ctx.address, created_at=self.ctx.now()))
+                                            address=self.ctx.address, created_at=self.ctx.now(),
+                                            last_inbound_at=self.ctx.now()))
         await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
+        self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, None, "phone")
         return Finish.with_text(self.t("welcome_back", name=person.name))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dialogs.engine.context import UNROUTED
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.invitations import ANSWERS, SendWindow, Status, describe, record_rsvp, when_text
@@ -109,6 +110,8 @@ class Rsvp(Dialog):
         if outcome.status in {"not_found", "cancelled", "closed"}:
             return Finish.with_text(self.t(outcome.status))
         assert outcome.activity is not None and outcome.invitation is not None
+        if outcome.invitation.channel == UNROUTED:  # queued before they had an address
+            outcome.invitation.channel = self.ctx.channel
         await self.ctx.audit("write", "rsvp", outcome.invitation.id, outcome.invitation.household_id,
                              detail=answer)
         about = describe(outcome.activity, self.ctx.services.timezone, self.ctx.locale)

@@ -354,6 +354,20 @@ async def test_answers_by_button_and_by_word_and_changes(coordinator: Chat, crow
     assert inv.rsvp == "maybe"
 
 
+async def test_someone_invited_before_they_had_an_address_answers_once_they_do(coordinator: Chat) -> None:
+    """The demo volunteer 林晓燕 has never opened the bot: her invitation waits, then she answers."""
+    app = coordinator.app
+    await create(coordinator)
+    [me] = rows(app, Person, Person.phone == "10000000001")
+    [waiting] = rows(app, Invitation, Invitation.person_id == me.id)
+    assert waiting.channel == "none"
+    her = Chat(app, "10000000001")  # she opens the console chat: her waiting messages are routed
+    assert "您来吗" in await her.say("参加")
+    assert "已为您报名参加" in await her.say("参加")
+    [inv] = rows(app, Invitation, Invitation.id == waiting.id)
+    assert inv.rsvp == "yes" and inv.channel == "console"
+
+
 async def test_only_the_invited_person_can_answer(coordinator: Chat, crowd: Crowd) -> None:
     app = coordinator.app
     await create(coordinator)

@@ -133,6 +133,13 @@ async def test_following_the_official_account_asks_for_the_family_code(county: A
     assert "您是哪一位" in await chat.say(family_code(county))
 
 
+async def test_scanning_a_code_while_following_starts_with_that_code(county: App) -> None:
+    chat = Chat(county, "wx-openid-2", channel="wechat")
+    reply = await chat.say("", event="subscribe", start_payload=family_code(county, "QX002"),
+                           message_id="wx-openid-2:1")
+    assert "欢迎关注" in reply and "您是哪一位" in reply and "陈秀珍（母亲）" in reply
+
+
 async def test_stop_from_anywhere_and_resume(county: App, clock: FixedClock) -> None:
     chat = await enrol(county, "tg-stop", "王德福（父亲）", "确认", "1", "1", "1", "1", "1", "1")
     me = person_named(county, "王德福")
@@ -333,3 +340,15 @@ def test_invite_prints_the_telegram_link_and_writes_a_qr(county: App, tmp_path: 
     assert cli_main(["--db", county.settings.database_url, "invite", "--role", "volunteer",
                      "--township", "清溪镇", "--qr", str(tmp_path / "v.png")]) == 0
     assert (tmp_path / "v.png").exists()
+
+
+async def test_words_written_instead_of_a_choice_are_kept_and_forwarded(county: App) -> None:
+    chat = await enrol(county, "tg-words2", "王德福（父亲）", "确认")
+    reply = await chat.say("孩子走了以后，过节最难熬，谁的消息都不想看。")
+    assert reply.startswith("收到了，已经转给林晓燕") and "1 或 2" in reply and "您愿意接收吗" in reply
+    with county.db.session() as session:
+        message = session.scalar(select(FamilyMessage))
+        assert message is not None and message.text.startswith("孩子走了以后")
+        assert session.scalar(select(Consent)) is None  # and nothing was agreed on their behalf
+    assert outbox_to(county, person_named(county, "林晓燕"), "family_message")
+    assert "不会给您发消息" in await chat.say("2")

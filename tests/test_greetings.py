@@ -273,6 +273,7 @@ def test_the_rules_as_plain_functions() -> None:
 
 def test_bad_greeting_configuration_is_refused(db_url: str, tmp_path: Path) -> None:
     for body, word in (('festivals = ["christmas"]', "christmas"), ('greeting_time = "9 o\'clock"', "greeting_time"),
+                       ('festivals = ["mid_autumn", "mothers_day"]', "mothers_day"),
                        ('templates = { default = "{address} {child}", footer = "" }', "child")):
         config = tmp_path / "bad.toml"
         config.write_text(f"[outreach]\n{body}\n", encoding="utf-8")

@@ -4,6 +4,7 @@ replaced (PostgreSQL: at once, by the advisory lock; SQLite: when its lease runs
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 
 import pytest
@@ -66,9 +67,10 @@ async def test_a_dead_leader_is_replaced(app: App, clock: FixedClock) -> None:
     await dead_db.adispose()
 
 
-async def test_two_schedulers_plan_once(app: App, clock: FixedClock,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_two_schedulers_plan_once(app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     """Two `warmline run` processes on one database: every tick runs the jobs in one of them."""
+    caplog.set_level(logging.INFO, "warmline.locks")
     ticks: list[str] = []
 
     async def count(application: App, at: datetime) -> int:

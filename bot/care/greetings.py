@@ -98,6 +98,9 @@ class GreetingSettings:
         unknown = [k for k in festivals if k not in NAMES]
         if unknown:
             raise ConfigError(f"outreach.festivals: unknown occasion {unknown[0]!r}")
+        separate = [k for k in festivals if k in (MOTHERS_DAY, FATHERS_DAY, "qingming")]
+        if separate:  # these days can hurt: asked on their own (or never greeted), not as a festival
+            raise ConfigError(f"outreach.festivals must not list {separate[0]!r}")
         templates = {str(k): str(v) for k, v in (section.get("templates") or {}).items()}
         for required in ("default", "footer"):
             if required not in templates:

@@ -77,7 +77,8 @@ async def run_scheduler(app: App, senders: dict[str, ChannelSender], stop: async
     lease = timedelta(seconds=max(3 * interval, 90))  # outlives a slow tick; renewed every tick
     async with leadership(app.db, "scheduler", ttl=lease, now=app.services.now) as lock:
         while not stop.is_set():
-            if await lock.try_acquire():  # only the leader plans; the others wait their turn
+            # only the leader plans; `stop` again, as a leader stepping down may hand over meanwhile
+            if await lock.try_acquire() and not stop.is_set():
                 await run_jobs(app, app.services.now())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)

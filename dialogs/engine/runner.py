@@ -323,7 +323,7 @@ class Runner:
                 self._clear(row)
                 if question.then:
                     return prefix + list(question.replies) + await self._start(ctx, row, question.then)
-                return prefix + list(question.replies)
+                return prefix + list(question.replies) + (await self._menu(ctx, row, quiet=True))
             self._keep(ctx, row, cls, dialog, question)
             if prefix:
                 return [Reply("\n".join([*(p.text for p in prefix), question.text]),
