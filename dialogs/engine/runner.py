@@ -444,7 +444,7 @@ class Runner:
         lowered = text.lower()
         for cls in self.dialogs.values():
             if lowered in cls.keywords and self._allowed(cls, ctx.person):
-                return await self._start(ctx, row, {"start": cls.name})
+                return await self._start(ctx, row, {"start": cls.name, "text": text})
         if ctx.person is None and "register" in self.dialogs:
             return await self._start(ctx, row, {"start": "register", "code": text} if text else {"start": "register"})
         fallback = [cls for cls in self.dialogs.values()
