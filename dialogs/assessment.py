@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.casework import open_follow_up
-from dialogs.common import ChoosesHousehold, confirm_options, read_confirm
+from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
 from dialogs.engine.context import StepContext
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
@@ -68,7 +68,7 @@ def compare_lines(ctx: StepContext, now: dict[str, int], before: Assessment | No
     return lines
 
 
-class AssessmentDialog(ChoosesHousehold):
+class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
     name = "assessment"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/assess", "评估", "assessment")
@@ -176,19 +176,6 @@ class AssessmentDialog(ChoosesHousehold):
         if is_urgent(self._scores()):
             lines.append(self.t("urgent_note"))
         return "\n".join(lines)
-
-    async def ask_confirm(self) -> Reply:
-        return Reply(await self.summary() + "\n" + self.t("ask_confirm"), confirm_options(self.ctx))
-
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = read_confirm(answer)
-        if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        if choice == "discard":
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit":
-            return "edit"
-        return await self.save()
 
     async def save(self) -> Finish:
         d, session, now = self.data, self.ctx.session, self.ctx.now()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, StepResult
 from dialogs.engine.types import Option, Reply
 from storage.queries import household_for, household_labels, households_for
 
@@ -42,6 +43,33 @@ class ChoosesHousehold(Dialog):
     def _person(self) -> Any:
         assert self.ctx.person is not None
         return self.ctx.person
+
+
+class ConfirmsBeforeSaving(Dialog):
+    """The last step of every dialog that records something: show it, then save, change or discard.
+
+    Subclasses give `summary()` (plain or async) and `save()`; `edit` is their own trigger back
+    into the answers.
+    """
+
+    async def ask_confirm(self) -> Reply:
+        summary = self.summary()  # type: ignore[attr-defined]
+        if inspect.isawaitable(summary):
+            summary = await summary
+        return Reply(summary + "\n" + self.t("ask_confirm"), confirm_options(self.ctx))
+
+    async def on_confirm(self, answer: Answer) -> StepResult:
+        choice = read_confirm(answer)
+        if choice is None:
+            return Invalid(self.ctx.t("engine.invalid_choice"))
+        if choice == "discard":
+            return Finish.with_text(self.ctx.t("common.discarded"))
+        if choice == "edit":
+            return "edit"
+        return await self.confirmed()
+
+    async def confirmed(self) -> StepResult:
+        return await self.save()  # type: ignore[attr-defined, no-any-return]
 
 
 def yes_no(ctx: Any) -> tuple[Option, Option]:

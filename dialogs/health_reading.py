@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import pairwise
 
-from dialogs.common import ChoosesHousehold, confirm_options, read_confirm
+from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.readings import (
@@ -29,7 +29,7 @@ from storage.queries import members_of, township_coordinators
 STATES = ["household", "member", "kind", "bp", "glucose", "glucose_context", "advice", "confirm"]
 
 
-class HealthReadingDialog(ChoosesHousehold):
+class HealthReadingDialog(ChoosesHousehold, ConfirmsBeforeSaving):
     name = "reading"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/reading", "健康", "健康数据", "血压", "血糖", "reading")
@@ -164,19 +164,6 @@ class HealthReadingDialog(ChoosesHousehold):
         if reasons:
             lines.append(self.t("s_danger"))
         return "\n".join(lines)
-
-    async def ask_confirm(self) -> Reply:
-        return Reply(self.summary() + "\n" + self.t("ask_confirm"), confirm_options(self.ctx))
-
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = read_confirm(answer)
-        if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        if choice == "discard":
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit":
-            return "edit"
-        return await self.save()
 
     async def save(self) -> Finish:
         assert self.ctx.person is not None

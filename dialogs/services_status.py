@@ -17,7 +17,7 @@ from itertools import pairwise
 from sqlalchemy import select
 
 from dialogs.casework import service_name, services_for, sync_expiry_task
-from dialogs.common import ChoosesHousehold, confirm_options, read_confirm
+from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize, parse_date
@@ -31,7 +31,7 @@ DATES_FOR = {ServiceStatus.APPLIED: ("applied_on",), ServiceStatus.ACTIVE: ("sta
 SKIP, NO_END = "__skip", "__no_end"
 
 
-class ServicesStatus(ChoosesHousehold):
+class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
     name = "services"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/services", "服务", "服务与保障", "保险", "services")
@@ -188,17 +188,7 @@ class ServicesStatus(ChoosesHousehold):
             lines.append(self.t(f"s_{key}", v=d.get(key) or (self.t("no_end") if key == "expires_on" else "—")))
         return "\n".join(lines)
 
-    async def ask_confirm(self) -> Reply:
-        return Reply(self.summary() + "\n" + self.t("ask_confirm"), confirm_options(self.ctx))
-
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = read_confirm(answer)
-        if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        if choice == "discard":
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit":
-            return "edit"
+    async def confirmed(self) -> str:
         await self.save()
         return "saved"
 

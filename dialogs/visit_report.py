@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from itertools import pairwise
 
 from dialogs.casework import open_follow_up, pace_down
-from dialogs.common import ChoosesHousehold, confirm_options, read_confirm, read_yes_no, yes_no
+from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import fen_to_yuan, parse_date, parse_money
@@ -31,7 +31,7 @@ def _chain(states: list[str]) -> list[dict[str, str]]:
     return [{"trigger": "next", "source": a, "dest": b} for a, b in pairwise(states)]
 
 
-class VisitReport(ChoosesHousehold):
+class VisitReport(ChoosesHousehold, ConfirmsBeforeSaving):
     name = "visit"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/visit", "走访", "走访记录", "visit")
@@ -216,17 +216,7 @@ class VisitReport(ChoosesHousehold):
 
     async def ask_confirm(self) -> Reply:
         self.data.pop("editing", None)
-        return Reply(self.summary() + "\n" + self.t("ask_confirm"), confirm_options(self.ctx))
-
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = read_confirm(answer)
-        if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        if choice == "discard":
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit":
-            return "edit"
-        return await self.save()
+        return await super().ask_confirm()
 
     async def ask_pick_field(self) -> Reply:
         return Reply(self.ctx.t("common.which_field"),
