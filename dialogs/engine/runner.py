@@ -433,7 +433,10 @@ class Runner:
         )
         if not options:
             return [] if quiet else [Reply(ctx.t("engine.no_menu"))]
-        reply = Reply(ctx.t("engine.menu_quiet" if quiet else "engine.menu", name=ctx.person.name), options)
+        key = "engine.menu_quiet" if quiet else "engine.menu"
+        if ctx.person.role == "family":  # parents are addressed with 您
+            key += "_family"
+        reply = Reply(ctx.t(key, name=ctx.person.name), options)
         row.data = self._options_data(reply)
         row.prompt = self._prompt(reply, row.data)
         return [reply]
