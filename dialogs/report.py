@@ -29,12 +29,14 @@ class ReportDialog(Dialog):
         try:
             text, chart = await reports.for_person(self.ctx.session, self.ctx.person, self.ctx.now(),
                                                    period=self.data.get("period"))
-        except ValueError:
+        except ValueError:  # a typed period the reports cannot read: say so, offer the buttons
             self.data.pop("period", None)
-            return Finish.with_text(self.t("bad_period"))
+            return Reply(self.t("bad_period"), self._options())
         await self.ctx.audit("read", "report", None, None, detail=self.data.get("period") or "month")
-        options = tuple(Option(self.t(f"p_{key}"), key) for key in PERIOD_CHOICES)
-        return Reply(f"{text}\n{self.t('other_periods')}", options, chart)
+        return Reply(f"{text}\n{self.t('other_periods')}", self._options(), chart)
+
+    def _options(self) -> tuple[Option, ...]:
+        return tuple(Option(self.t(f"p_{key}"), key) for key in PERIOD_CHOICES)
 
     async def on_show(self, answer: Answer) -> str | Invalid:
         choice = answer.value if answer.value in PERIOD_CHOICES else answer.text.strip()

@@ -282,12 +282,21 @@ concurrency = 8
 """
 
 
-def _start_worker(db_url: str, platform_url: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
+def _standby_worker(db_url: str, platform_url: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A worker process with its imports done, waiting for a line on stdin to start."""
     env = {**os.environ, "WARMLINE_CONFIG": str(config), "WARMLINE_DATA_KEY": TEST_DATA_KEY}
     env.pop("WARMLINE_NOW", None)
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "tests.fakes.worker_main", db_url, platform_url],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.worker_main", db_url, platform_url, "standby"],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _go(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
+    return proc
 
 
 def test_kill_9_during_a_broadcast_loses_nothing(app: App, db_url: str, tmp_path: Path) -> None:
@@ -301,12 +310,13 @@ def test_kill_9_during_a_broadcast_loses_nothing(app: App, db_url: str, tmp_path
     log = tmp_path / "worker.log"
     platform = FakePlatform(delay=0.02).start()
     try:
-        proc = _start_worker(db_url, platform.url, config, log)
+        proc = _go(_standby_worker(db_url, platform.url, config, log))
         for k in range(kills):
+            standby = _standby_worker(db_url, platform.url, config, log)
             platform.wait_for(40 * (k + 1), timeout=30)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-            proc = _start_worker(db_url, platform.url, config, log)
+            proc = _go(standby)  # the restart
         deadline = time.monotonic() + 40
         while len(platform.chats()) < total or statuses(app.db, ids) != {OutboxStatus.SENT: total}:
             assert time.monotonic() < deadline, (len(platform.chats()), statuses(app.db, ids),

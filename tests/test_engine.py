@@ -10,6 +10,7 @@ from dialogs.engine.types import Inbound
 from dialogs.services import FixedClock
 from storage.models import DialogSession, HealthReading, OutboxMessage, Visit
 from tests.chat import Chat
+from tests.conftest import TEST_DATA_KEY
 
 
 def count(chat: Chat, model: type) -> int:
@@ -66,7 +67,7 @@ async def test_within_the_timeout_the_dialog_carries_on(volunteer: Chat, clock: 
 async def test_a_new_process_resumes_at_the_same_question(volunteer: Chat, db_url: str, clock: FixedClock) -> None:
     await volunteer.script("走访记录", "1", "今天", "2")
     await volunteer.app.db.adispose()
-    fresh = build_app(load_settings(db=db_url, env={}), clock=clock)
+    fresh = build_app(load_settings(db=db_url, env={"WARMLINE_DATA_KEY": TEST_DATA_KEY}), clock=clock)
     try:
         pending = await fresh.runner.pending_prompt("console", volunteer.address)
         assert pending is not None and "节日" in pending.text

@@ -171,6 +171,10 @@ async def test_a_bad_period_in_chat_is_explained(q3: App, coordinator: Chat) -> 
     await coordinator.send("/report")
     [reply] = await coordinator.send("2026-13")
     assert "没看懂这个期间" in str(reply["text"]) and "attachment" not in reply
+    [reply] = await coordinator.send("本季度")  # the buttons still work after the mistake
+    assert "2026年第4季度" in str(reply["text"]) and "attachment" in reply
+    [reply] = await coordinator.send("随便")
+    assert "没看懂这个期间" in str(reply["text"])
 
 
 async def test_volunteers_get_no_report(q3: App, volunteer: Chat) -> None:
