@@ -97,3 +97,8 @@ async def test_logs_carry_no_names_phones_or_text(volunteer: Chat, caplog: pytes
     assert "RuntimeError" in logged  # the failure is logged…
     for secret in ("王德福", "林晓燕", "10000000001", "想念儿子"):
         assert secret not in logged  # …without who or what
+
+
+async def test_a_keyword_of_a_dialog_the_role_may_not_use_is_refused_kindly(volunteer: Chat) -> None:
+    reply = await volunteer.say("/report")
+    assert "不能使用" in reply and "1. 走访记录" in reply

@@ -445,8 +445,9 @@ class Runner:
                         raw: str = "") -> list[Reply]:
         """Text outside any dialog: a keyword that starts one, else the menu."""
         lowered = text.lower()
-        for cls in self.dialogs.values():
-            if lowered in cls.keywords and self._allowed(cls, ctx.person):
+        matched = [cls for cls in self.dialogs.values() if lowered in cls.keywords]
+        for cls in matched:
+            if self._allowed(cls, ctx.person):
                 return await self._start(ctx, row, {"start": cls.name, "text": text})
         if ctx.person is None and "register" in self.dialogs:
             return await self._start(ctx, row, {"start": "register", "code": text} if text else {"start": "register"})
@@ -455,6 +456,8 @@ class Runner:
         if fallback and text:
             # the words as typed ("raw") too: a family's message is kept exactly as written
             return await self._start(ctx, row, {"start": fallback[0].name, "text": text, "raw": raw})
+        if matched:  # a keyword of a dialog this role may not use: say so, kindly
+            return [Reply(ctx.t("engine.not_allowed")), *await self._menu(ctx, row)]
         return [Reply(ctx.t("engine.not_understood")), *await self._menu(ctx, row)]
 
     # --------------------------------------------------------------- outbox
