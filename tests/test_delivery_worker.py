@@ -204,3 +204,17 @@ def test_outbox_command_shows_counts_and_errors_without_text(app: App, clock: Fi
     assert [r["id"] for r in data["rows"]] == failed
     assert data["rows"][0]["last_error"] == "http 400"
     assert "payload" not in data["rows"][0]
+
+
+async def test_a_long_round_gives_rows_back_before_their_claim_goes_stale(
+        app: App, clock: FixedClock, platform: FakePlatform) -> None:
+    """One person's long queue, spaced by the platform's limit, is not held so long that another
+    worker would think the claim dead and send it again."""
+    sender = FakePlatformSender(platform.url, limits=RateLimit(per_second=100, per_recipient_interval=0.15))
+    ids = add_messages(app.db, 6, now=clock.now(), prefix="long", address="busy-person")
+    stats = await make_worker(app, sender, stale_claim=0.5).run_once()  # send within 0.25 s
+    await sender.aclose()
+    assert 1 <= stats.sent < 6 and stats.released == 6 - stats.sent
+    after = rows(app.db, ids)
+    assert [r.status for r in after] == [OutboxStatus.SENT] * stats.sent + [OutboxStatus.QUEUED] * (6 - stats.sent)
+    assert all(r.claimed_by is None for r in after)

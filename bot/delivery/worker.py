@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -188,8 +189,13 @@ class DeliveryWorker:
         stats.requeued, stats.expired = await self.maintain()
         claims = await self.claim()
         stats.claimed = len(claims)
-        if claims:
-            await self._deliver(claims, stats)
+        try:
+            if claims:
+                await self._deliver(claims, stats)
+        finally:  # whatever this round could not finish goes back to the queue
+            pending = {claim.id for claim, _ in self._unrecorded}
+            leftovers = [c for c in claims if c.id in self._held and c.id not in pending]
+            stats.released += await self._give_back(leftovers)
         if stats.requeued or stats.expired or stats.claimed:
             log.info("delivery round worker=%s claimed=%d sent=%d retried=%d failed=%d "
                      "released=%d requeued=%d expired=%d", self.worker_id, stats.claimed,
@@ -261,10 +267,12 @@ class DeliveryWorker:
         for claim in claims:
             by_recipient.setdefault((claim.channel, claim.address), []).append(claim)
         gate = asyncio.Semaphore(self.settings.concurrency)
+        # a row must be sent well before other workers would call its claim stale
+        deadline = time.monotonic() + self.settings.stale_claim / 2
 
         async def one_recipient(queue: list[Claim]) -> None:
             async with gate:
-                await self._send_in_order(queue, stats)
+                await self._send_in_order(queue, stats, deadline)
 
         outcomes = await asyncio.gather(*(one_recipient(q) for q in by_recipient.values()),
                                         return_exceptions=True)
@@ -272,11 +280,11 @@ class DeliveryWorker:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def _send_in_order(self, queue: list[Claim], stats: RoundStats) -> None:
+    async def _send_in_order(self, queue: list[Claim], stats: RoundStats, deadline: float) -> None:
         """One person's rows, in order; a failure holds back the ones after it."""
         for index, claim in enumerate(queue):
             rest = queue[index:]
-            if self.stop.is_set():
+            if self.stop.is_set() or time.monotonic() > deadline:
                 stats.released += await self._give_back(rest)
                 return
             if claim.expires_at is not None and claim.expires_at <= self.now():
