@@ -167,7 +167,7 @@ async def test_a_volunteer_cannot_create_activities(volunteer: Chat, crowd: Crow
     menu = await volunteer.say("菜单")
     assert "发布活动" not in menu and "活动管理" not in menu
     reply = await volunteer.say("发布活动")
-    assert "没太明白" in reply and rows(volunteer.app, Activity) == []
+    assert "不能使用" in reply and rows(volunteer.app, Activity) == []
     with volunteer.app.db.session() as session:
         person = session.scalar(select(Person).where(Person.phone == "10000000001"))
         assert person is not None

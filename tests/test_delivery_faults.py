@@ -335,3 +335,42 @@ def test_kill_9_during_a_broadcast_loses_nothing(app: App, db_url: str, tmp_path
     print(f"\nkill -9 x{kills} during {total} messages: {duplicates} duplicate(s) "
           f"(bound {kills * concurrency})")
     assert duplicates <= kills * concurrency
+
+
+def test_several_worker_processes_on_postgresql_one_killed_lose_nothing(
+        app: App, db_url: str, tmp_path: Path) -> None:
+    """The scale-out deployment: two worker processes share one PostgreSQL outbox; one is
+    SIGKILLed mid-broadcast. Each row goes to one worker at a time; the other carries on."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several workers share a PostgreSQL database")
+    total, concurrency = 200, 8
+    ids = add_messages(app.db, total, now=app.services.now(), prefix="pair")
+    config = tmp_path / "worker.toml"
+    config.write_text(KILL_CONFIG)
+    log = tmp_path / "worker.log"
+    platform = FakePlatform(delay=0.02).start()
+    first = _standby_worker(db_url, platform.url, config, log)
+    second = _standby_worker(db_url, platform.url, config, log)
+    try:
+        _go(first), _go(second)
+        deadline = time.monotonic() + 30
+        while min(platform.senders().get(p.pid, 0) for p in (first, second)) < 20:
+            assert time.monotonic() < deadline, platform.senders()
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 40
+        while len(platform.chats()) < total or statuses(app.db, ids) != {OutboxStatus.SENT: total}:
+            assert time.monotonic() < deadline, (len(platform.chats()), statuses(app.db, ids))
+            time.sleep(0.1)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+        platform.close()
+    assert set(platform.chats()) == {f"pair-{i}" for i in range(total)}
+    duplicates = platform.count() - total
+    print(f"\ntwo workers, one kill -9, {total} messages: {duplicates} duplicate(s) (bound {concurrency})")
+    assert duplicates <= concurrency  # only what the killed worker had in flight

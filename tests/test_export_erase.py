@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bot.cli import main
+from storage.db import sync_url
 from storage.models import (
     Assessment,
     AuditEntry,
@@ -30,6 +31,22 @@ from storage.models import (
 from tests.chat import Chat
 from tests.conftest import TEST_DATA_KEY
 from tests.scripted import typing_faster_than_people  # noqa: F401 - a fixture
+
+
+def database_text(db_url: str) -> str:
+    """Everything the database holds, as text: SQLite's dump, or every row of every table on
+    PostgreSQL (cast to its text form)."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        return "\n".join(sqlite3.connect(str(url.database)).iterdump())
+    engine = create_engine(sync_url(db_url))
+    try:
+        with engine.connect() as conn:
+            tables = list(conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+            return "\n".join(str(row) for table in tables
+                             for row in conn.scalars(text(f'SELECT CAST(t AS text) FROM "{table}" t')))
+    finally:
+        engine.dispose()
 
 NAMES = ("王德福", "李桂芳", "王小军")
 
@@ -132,7 +149,7 @@ async def test_erase_removes_personal_data_and_keeps_the_counts(
         assert session.scalar(select(AuditEntry).where(AuditEntry.action == "erase")) is not None
 
     # not one name is left anywhere in the database file, in any form
-    dump = "\n".join(sqlite3.connect(make_url(db_url).database).iterdump())
+    dump = database_text(db_url)
     for name in NAMES:
         assert name not in dump and json.dumps(name)[1:-1] not in dump
 

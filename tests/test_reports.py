@@ -179,7 +179,7 @@ async def test_a_bad_period_in_chat_is_explained(q3: App, coordinator: Chat) -> 
 
 async def test_volunteers_get_no_report(q3: App, volunteer: Chat) -> None:
     replies = await volunteer.send("/report")
-    assert "没太明白" in str(replies[0]["text"])  # the keyword is not theirs: the menu, no figures
+    assert "不能使用" in str(replies[0]["text"])  # the keyword is not theirs: refused, no figures
     assert all("attachment" not in r and "每周问候" not in str(r["text"]) for r in replies)
     # even a forged button that starts the report dialog is refused
     with volunteer.app.db.session() as session:

@@ -41,6 +41,7 @@ from bot.channels.telegram_sender import (
 )
 from bot.config import ConfigError
 from bot.delivery.fastpath import deliver_now
+from bot.delivery.outcome import RetryPolicy
 from dialogs.engine import catalog
 from dialogs.engine.types import Inbound, Outgoing
 from storage.models import ChannelAddress, DialogSession, Lease
@@ -356,7 +357,8 @@ class TelegramChannel:
                 await self._show_choice(query)
             outgoing = await self._with_keyboard(inbound.address, outgoing, was_newcomer)
             try:
-                await deliver_now(self.app.db, self._sender, outgoing, self.app.services.now)
+                await deliver_now(self.app.db, self._sender, outgoing, self.app.services.now,
+                                  RetryPolicy.from_settings(self.app.settings))
             except Exception as exc:  # the rows stay claimed; the delivery worker re-queues them
                 log.error("telegram fast path failed error=%s", type(exc).__name__)
 

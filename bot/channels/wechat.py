@@ -33,6 +33,7 @@ from bot.channels.wechat_sender import OfficialAccountClient, WeChatSender
 from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, safe_xml, success
 from bot.channels.wx_token import api_base
 from bot.config import ConfigError
+from bot.delivery.outcome import RetryPolicy
 from dialogs.engine.types import Inbound
 from storage.audit import record_audit
 from storage.models import (
@@ -98,7 +99,8 @@ class OfficialAccountChannel:
         client = OfficialAccountClient(app.db, appid, secret, base, float(config.get("http_timeout_seconds", 8)))
         self._sender = WeChatSender(app, client, config)
         self.pump = ReplyPump(app.runner, self._sender, float(config.get("reply_budget_seconds", 4.0)),
-                              int(config.get("text_max_bytes", 2000)), app.services.now)
+                              int(config.get("text_max_bytes", 2000)), app.services.now,
+                              RetryPolicy.from_settings(app.settings))
 
     # ------------------------------------------------------------------ Channel protocol
 

@@ -34,6 +34,7 @@ from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, 
 from bot.channels.wx_token import WxClientMixin, api_base
 from bot.config import ConfigError
 from bot.delivery.base import RateLimit, SendRequest, SendResult
+from bot.delivery.outcome import RetryPolicy
 from dialogs.engine import catalog
 from dialogs.engine.types import Inbound
 from storage.db import Database
@@ -140,7 +141,8 @@ class WeComChannel:
                                   float(config.get("http_timeout_seconds", 8)))
         self._sender = WeComSender(self.client, agent_id, config)
         self.pump = ReplyPump(app.runner, self._sender, float(config.get("reply_budget_seconds", 4.0)),
-                              int(config.get("text_max_bytes", 2000)), app.services.now)
+                              int(config.get("text_max_bytes", 2000)), app.services.now,
+                              RetryPolicy.from_settings(app.settings))
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/wecom", self.endpoint, methods=["GET", "POST"])]

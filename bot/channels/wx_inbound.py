@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from bot.channels.render import numbered_text
 from bot.delivery.base import ChannelSender
 from bot.delivery.fastpath import deliver_now
+from bot.delivery.outcome import RetryPolicy
 from dialogs.engine.runner import Runner
 from dialogs.engine.types import Inbound, Outgoing
 
@@ -72,8 +73,9 @@ class ReplyPump:
     """Runs each step against the platform's answer budget and delivers what is not answered inline."""
 
     def __init__(self, runner: Runner, sender: ChannelSender, budget: float, max_passive_bytes: int,
-                 now: Callable[[], datetime]) -> None:
+                 now: Callable[[], datetime], policy: RetryPolicy | None = None) -> None:
         self.runner = runner
+        self.policy = policy
         self.sender = sender
         self.budget = budget
         self.max_passive_bytes = max_passive_bytes
@@ -122,7 +124,7 @@ class ReplyPump:
 
     async def _deliver(self, outgoing: list[Outgoing]) -> None:
         if outgoing:
-            await deliver_now(self.runner.db, self.sender, outgoing, self.now)
+            await deliver_now(self.runner.db, self.sender, outgoing, self.now, self.policy)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]

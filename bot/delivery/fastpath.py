@@ -11,14 +11,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.delivery.base import ChannelSender, SendRequest, SendResult
-from bot.delivery.outcome import apply_result
+from bot.delivery.outcome import RetryPolicy, apply_result
 from dialogs.engine.types import Outgoing
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxStatus
 
 
 async def deliver_now(db: Database, sender: ChannelSender, outgoing: Sequence[Outgoing],
-                      now_fn: Callable[[], datetime]) -> list[SendResult]:
+                      now_fn: Callable[[], datetime], policy: RetryPolicy | None = None,
+                      ) -> list[SendResult]:
     """Send in order; stop at the first failure so later replies do not overtake it."""
     results: list[tuple[int, SendResult]] = []
     for message in outgoing:
@@ -31,7 +32,7 @@ async def deliver_now(db: Database, sender: ChannelSender, outgoing: Sequence[Ou
         for outbox_id, result in results:
             row = await session.get(OutboxMessage, outbox_id)
             if row is not None:
-                await apply_result(session, row, result, now_fn())
+                await apply_result(session, row, result, now_fn(), policy)
         # replies after a failure stay queued for the worker, in order
         for message in outgoing[len(results):]:
             row = await session.get(OutboxMessage, message.outbox_id)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import Settings
 from bot.delivery.base import SendResult
 from dialogs.engine.context import queue_message
 from dialogs.engine.types import Reply
@@ -33,6 +34,17 @@ class RetryPolicy:
     base_delay: float = 2.0  # seconds; doubles each attempt
     max_delay: float = 900.0
     jitter: float = 0.25  # ± share of the delay, so retries of a burst spread out
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """[delivery] max_attempts, base_delay_seconds, max_delay_seconds, jitter."""
+        d, base = settings.section("delivery"), cls()
+        return cls(
+            max_attempts=int(d.get("max_attempts", base.max_attempts)),
+            base_delay=float(d.get("base_delay_seconds", base.base_delay)),
+            max_delay=float(d.get("max_delay_seconds", base.max_delay)),
+            jitter=float(d.get("jitter", base.jitter)),
+        )
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
         backoff = min(self.max_delay, self.base_delay * (2 ** max(0, attempts - 1)))

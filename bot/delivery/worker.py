@@ -70,12 +70,7 @@ class WorkerSettings:
             stale_claim=float(d.get("stale_claim_seconds", base.stale_claim)),
             shutdown_grace=float(d.get("shutdown_grace_seconds", base.shutdown_grace)),
             max_hold=float(d.get("max_hold_seconds", base.max_hold)),
-            policy=RetryPolicy(
-                max_attempts=int(d.get("max_attempts", base.policy.max_attempts)),
-                base_delay=float(d.get("base_delay_seconds", base.policy.base_delay)),
-                max_delay=float(d.get("max_delay_seconds", base.policy.max_delay)),
-                jitter=float(d.get("jitter", base.policy.jitter)),
-            ),
+            policy=RetryPolicy.from_settings(settings),
         )
 
 

@@ -4,7 +4,7 @@ on request (5xx, 429 with retry_after, quota errors, hangs, blocked recipients).
 It runs a real HTTP server in a thread, so in-process workers and worker subprocesses alike talk
 to it over a socket; tests count deliveries here, as a platform would see them.
 
-API: `POST /send` with JSON {"chat": address, "text": ..., "ref": outbox id}
+API: `POST /send` with JSON {"chat": address, "text": ..., "ref": outbox id, "by": sender pid}
   200 {"ok": true, "message_id": n}                     accepted (counted)
   200 {"ok": false, "errcode": 45009, "retry_after": s}  quota exhausted (WeChat style)
   429 {"ok": false, "parameters": {"retry_after": s}}    flood control (Telegram style)
@@ -47,6 +47,7 @@ class Received:
     text: str
     ref: int | None
     at: float
+    by: int | None = None  # the sending process id, so a test can tell workers apart
 
 
 class FakePlatform:
@@ -94,6 +95,10 @@ class FakePlatform:
         with self._lock:
             return [r.text for r in self.received if r.chat == chat]
 
+    def senders(self) -> Counter[int | None]:
+        with self._lock:
+            return Counter(r.by for r in self.received)
+
     def count(self) -> int:
         with self._lock:
             return len(self.received)
@@ -128,7 +133,7 @@ class FakePlatform:
             time.sleep(self.delay)
         with self._lock:
             self.received.append(Received(chat, str(body.get("text", "")), body.get("ref"),
-                                          time.monotonic()))
+                                          time.monotonic(), body.get("by")))
             message_id = len(self.received)
         if self.on_message is not None:
             self.on_message(message_id)

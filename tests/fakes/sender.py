@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from bot.delivery.base import RateLimit, SendRequest, SendResult
@@ -21,7 +23,7 @@ class FakePlatformSender:
 
     async def send(self, request: SendRequest) -> SendResult:
         body = {"chat": request.address, "text": request.payload.get("text", ""),
-                "ref": request.outbox_id}
+                "ref": request.outbox_id, "by": os.getpid()}
         try:
             response = await self._client.post("/send", json=body)
         except httpx.TimeoutException:
