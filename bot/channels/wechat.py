@@ -22,7 +22,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
@@ -30,10 +29,16 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from bot.channels.wechat_sender import OfficialAccountClient, WeChatSender
-from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, safe_xml, success
+from bot.channels.wx_inbound import (
+    BodyTooLarge,
+    PumpedWebhookChannel,
+    read_body,
+    refuse,
+    safe_xml,
+    success,
+)
 from bot.channels.wx_token import api_base
 from bot.config import ConfigError
-from bot.delivery.outcome import RetryPolicy
 from dialogs.engine.types import Inbound
 from storage.audit import record_audit
 from storage.models import (
@@ -47,7 +52,6 @@ from storage.models import (
 
 if TYPE_CHECKING:
     from bot.app import App
-    from bot.delivery.base import ChannelSender
 
 log = logging.getLogger("warmline.wechat")
 
@@ -85,8 +89,9 @@ def from_app(app: App) -> OfficialAccountChannel | None:
     return OfficialAccountChannel(app, appid, secret, token, crypto)
 
 
-class OfficialAccountChannel:
+class OfficialAccountChannel(PumpedWebhookChannel):
     name = CHANNEL
+    path = "/wechat"
 
     def __init__(self, app: App, appid: str, secret: str, token: str, crypto: WeChatCrypto | None) -> None:
         self.app = app
@@ -97,31 +102,9 @@ class OfficialAccountChannel:
         self.max_body = int(config.get("max_body_bytes", 65536))
         base = api_base(app.settings.get_env("WARMLINE_WECHAT_API_BASE"), DEFAULT_API_BASE)
         client = OfficialAccountClient(app.db, appid, secret, base, float(config.get("http_timeout_seconds", 8)))
-        self._sender = WeChatSender(app, client, config)
-        self.pump = ReplyPump(app.runner, self._sender, float(config.get("reply_budget_seconds", 4.0)),
-                              int(config.get("text_max_bytes", 2000)), app.services.now,
-                              RetryPolicy.from_settings(app.settings))
+        self._start_pump(app, WeChatSender(app, client, config), config)
 
     # ------------------------------------------------------------------ Channel protocol
-
-    def routes(self) -> list[BaseRoute]:
-        return [Route("/wechat", self.endpoint, methods=["GET", "POST"])]
-
-    def sender(self) -> ChannelSender:
-        return self._sender
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        await self.pump.drain()
-
-    # ------------------------------------------------------------------ HTTP
-
-    async def endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return self._verify(request)
-        return await self._receive(request)
 
     def _verify(self, request: Request) -> Response:
         """WeChat's URL check: echo `echostr` back when the signature is ours."""

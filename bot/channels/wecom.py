@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
 from wechatpy.enterprise import WeChatClient as EnterpriseClient
 from wechatpy.enterprise import WeChatCrypto, parse_message
 from wechatpy.enterprise.replies import TextReply
@@ -30,11 +29,17 @@ from wechatpy.exceptions import WeChatClientException
 from bot.channels.render import numbered_text
 from bot.channels.wechat_sender import call_api, send_picture, split_text, to_result
 from bot.channels.wx_errors import Outcome, Verdict
-from bot.channels.wx_inbound import BodyTooLarge, ReplyPump, read_body, refuse, safe_xml, success
+from bot.channels.wx_inbound import (
+    BodyTooLarge,
+    PumpedWebhookChannel,
+    read_body,
+    refuse,
+    safe_xml,
+    success,
+)
 from bot.channels.wx_token import WxClientMixin, api_base
 from bot.config import ConfigError
 from bot.delivery.base import RateLimit, SendRequest, SendResult
-from bot.delivery.outcome import RetryPolicy
 from dialogs.engine import catalog
 from dialogs.engine.types import Inbound
 from storage.db import Database
@@ -43,7 +48,6 @@ from storage.models import ChannelAddress, DialogSession
 
 if TYPE_CHECKING:
     from bot.app import App
-    from bot.delivery.base import ChannelSender
 
 log = logging.getLogger("warmline.wecom")
 
@@ -126,8 +130,9 @@ class WeComSender:
         return answer
 
 
-class WeComChannel:
+class WeComChannel(PumpedWebhookChannel):
     name = CHANNEL
+    path = "/wecom"
 
     def __init__(self, app: App, corp_id: str, secret: str, agent_id: int, crypto: WeChatCrypto) -> None:
         self.app = app
@@ -139,29 +144,7 @@ class WeComChannel:
         base = api_base(app.settings.get_env("WARMLINE_WECOM_API_BASE"), DEFAULT_API_BASE)
         self.client = WeComClient(app.db, corp_id, secret, agent_id, base,
                                   float(config.get("http_timeout_seconds", 8)))
-        self._sender = WeComSender(self.client, agent_id, config)
-        self.pump = ReplyPump(app.runner, self._sender, float(config.get("reply_budget_seconds", 4.0)),
-                              int(config.get("text_max_bytes", 2000)), app.services.now,
-                              RetryPolicy.from_settings(app.settings))
-
-    def routes(self) -> list[BaseRoute]:
-        return [Route("/wecom", self.endpoint, methods=["GET", "POST"])]
-
-    def sender(self) -> ChannelSender:
-        return self._sender
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        await self.pump.drain()
-
-    # ------------------------------------------------------------------ HTTP
-
-    async def endpoint(self, request: Request) -> Response:
-        if request.method == "GET":
-            return self._verify(request)
-        return await self._receive(request)
+        self._start_pump(app, WeComSender(self.client, agent_id, config), config)
 
     def _verify(self, request: Request) -> Response:
         """WeCom's URL check: decrypt `echostr` and answer with its plain text."""

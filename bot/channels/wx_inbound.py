@@ -14,9 +14,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from bot.channels.render import numbered_text
 from bot.delivery.base import ChannelSender
@@ -24,6 +26,9 @@ from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import RetryPolicy
 from dialogs.engine.runner import Runner
 from dialogs.engine.types import Inbound, Outgoing
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 log = logging.getLogger("warmline.wechat.inbound")
 
@@ -140,3 +145,42 @@ class ReplyPump:
         """Wait for replies still being delivered (shutdown, tests)."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
+
+
+class PumpedWebhookChannel:
+    """What the Official Account and WeCom channels share: one webhook route that answers GET
+    (the platform's URL check) and POST (messages), a sender, and a reply pump for the budget."""
+
+    name: str
+    path: str
+    _sender: ChannelSender
+    pump: ReplyPump
+
+    def _start_pump(self, app: App, sender: ChannelSender, config: dict[str, Any]) -> None:
+        self._sender = sender
+        self.pump = ReplyPump(app.runner, sender, float(config.get("reply_budget_seconds", 4.0)),
+                              int(config.get("text_max_bytes", 2000)), app.services.now,
+                              RetryPolicy.from_settings(app.settings))
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route(self.path, self.endpoint, methods=["GET", "POST"])]
+
+    def sender(self) -> ChannelSender:
+        return self._sender
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.pump.drain()
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._verify(request)
+        return await self._receive(request)
+
+    def _verify(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def _receive(self, request: Request) -> Response:
+        raise NotImplementedError
