@@ -1,5 +1,9 @@
 """Synthetic counties for the benchmarks: N households with parents, a lost child, a contact
-volunteer, and a year of visits and readings — bulk-inserted, fictional, reproducible (seeded)."""
+volunteer, and a year of visits and readings — bulk-inserted, fictional, reproducible (seeded).
+
+The mix exercises every planner rule: households joined on different days, one in 20 at its
+own slower pace and one in 50 that refused visits, lunar birthdays, and — when the database
+has a data key (case files hold encrypted fields) — case files, assessments and manual tasks."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from sqlalchemy import insert
 
 from storage.db import Database
 from storage.models import (
+    Assessment,
+    CaseFile,
     ContactAssignment,
     County,
     DeceasedChild,
@@ -17,6 +23,7 @@ from storage.models import (
     Household,
     HouseholdMember,
     Person,
+    Task,
     Township,
     Visit,
 )
@@ -45,11 +52,24 @@ def build_county(db: Database, households: int, *, today: date, seed: int = 7,
                         "created_at": now, "locale": "zh", "active": True} for i in range(volunteers)])
     person_id = volunteers
     homes, members, people, children, assignments, visits, readings = [], [], [], [], [], [], []
+    files: list[dict] = []
     for h in range(1, households + 1):
         vol = (h - 1) // HOUSEHOLDS_PER_VOLUNTEER % volunteers + 1
         township = township_ids[(vol - 1) % TOWNSHIPS]
+        preference = "paced" if h % 20 == 7 else "refused" if h % 50 == 11 else "accepts"
         homes.append({"id": h, "code": f"H{h:07d}", "township_id": township, "hardship": h % 5 == 0,
-                      "visit_preference": "accepts", "created_at": now - timedelta(days=400)})
+                      "visit_preference": preference, "visit_pace_days": 14 if h % 40 == 7 else None,
+                      "created_at": now - timedelta(days=20 + h % 500)})
+        if db.keyring is not None and h % 3 != 0:
+            files.append({"kind": "case", "household_id": h, "member_notes": {},
+                          "confirmed_at": now - timedelta(days=h % 300)})
+            if h % 6 == 1:
+                files.append({"kind": "assessment", "household_id": h, "assessed_on": today - timedelta(days=h % 200),
+                              "grief_trauma": 3, "healing": 3, "acceptance": 3, "future_attitude": 3})
+        if db.keyring is not None and h % 25 == 0:
+            files.append({"kind": "task", "household_id": h, "kind_": "follow_up", "reason": "合成",
+                          "due_at": now + timedelta(days=h % 10 - 5), "created_at": now - timedelta(days=10),
+                          "done_at": now - timedelta(days=h % 4) if h % 50 == 0 else None})
         for relation in ("father", "mother")[: 1 + (h % 3 != 0)]:
             person_id += 1
             people.append({"id": person_id, "name": f"家长{person_id}", "role": "family",
@@ -72,7 +92,24 @@ def build_county(db: Database, households: int, *, today: date, seed: int = 7,
                              "measured_at": now - timedelta(days=rng.randint(0, 364))})
         if len(visits) >= BATCH:
             _flush(db, homes, people, members, children, assignments, visits, readings)
+            _flush_files(db, files)
     _flush(db, homes, people, members, children, assignments, visits, readings)
+    _flush_files(db, files)
+
+
+def _flush_files(db: Database, files: list[dict]) -> None:
+    """Case files, assessments and manual tasks (after their households exist)."""
+    with db.session() as s:
+        for row in files:
+            kind = row.pop("kind")
+            if kind == "case":
+                s.add(CaseFile(**row))
+            elif kind == "assessment":
+                s.add(Assessment(**row))
+            else:
+                row["kind"] = row.pop("kind_")
+                s.add(Task(**row))
+    files.clear()
 
 
 def _flush(db: Database, homes: list, people: list, members: list, children: list,

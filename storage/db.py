@@ -7,12 +7,16 @@ SQLite gets WAL, foreign keys and a busy timeout on every connection.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -61,13 +65,70 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int = 10000) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_async_pragmas(dbapi_connection: Any, record: Any) -> None:
+    """The same pragmas, but SQLite itself never sleeps on a lock: `_InlineSQLite` waits instead."""
+    _sqlite_pragmas(dbapi_connection, record, busy_timeout_ms=0)
+
+
+# SQLite's own busy-handler back-off (sqliteDefaultBusyCallback), then 0.1 s steps: 10 s in all,
+# as busy_timeout=10000 on the sync connections.
+_BUSY_BACKOFF = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05,
+                 *(0.1,) * 97)
+_BUSY_CODES = frozenset({5, 261})  # SQLITE_BUSY, SQLITE_BUSY_RECOVERY (a retry can succeed)
+_RETRIABLE = frozenset({"execute", "executemany", "commit"})
+
+
+class _InlineSQLite(aiosqlite.Connection):
+    """aiosqlite's connection, with every call run on the event loop's own thread.
+
+    Why: a dialog step makes about ten SQLite calls of a few microseconds each, and aiosqlite
+    hands every call to its worker thread and back (a queue, two thread switches, the GIL).
+    Measured in benchmarks/dialog_throughput.py, those hand-offs cost more than everything
+    else in the step together, and far more on a loaded machine. A local SQLite file answers
+    faster than a thread switch, so the call simply runs inline.
+
+    What must not happen is the loop blocking on another connection's write lock (that
+    connection may be waiting for this very loop): these connections run with busy_timeout=0,
+    and a busy statement or commit is retried after an asyncio sleep, on SQLite's own back-off
+    schedule for up to 10 s, so every other task — the lock holder too — keeps running. If
+    someone set a busy_timeout of their own on the connection, SQLite has already waited that
+    long and the error is raised as it would have been.
+    The worker thread is still started (SQLAlchemy sets the isolation level through it) but
+    otherwise sleeps.
+    """
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        for delay in _BUSY_BACKOFF:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES
+                        or getattr(fn, "__name__", "") not in _RETRIABLE
+                        or self._connection.execute("PRAGMA busy_timeout").fetchone()[0] > 0):
+                    raise
+            await asyncio.sleep(delay)
+        return fn(*args, **kwargs)
+
+
+def _inline_sqlite_creator(path: str) -> Any:
+    async def connect() -> _InlineSQLite:
+        connection = _InlineSQLite(partial(sqlite3.connect, path, check_same_thread=False),
+                                   iter_chunk_size=64)
+        connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
+        return await connection
+
+    return connect
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -93,6 +154,11 @@ def make_sync_engine(url: str) -> Engine:
 
 def make_async_engine(url: str) -> AsyncEngine:
     _prepare(url)
+    file = sqlite_file(url)
+    if file is not None:  # calls run inline on the loop (see _InlineSQLite)
+        engine = create_async_engine(async_url(url), async_creator=_inline_sqlite_creator(str(file)))
+        event.listen(engine.sync_engine, "connect", _sqlite_async_pragmas)
+        return engine
     engine = create_async_engine(async_url(url))
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -22,10 +22,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -205,7 +206,10 @@ def greeting_every(h: HouseholdFacts, policy: Policy) -> int:
 
 
 def greeting_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
-    every = greeting_every(h, policy)
+    return _greetings(greeting_every(h, policy), today, policy)
+
+
+def _greetings(every: int, today: date, policy: Policy) -> list[Draft]:
     grace = every - 1  # a late call still resolves the last period until the next one ends
     first = ((today - timedelta(days=policy.lookback_days + grace)) - EPOCH).days // every
     last = (today - EPOCH).days // every
@@ -262,7 +266,23 @@ def birthday_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draf
                   occasion=BIRTHDAY, member_id=p.member_id, member_name=p.name, ref=str(p.member_id),
                   visit_kinds=policy.birthday_kinds, need_occasion=BIRTHDAY)
             for p in h.parents if p.birthday is not None
-            for d in birthdays_between(p.birthday, start, end)]
+            for d in _birthdays(p.birthday, start, end)]
+
+
+@lru_cache(maxsize=65536)
+def _birthdays(birthday: Birthday, start: date, end: date) -> tuple[date, ...]:
+    """Celebrations in a range: many parents share a birthday, and lunar dates cost a conversion."""
+    return tuple(birthdays_between(birthday, start, end))
+
+
+@lru_cache(maxsize=65536)
+def _anniversaries(day: date, start: date, end: date) -> tuple[date, ...]:
+    return tuple(anniversaries_between(day, start, end))
+
+
+@lru_cache(maxsize=64)
+def _qingming(start: date, end: date) -> tuple[date, ...]:
+    return tuple(o.day for o in occurrences_between((QINGMING,), start, end))
 
 
 def hard_day_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
@@ -272,13 +292,13 @@ def hard_day_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draf
     days: dict[date, tuple[str, str]] = {}
     for child in h.children:
         if child.death_date:
-            for d in anniversaries_between(child.death_date, start, end):
+            for d in _anniversaries(child.death_date, start, end):
                 days.setdefault(d, (DEATH_ANNIVERSARY, f"c{child.id}"))
         if child.birth_date:
-            for d in anniversaries_between(child.birth_date, start, end):
+            for d in _anniversaries(child.birth_date, start, end):
                 days.setdefault(d, (CHILD_BIRTHDAY, f"c{child.id}"))
-    for o in occurrences_between((QINGMING,), start, end):
-        days.setdefault(o.day, (QINGMING, "-"))
+    for day in _qingming(start, end):
+        days.setdefault(day, (QINGMING, "-"))
     return [Draft(HARD_DAY_CALL, Window(d - timedelta(days=before), d, d + timedelta(days=after)),
                   occasion=occasion, ref=ref, visit_kinds=policy.hard_day_kinds)
             for d, (occasion, ref) in sorted(days.items())]
@@ -295,26 +315,73 @@ def case_drafts(h: HouseholdFacts, policy: Policy) -> list[Draft]:
 
 def drafts_for(h: HouseholdFacts, today: date, policy: Policy) -> list[Draft]:
     """Every draft for one household, paced by its own wishes."""
+    return _drafts(h, today, policy, relevant_only=False)
+
+
+def _drafts(h: HouseholdFacts, today: date, policy: Policy, *, relevant_only: bool) -> list[Draft]:
+    """`drafts_for`, optionally keeping only the drafts `tasks_for` keeps (due since the start,
+    relevant today) — the same list in the same order, with the parts every household of the
+    same pace and start shares taken from a cache instead of being recomputed."""
     refused = h.preference == VisitPreference.REFUSED
     paced = h.preference == VisitPreference.PACED
-    drafts = greeting_drafts(h, today, policy)
+    start = h.start if relevant_only else None
+    drafts = list(_shared_greetings(greeting_every(h, policy), today, policy, start))
     hard = hard_day_drafts(h, today, policy) if (not refused or policy.hard_day_calls_for_refused) else []
     if not refused:
         per_month = policy.paced_health_services_per_month if paced else policy.health_services_per_month
-        drafts += holiday_drafts(today, policy) + birthday_drafts(h, today, policy)
-        drafts += health_drafts(today, per_month, policy, h.start) + case_drafts(h, policy)
-    hard_days = {d.window.due for d in hard}
-    drafts = [d for d in drafts if not (d.kind in CHEERFUL and d.window.due in hard_days)]
-    return drafts + hard
+        drafts += _shared_holidays(today, policy, start)
+        drafts += birthday_drafts(h, today, policy)
+        drafts += _shared_health(today, per_month, policy, h.start, relevant_only)
+        drafts += case_drafts(h, policy)
+    if hard:
+        hard_days = {d.window.due for d in hard}
+        drafts = [d for d in drafts if not (d.kind in CHEERFUL and d.window.due in hard_days)]
+        drafts += hard
+    if relevant_only:
+        horizon, lookback = _bounds(today, policy)
+        return [d for d in drafts if not (d.window.due < h.start or d.window.opens > horizon
+                                          or (d.window.closes is not None and d.window.closes < lookback))]
+    return drafts
+
+
+@lru_cache(maxsize=64)
+def _bounds(today: date, policy: Policy) -> tuple[date, date]:
+    """The last day a window may open and the first day it may close to be relevant today."""
+    return today + timedelta(days=policy.horizon_days), today - timedelta(days=policy.lookback_days)
+
+
+def _keep(drafts: Iterable[Draft], today: date, policy: Policy, start: date | None) -> tuple[Draft, ...]:
+    if start is None:
+        return tuple(drafts)
+    return tuple(d for d in drafts if d.window.due >= start and relevant(d.window, today, policy))
+
+
+@lru_cache(maxsize=4096)
+def _shared_greetings(every: int, today: date, policy: Policy, start: date | None) -> tuple[Draft, ...]:
+    return _keep(_greetings(every, today, policy), today, policy, start)
+
+
+@lru_cache(maxsize=4096)
+def _shared_holidays(today: date, policy: Policy, start: date | None) -> tuple[Draft, ...]:
+    return _keep(holiday_drafts(today, policy), today, policy, start)
+
+
+@lru_cache(maxsize=4096)
+def _shared_health(today: date, per_month: int, policy: Policy, start: date,
+                   relevant_only: bool) -> tuple[Draft, ...]:
+    return _keep(health_drafts(today, per_month, policy, start), today, policy,
+                 start if relevant_only else None)
 
 
 def is_done(draft: Draft, h: HouseholdFacts, today: date) -> bool:
     if draft.readings_needed:
         assert draft.count_from is not None
+        if len(h.reading_days) < draft.readings_needed:
+            return False
         end = draft.window.closes or today
         days = {d for d in h.reading_days if draft.count_from <= d <= end}
         return len(days) >= draft.readings_needed
-    if not draft.visit_kinds:  # intake / assessment: resolved by the case file itself
+    if not draft.visit_kinds or not h.contacts:  # intake / assessment: resolved by the case file
         return False
     end = draft.window.closes or today
     return any(
@@ -334,18 +401,31 @@ def relevant(window: Window, today: date, policy: Policy) -> bool:
 def tasks_for(h: HouseholdFacts, today: date, policy: Policy) -> list[PlannedTask]:
     """One household's tasks at `today`, from facts already loaded: a pure function."""
     out = list(h.manual)
-    for d in drafts_for(h, today, policy):
-        if d.window.due < h.start or not relevant(d.window, today, policy):
-            continue
-        status = status_of(today, d.window, is_done(d, h, today))
+    for d in _drafts(h, today, policy, relevant_only=True):
+        w = d.window
         out.append(PlannedTask(
-            key=f"{d.kind}:{h.id}:{d.ref}:{d.occasion or '-'}:{d.window.due.isoformat()}",
-            kind=d.kind, status=status, opens=d.window.opens, due=d.window.due,
-            closes=d.window.closes, township_id=h.township_id, household_id=h.id,
+            key=f"{d.kind}:{h.id}:{d.ref}:{d.occasion or '-'}:{w.due.isoformat()}",
+            kind=d.kind, status=status_of(today, w, is_done(d, h, today)), opens=w.opens,
+            due=w.due, closes=w.closes, township_id=h.township_id, household_id=h.id,
             household_code=h.code, member_id=d.member_id, member_name=d.member_name,
             occasion=d.occasion, volunteer_id=h.volunteer_id,
         ))
     return out
+
+
+def _built(cls: type[Any], fields: dict[str, Any]) -> Any:
+    """An instance of a frozen dataclass from a dict holding every one of its fields.
+
+    Why: a frozen dataclass's `__init__` sets each field through `object.__setattr__`, about
+    five times slower than this, and loading a chunk's facts builds one per contact, parent and
+    child. The instance is the same — equality, hashing, `replace` and `asdict` read the fields
+    as usual — but its attribute dict is not the compact shared-key kind (about twice the
+    memory), so it is used only for facts, which live for one chunk; the tasks a plan returns
+    are built the ordinary way. Callers pass every field.
+    """
+    instance = object.__new__(cls)
+    object.__setattr__(instance, "__dict__", fields)
+    return instance
 
 
 def sort_key(task: PlannedTask) -> tuple[Any, ...]:
@@ -378,19 +458,57 @@ def scope_query(*, volunteer_id: int | None = None, township_id: int | None = No
     return query.order_by(Household.id)
 
 
+# The chunk's household ids, bound once per execution (an expanding parameter) rather than
+# built into each statement as a thousand literals.
+_IDS = bindparam("ids", expanding=True)
+
+
+@lru_cache(maxsize=65536)
+def _birthday_of(calendar: str | None, born: date | None, lunar_month: int | None,
+                 lunar_day: int | None, lunar_leap: bool | None) -> Birthday | None:
+    """`Birthday.of`, once per distinct birthday (a county has far fewer than members)."""
+    return Birthday.of(calendar, born, lunar_month, lunar_day, lunar_leap)
+
+
+@lru_cache(maxsize=256)
+def contacts_since(every: int, today: date, policy: Policy) -> date:
+    """The earliest day a recorded contact can resolve a task that is relevant today, for a
+    household greeted every `every` days: the earliest opening of a relevant window that a
+    contact resolves. Older contacts cannot change any status, so they are not loaded."""
+    opens = [d.window.opens for d in (*_greetings(every, today, policy), *holiday_drafts(today, policy))
+             if relevant(d.window, today, policy)]
+    lookback = today - timedelta(days=policy.lookback_days)
+    # birthday and hard-day windows: relevant only while they close on or after `lookback`
+    opens.append(lookback - timedelta(days=policy.birthday_closes_days_after
+                                      + policy.birthday_opens_days_before))
+    opens.append(lookback - timedelta(days=policy.hard_day_closes_days_after
+                                      + policy.hard_day_opens_days_before))
+    return min(opens)
+
+
+@lru_cache(maxsize=64)
+def readings_since(today: date, policy: Policy) -> date:
+    """The first day of the earliest month a relevant health service counts readings from."""
+    counted = [d.count_from for per_month in {policy.health_services_per_month,
+                                              policy.paced_health_services_per_month}
+               for d in health_drafts(today, per_month, policy, date.min)
+               if d.count_from is not None and relevant(d.window, today, policy)]
+    return min(counted, default=today)
+
+
 def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
                policy: Policy) -> list[HouseholdFacts]:
     """The facts of a chunk of households, in a fixed number of queries whatever its size."""
     facts: dict[int, HouseholdFacts] = {}
     for hid, code, township, pref, pace, created in session.execute(
         select(Household.id, Household.code, Household.township_id, Household.visit_preference,
-               Household.visit_pace_days, Household.created_at).where(Household.id.in_(ids))
+               Household.visit_pace_days, Household.created_at).where(Household.id.in_(_IDS)), {"ids": ids}
     ):
         facts[hid] = HouseholdFacts(hid, code, township, pref, pace, _local_date(created, tz))
     for hid, volunteer_id in session.execute(
         select(ContactAssignment.household_id, ContactAssignment.volunteer_id)
-        .where(ContactAssignment.household_id.in_(ids), ContactAssignment.ended_on.is_(None))
-        .order_by(ContactAssignment.started_on, ContactAssignment.id)
+        .where(ContactAssignment.household_id.in_(_IDS), ContactAssignment.ended_on.is_(None))
+        .order_by(ContactAssignment.started_on, ContactAssignment.id), {"ids": ids}
     ):
         facts[hid].volunteer_id = volunteer_id  # the latest assignment wins
     m = HouseholdMember
@@ -398,45 +516,50 @@ def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
         select(m.id, m.household_id, Person.name, m.birthday_calendar, m.birth_date,
                m.lunar_birth_month, m.lunar_birth_day, m.lunar_birth_leap)
         .join(Person, Person.id == m.person_id)
-        .where(m.household_id.in_(ids), m.alive.is_(True), m.relation.in_(PARENTS)).order_by(m.id)
+        .where(m.household_id.in_(_IDS), m.alive.is_(True), m.relation.in_(PARENTS)).order_by(m.id),
+        {"ids": ids}
     ):
-        facts[hid].parents.append(Parent(mid, name, Birthday.of(
-            calendar, born, lunar_month, lunar_day, lunar_leap)))
+        facts[hid].parents.append(_built(Parent, {"member_id": mid, "name": name, "birthday": _birthday_of(
+            calendar, born, lunar_month, lunar_day, lunar_leap)}))
     for cid, hid, born, died in session.execute(
         select(DeceasedChild.id, DeceasedChild.household_id, DeceasedChild.birth_date,
-               DeceasedChild.death_date).where(DeceasedChild.household_id.in_(ids))
+               DeceasedChild.death_date).where(DeceasedChild.household_id.in_(_IDS)), {"ids": ids}
     ):
-        facts[hid].children.append(Child(cid, born, died))
+        facts[hid].children.append(_built(Child, {"id": cid, "birth_date": born, "death_date": died}))
     for hid, confirmed in session.execute(
-        select(CaseFile.household_id, CaseFile.confirmed_at).where(CaseFile.household_id.in_(ids))
+        select(CaseFile.household_id, CaseFile.confirmed_at).where(CaseFile.household_id.in_(_IDS)),
+        {"ids": ids}
     ):
         facts[hid].case_file_on = _local_date(confirmed, tz)
     for hid, last in session.execute(
         select(Assessment.household_id, func.max(Assessment.assessed_on))
-        .where(Assessment.household_id.in_(ids)).group_by(Assessment.household_id)
+        .where(Assessment.household_id.in_(_IDS)).group_by(Assessment.household_id), {"ids": ids}
     ):
         facts[hid].last_assessment = last
-    # Contacts and readings reach back over the longest window still relevant today.
-    longest = max(policy.greeting_every_days, policy.paced_greeting_every_days,
-                  policy.refused_greeting_every_days,
-                  max((f.pace_days or 0) for f in facts.values()) if facts else 0)
-    since = today - timedelta(days=policy.lookback_days + 2 * longest + 31
-                              + policy.holiday_opens_days_before + policy.holiday_closes_days_after)
-    for hid, member_id, day, kind, occasion in session.execute(
-        select(Visit.household_id, Visit.member_id, Visit.visited_on, Visit.kind, Visit.occasion)
-        .where(Visit.household_id.in_(ids), Visit.outcome == VisitOutcome.DONE,
-               Visit.visited_on >= since, Visit.visited_on <= today)
-    ):
-        facts[hid].contacts.append(Contact(day, kind, occasion, member_id))
+    # Contacts reach back to the earliest window that can still be relevant today — which
+    # depends on the household's greeting period — and readings to the earliest month counted.
+    by_every: dict[int, list[int]] = defaultdict(list)
+    for f in facts.values():
+        by_every[greeting_every(f, policy)].append(f.id)
+    for every, group in by_every.items():
+        for hid, member_id, day, kind, occasion in session.execute(
+            select(Visit.household_id, Visit.member_id, Visit.visited_on, Visit.kind, Visit.occasion)
+            .where(Visit.household_id.in_(_IDS), Visit.outcome == VisitOutcome.DONE,
+                   Visit.visited_on >= contacts_since(every, today, policy), Visit.visited_on <= today),
+            {"ids": group}
+        ):
+            facts[hid].contacts.append(_built(Contact, {"day": day, "kind": kind, "occasion": occasion,
+                                                         "member_id": member_id}))
     for hid, measured in session.execute(
         select(HealthReading.household_id, HealthReading.measured_at)
-        .where(HealthReading.household_id.in_(ids), HealthReading.measured_at >= _utc_start(since, tz))
+        .where(HealthReading.household_id.in_(_IDS),
+               HealthReading.measured_at >= _utc_start(readings_since(today, policy), tz)), {"ids": ids}
     ):
         facts[hid].reading_days.add(_local_date(measured, tz))
     lookback_start = _utc_start(today - timedelta(days=policy.lookback_days), tz)
     for task in session.scalars(
-        select(Task).where(Task.household_id.in_(ids))
-        .where((Task.done_at.is_(None)) | (Task.done_at >= lookback_start))
+        select(Task).where(Task.household_id.in_(_IDS))
+        .where((Task.done_at.is_(None)) | (Task.done_at >= lookback_start)), {"ids": ids}
     ):
         h = facts[task.household_id]
         due = _local_date(task.due_at, tz)

@@ -1,0 +1,181 @@
+"""Planner scale: every task of a synthetic county at one instant, and a period report, by size.
+
+    python benchmarks/planner_scale.py [--sizes 1000,10000,100000] [--sample 300] [--cache DIR]
+
+For each size a county is built once (benchmarks/synthetic.py; kept in --cache) and each
+measurement runs in its own fresh Python process, so its peak memory (ru_maxrss) is its own:
+- plan: `bot.care.planner.plan` over every household at 2026-11-20 09:00 (Asia/Shanghai);
+- report: the 2026-Q3 county report (`bot.reports.build.build_report`, with the planner);
+- baseline: benchmarks/planner_baseline.py, the per-household loop. On the larger counties it
+  runs on an evenly spread sample of households and the time is scaled to the whole county
+  (it is linear by construction: the same queries for every household); on the smallest
+  county it runs in full and its plan is compared with the planner's, task for task.
+The plan and baseline measurements alternate per size, so machine load falls on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import BENCH_DATA_KEY, SHANGHAI, START, fresh_sqlite, rss_of
+
+AT = datetime(2026, 11, 20, 9, 0, tzinfo=SHANGHAI)
+GENERATOR_VERSION = 2  # bump when synthetic.py changes what it builds
+
+
+def county_db(households: int, cache: Path) -> str:
+    path = cache / f"county-{households}-v{GENERATOR_VERSION}.db"
+    url = f"sqlite:///{path}"
+    if path.exists() and not Path(f"{path}.building").exists():
+        return url
+    Path(f"{path}.building").touch()
+    from benchmarks.synthetic import build_county
+    from bot.config import load_settings
+    from storage.db import Database
+
+    fresh_sqlite(path)
+    settings = load_settings(db=url, env={"WARMLINE_DATA_KEY": BENCH_DATA_KEY})
+    db = Database(url, keyring=settings.keyring())
+    started = time.perf_counter()
+    build_county(db, households, today=START.date())
+    db.dispose()
+    print(f"  built {households} households in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    Path(f"{path}.building").unlink()
+    return url
+
+
+# --------------------------------------------------------- one measurement, in its own process
+
+
+def _measure(what: str, url: str, sample: int) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from bot.care.planner import plan
+    from bot.care.policy import Policy
+    from bot.config import load_settings
+    from storage.db import Database
+    from storage.models import Household
+
+    settings = load_settings(db=url, env={"WARMLINE_DATA_KEY": BENCH_DATA_KEY})
+    db = Database(url, keyring=settings.keyring())
+    policy = Policy.from_settings(settings)
+    with db.session() as s:
+        households = s.scalar(select(func.count()).select_from(Household)) or 0
+    rss_before = rss_of(os.getpid())
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    out: dict[str, Any] = {"households": households}
+    with db.session() as s:
+        if what == "plan":
+            tasks = plan(s, AT, policy)
+            out["tasks"] = len(tasks)
+        elif what == "baseline":
+            from benchmarks.planner_baseline import plan_per_household
+
+            step = max(1, households // sample) if sample else 1
+            ids = list(range(1, households + 1, step))
+            tasks = plan_per_household(s, AT, policy, household_ids=ids if step > 1 else None)
+            out["tasks"] = len(tasks)
+            out["sampled"] = len(ids)
+        elif what == "report":
+            from bot.reports.build import build_report, resolve_scope
+            from bot.reports.config import ReportConfig
+            from bot.reports.periods import parse_period
+
+            report = build_report(s, period=parse_period("2026-Q3"), as_of=START.date(),
+                                  scope=resolve_scope(s), tz=settings.timezone,
+                                  config=ReportConfig.from_settings(settings),
+                                  generated_at=datetime.now(UTC))
+            out["sections"] = len(report.sections)
+        else:
+            raise SystemExit(f"unknown measurement {what}")
+    out["wall_s"] = time.perf_counter() - wall0
+    out["cpu_s"] = time.process_time() - cpu0
+    if what == "baseline" and out.get("sampled", households) < households:
+        scale = households / out["sampled"]
+        out["measured_wall_s"], out["measured_cpu_s"] = out["wall_s"], out["cpu_s"]
+        out["wall_s"], out["cpu_s"] = out["wall_s"] * scale, out["cpu_s"] * scale
+    out["rss_before_mb"] = rss_before / 2**20
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def measure(what: str, url: str, sample: int = 0) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return what it printed."""
+    proc = subprocess.run([sys.executable, __file__, "--measure", what, "--url", url, "--sample", str(sample)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plans_equal(url: str) -> dict[str, Any]:
+    """The set-based plan and the per-household baseline, compared task for task."""
+    from benchmarks.planner_baseline import plan_per_household
+    from bot.care.planner import plan
+    from bot.care.policy import Policy
+    from bot.config import load_settings
+    from storage.db import Database
+
+    settings = load_settings(db=url, env={"WARMLINE_DATA_KEY": BENCH_DATA_KEY})
+    db = Database(url, keyring=settings.keyring())
+    policy = Policy.from_settings(settings)
+    with db.session() as s:
+        fast = plan(s, AT, policy)
+    with db.session() as s:
+        slow = plan_per_household(s, AT, policy)
+    db.dispose()
+    statuses: dict[str, int] = {}
+    for t in fast:
+        statuses[t.status] = statuses.get(t.status, 0) + 1
+    return {"equal": fast == slow, "tasks": len(fast), "baseline_tasks": len(slow), "statuses": statuses}
+
+
+def run(sizes: list[int], sample: int, cache: Path) -> dict[str, Any]:
+    cache.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"sizes": {}}
+    for n in sizes:
+        url = county_db(n, cache)
+        if n == min(sizes):
+            results["equality"] = plans_equal(url)
+        row: dict[str, Any] = {}
+        row["plan"] = measure("plan", url)
+        row["baseline"] = measure("baseline", url, 0 if n == min(sizes) else sample)
+        row["report"] = measure("report", url)
+        row["speedup_cpu"] = row["baseline"]["cpu_s"] / row["plan"]["cpu_s"]
+        row["speedup_wall"] = row["baseline"]["wall_s"] / row["plan"]["wall_s"]
+        results["sizes"][n] = row
+        print(f"  {n}: plan {row['plan']['wall_s']:.2f} s, baseline {row['baseline']['wall_s']:.1f} s, "
+              f"report {row['report']['wall_s']:.2f} s", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sample", type=int, default=300,
+                        help="households the baseline visits on counties above the smallest")
+    parser.add_argument("--cache", default="/tmp/warmline-bench", help="where built counties are kept")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(json.dumps(_measure(args.measure, args.url, args.sample)))
+        return None
+    results = run([int(x) for x in args.sizes.split(",")], args.sample, Path(args.cache))
+    print(json.dumps(results, ensure_ascii=False, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Every benchmark in one go, with the machine it ran on: `python benchmarks/run.py`.
+
+    python benchmarks/run.py [--quick] [--json results.json] [--cache /tmp/warmline-bench]
+
+Prints the machine (nproc, CPU model, Python, SQLite, load average before and after) and one
+markdown table of results, each row with its target and the command that reproduces it alone.
+The numbers are printed, never asserted: these are benchmarks, not tests. About 5 minutes on
+a 2-core machine, 7 the first time (building the 100k county takes ~2; it is kept in --cache
+for later runs). --quick uses small sizes to check that everything runs (~2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import delivery_rate, dialog_throughput, memory, planner_scale
+from benchmarks.common import git_revision, machine
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def dialog_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for backend, r in results.items():
+        if "skipped" in r:
+            rows.append(f"| dialog throughput ({backend}) | skipped: {r['skipped']} | | | |")
+            continue
+        w, b = r["warmline"], r["baseline"]
+        complete = "" if r["complete"] else " (some dialogs did not complete!)"
+        rows.append(
+            f"| dialog steps/s ({backend}), Warmline vs PTB+pickle | "
+            f"{w['steps_per_s']:.0f} vs {b['steps_per_s']:.0f} steps/s wall; "
+            f"{w['steps_per_cpu_s']:.0f} vs {b['steps_per_cpu_s']:.0f} per CPU-second; "
+            f"{r['warmline_sql_per_step']} SQL statements per Warmline step{complete} | "
+            f">= 1,000/s and ahead of baseline | {_mark(w['steps_per_cpu_s'] >= 1000 and w['steps_per_s'] >= b['steps_per_s'])} | "
+            f"`python benchmarks/dialog_throughput.py --volunteers 100 --rounds 1` |")
+        if "runner_only" in r:
+            o = r["runner_only"]
+            rows.append(
+                f"| of which Warmline's runner alone ({backend}) | {o['steps_per_s']:.0f} steps/s wall, "
+                f"{o['steps_per_cpu_s']:.0f} per CPU-second; p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms | "
+                f"(information) | | same |")
+        rows.append(
+            f"| dialog step latency ({backend}), Warmline vs PTB+pickle | "
+            f"p50 {w['p50_ms']} vs {b['p50_ms']} ms; p99 {w['p99_ms']} vs {b['p99_ms']} ms | "
+            f"p99 <= 20 ms | {_mark(w['p99_ms'] <= 20)} | same |")
+    return rows
+
+
+def planner_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    sizes = results["sizes"]
+    eq = results.get("equality", {})
+    for n, r in sizes.items():
+        p, base, rep = r["plan"], r["baseline"], r["report"]
+        per = p["cpu_s"] / int(n) * 1e6
+        target = ""
+        verdict = ""
+        if int(n) == 100_000:
+            target = "<= 2 s; >= 10x baseline"
+            verdict = _mark(p["wall_s"] <= 2 and r["speedup_wall"] >= 10)
+        elif int(n) == min(int(k) for k in sizes):
+            target = "same plan as baseline"
+            verdict = _mark(bool(eq.get("equal")))
+        scaled = " (sampled, scaled)" if "sampled" in base and base["sampled"] < int(n) else ""
+        rows.append(
+            f"| plan {int(n):,} households (SQLite) | {p['wall_s']:.2f} s wall, {p['cpu_s']:.2f} s CPU "
+            f"({per:.0f} µs/household), {p['tasks']:,} tasks, peak RSS {p['peak_rss_mb']:.0f} MB; "
+            f"per-household baseline {base['wall_s']:.1f} s{scaled} = {r['speedup_wall']:.1f}x slower"
+            f"{'; plans equal' if eq.get('equal') and int(n) == min(int(k) for k in sizes) else ''} | "
+            f"{target} | {verdict} | `python benchmarks/planner_scale.py` |")
+        rows.append(
+            f"| period report 2026-Q3, {int(n):,} households | {rep['wall_s']:.2f} s wall, "
+            f"{rep['cpu_s']:.2f} s CPU, peak RSS {rep['peak_rss_mb']:.0f} MB | linear | | same |")
+    return rows
+
+
+def delivery_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in results:
+        label = "as built" if not r["margin"] else f"what-if: paced {r['margin']:.0%} under the limits"
+        ok = r["share_of_limit"] >= 0.95 and r["rejected_429"] <= 1 and r["lost"] == 0 and r["duplicates"] == 0
+        rows.append(
+            f"| delivery {r['messages']:,} msgs to {r['chats']:,} chats ({label}) | "
+            f"{r['rate_per_s']:.1f}/s = {r['share_of_limit']:.1%} of 30/s; 429s: {r['rejected_429']} "
+            f"{r['rejected_by']}; lost {r['lost']}; duplicates {r['duplicates']}; "
+            f"out of order {r['out_of_order']} | >= 95%, <= 1 429, 0 lost, 0 dup | {_mark(ok)} | "
+            f"`python benchmarks/delivery_rate.py --messages {r['messages']} --chats {r['chats']}"
+            f"{' --margin ' + str(r['margin']) if r['margin'] else ''}` |")
+    return rows
+
+
+def memory_rows(r: dict[str, Any]) -> list[str]:
+    idle, tick = r["idle"], r["planning_run"]
+    rows = [
+        f"| `warmline run` RSS, {r['households']:,} households, idle | {idle['rss_mb']:.0f} MB | <= 200 MB | "
+        f"{_mark(idle['rss_mb'] <= 200)} | `python benchmarks/memory.py --no-schedule --tick-cap 150` |",
+        f"| `warmline run` peak RSS during its first scheduler tick | {tick['peak_rss_mb']:.0f} MB "
+        f"(tick {tick['tick_seconds']} s{'' if tick['tick_finished'] else ', still running: stopped watching'}; /healthz first answered after {tick['healthz_first_answer_s']} s, "
+        f"longest gap {tick['healthz_longest_gap_s']} s) | <= 200 MB | {_mark(tick['peak_rss_mb'] <= 200)} | same |",
+    ]
+    if "schedule_command" in r:
+        s = r["schedule_command"]
+        rows.append(f"| `warmline schedule` peak RSS | {s['peak_rss_mb']:.0f} MB ({s['seconds']} s) | "
+                    f"<= 200 MB | {_mark(s['peak_rss_mb'] <= 200)} | same |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: check that it all runs")
+    parser.add_argument("--json", help="also write every number to this file")
+    parser.add_argument("--cache", default="/tmp/warmline-bench", help="where built counties are kept")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache)
+    started = time.monotonic()
+    before = machine()
+    print(f"machine: {before['nproc']} × {before['cpu']}; Python {before['python']}, SQLite "
+          f"{before['sqlite']}, SQLAlchemy {before['sqlalchemy']}; load average "
+          f"{'/'.join(f'{x:.2f}' for x in before['load_average'])}; 10M-iteration Python loop "
+          f"{before['loop_10m_cpu_s']} s CPU; revision {git_revision()}", flush=True)
+    results: dict[str, Any] = {"machine_before": before}
+    sizes = [300, 3000] if args.quick else [1000, 10_000, 100_000]
+
+    print("dialog throughput…", file=sys.stderr, flush=True)
+    with contextlib.redirect_stdout(sys.stderr):  # each benchmark's own JSON goes to stderr
+        results["dialog"] = dialog_throughput.main(
+            ["--volunteers", "30" if args.quick else "100", "--rounds", "1",
+             *(["--no-postgres"] if args.no_postgres else [])])
+    print("planner scale…", file=sys.stderr, flush=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        results["planner"] = planner_scale.main(["--sizes", ",".join(map(str, sizes)), "--cache", str(cache)])
+    print("delivery rate…", file=sys.stderr, flush=True)
+    n = 150 if args.quick else 1000  # as built it runs at ~60% of 30/s: 3,000 would take ~3 minutes
+    chats = 50 if args.quick else 500
+    with contextlib.redirect_stdout(sys.stderr):
+        results["delivery"] = [
+            delivery_rate.main(["--messages", str(n), "--chats", str(chats)]),
+            delivery_rate.main(["--messages", str(n), "--chats", str(chats), "--margin", "0.03"])]
+    print("memory…", file=sys.stderr, flush=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        results["memory"] = memory.main(["--households", str(sizes[-1]), "--cache", str(cache), "--no-schedule",
+                                         "--tick-cap", "150"])
+    after = machine()
+    results["machine_after"] = after
+    results["seconds"] = round(time.monotonic() - started)
+
+    rows = [*dialog_rows(results["dialog"]), *planner_rows(results["planner"]),
+            *delivery_rows(results["delivery"]), *memory_rows(results["memory"])]
+    print()
+    print(f"load average before {'/'.join(f'{x:.2f}' for x in before['load_average'])}, after "
+          f"{'/'.join(f'{x:.2f}' for x in after['load_average'])}; whole run {results['seconds']} s")
+    print()
+    print("| what | result | target | | reproduce |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
