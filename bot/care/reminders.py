@@ -213,6 +213,9 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
         labels = await household_labels(session, households)
         names = {pid: p.name for pid, p in people.items()}
         townships = {tid: tname for tid, tname in await session.execute(select(Township.id, Township.name))}
+        # Everything needed is read; a county's worth of loaded objects would make every flush
+        # below walk them all (measured: 12,500 digests over 100k households took a minute).
+        session.expunge_all()
         for person_id, inbox in sorted(inboxes.items()):
             person = recipients.get(person_id)
             if person is None or not person.active:
