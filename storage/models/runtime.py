@@ -49,11 +49,27 @@ class OutboxStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class OutboxLane(enum.IntEnum):
+    """Which messages go first when the platform's budget is short: a person waiting for an
+    answer before a person being told something before a county-wide send."""
+
+    INTERACTIVE = 0  # replies to what someone just typed
+    ALERT = 1  # one person telling another something now (alerts, escalations, forwards)
+    BULK = 2  # broadcasts, digests, reminders, greetings, invitations
+
+
 class OutboxMessage(Base):
-    """Every outbound message, written in the same transaction as the change that caused it."""
+    """Every outbound message, written in the same transaction as the change that caused it.
+
+    Written, claimed and recorded only through `storage.outbox`.
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "priority", "next_attempt_at"),
+        Index("ix_outbox_recipient", "channel", "address", "status", "id"),
+        Index("ix_outbox_claimed", "status", "claimed_by"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
@@ -63,6 +79,10 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(24))  # reply | alert | reminder | greeting | ...
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, default=OutboxLane.BULK)
+    # When it may first go out (a reminder's time, the end of quiet hours); never moved by retries,
+    # so a row waiting out a retry still holds back the later rows to the same address.
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
@@ -113,3 +133,17 @@ class Lease(Base):
     holder: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None]
+
+
+class DeliveryWorkerLease(Base):
+    """A process that claims outbox rows, alive while its heartbeat is fresh.
+
+    A row "sending" whose claimer's heartbeat has gone stale is queued again, so a killed
+    process's rows come back within seconds instead of after a fixed claim timeout.
+    """
+
+    __tablename__ = "delivery_workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -21,7 +21,7 @@ def add_messages(db: Database, count: int, *, now: datetime, channel: str = "fak
         rows = [OutboxMessage(
             idempotency_key=f"{prefix}:{i}", channel=channel, address=address or f"{prefix}-{i}",
             person_id=person_id, kind=kind, payload={"text": f"{prefix} 第{i}条", "options": []},
-            status=status, created_at=now, next_attempt_at=not_before or now,
+            status=status, created_at=now, not_before=not_before or now, next_attempt_at=not_before or now,
             expires_at=expires_at, claimed_by=claimed_by, claimed_at=claimed_at,
         ) for i in range(count)]
         session.add_all(rows)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:13:25.240250
+Create Date: 2026-12-01 15:38:01.075667
 """
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_counties')),
     sa.UniqueConstraint('name', name=op.f('uq_counties_name'))
     )
+    op.create_table('delivery_workers',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('started_at', storage.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', storage.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_workers'))
+    )
+    with op.batch_alter_table('delivery_workers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_delivery_workers_heartbeat_at'), ['heartbeat_at'], unique=False)
+
     op.create_table('invite_failures',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
@@ -200,6 +209,8 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=24), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
+    sa.Column('not_before', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', storage.base.UTCDateTime(timezone=True), nullable=True),
@@ -214,8 +225,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_outbox_idempotency_key'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_claimed', ['status', 'claimed_by'], unique=False)
+        batch_op.create_index('ix_outbox_due', ['status', 'priority', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_person_id'), ['person_id'], unique=False)
+        batch_op.create_index('ix_outbox_recipient', ['channel', 'address', 'status', 'id'], unique=False)
 
     op.create_table('preferences',
     sa.Column('person_id', sa.Integer(), nullable=False),
@@ -619,8 +632,10 @@ def downgrade() -> None:
     op.drop_table('case_files')
     op.drop_table('preferences')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_recipient')
         batch_op.drop_index(batch_op.f('ix_outbox_person_id'))
         batch_op.drop_index('ix_outbox_due')
+        batch_op.drop_index('ix_outbox_claimed')
 
     op.drop_table('outbox')
     with op.batch_alter_table('households', schema=None) as batch_op:
@@ -654,6 +669,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_invite_failures_addr')
 
     op.drop_table('invite_failures')
+    with op.batch_alter_table('delivery_workers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_workers_heartbeat_at'))
+
+    op.drop_table('delivery_workers')
     op.drop_table('counties')
     op.drop_table('action_tokens')
     # ### end Alembic commands ###
