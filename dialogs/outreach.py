@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine.context import payload_of
 from dialogs.engine.types import Reply
+from storage import outbox
 from storage.models import (
     ChannelAddress,
     Consent,
     Household,
     HouseholdMember,
     OutboxMessage,
-    OutboxStatus,
     Person,
     Preference,
 )
@@ -90,12 +90,7 @@ async def stop_all(session: AsyncSession, person_id: int, now: datetime) -> bool
     already = preference is not None and preference.stopped_at is not None
     if not already:
         await save_preference(session, person_id, now, stopped_at=now)
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.person_id == person_id, OutboxMessage.status == OutboxStatus.QUEUED,
-               OutboxMessage.kind != "reply")
-        .values(status=OutboxStatus.FAILED, last_error=STOPPED_NOTE)
-        .execution_options(synchronize_session=False))
+    await outbox.cancel_queued(session, person_id, STOPPED_NOTE)
     return not already
 
 
@@ -103,14 +98,7 @@ async def family_address(session: AsyncSession, person_id: int,
                          channel: str | None = None) -> ChannelAddress | None:
     """Where to reach a family member: their chosen channel if they can be reached there, else
     the unblocked address they used last."""
-    query = select(ChannelAddress).where(ChannelAddress.person_id == person_id,
-                                         ChannelAddress.blocked_at.is_(None))
-    ordered = query.order_by(ChannelAddress.last_inbound_at.desc().nulls_last(), ChannelAddress.id.desc())
-    if channel:
-        chosen = (await session.scalars(ordered.where(ChannelAddress.channel == channel).limit(1))).first()
-        if chosen is not None:
-            return chosen
-    return (await session.scalars(ordered.limit(1))).first()
+    return await outbox.preferred_address(session, person_id, channel)
 
 
 async def queue_to_family(session: AsyncSession, *, person_id: int, text: str, kind: str, key: str,
@@ -121,22 +109,13 @@ async def queue_to_family(session: AsyncSession, *, person_id: int, text: str, k
 
     `extra` goes into the payload beside the text (e.g. the occasion, for WeChat templates).
     """
-    existing = await session.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key))
-    if existing is not None:
-        return None
-    preference = await session.get(Preference, person_id)
-    address = await family_address(session, person_id, preference.channel if preference else None)
-    if address is None:
+    recipient = await outbox.person_recipient(session, person_id, hold_until_linked=False)
+    if recipient is None:
         return None
     payload = payload_of(Reply(text))
     payload.update(extra or {})
-    row = OutboxMessage(idempotency_key=key, channel=address.channel, address=address.address,
-                        person_id=person_id, kind=kind, payload=payload, created_at=now,
-                        next_attempt_at=not_before or now, expires_at=expires_at,
-                        status=OutboxStatus.QUEUED)
-    session.add(row)
-    await session.flush()
-    return row
+    return await outbox.enqueue(session, kind=kind, recipient=recipient, payload=payload, key=key,
+                                now=now, not_before=not_before, expires_at=expires_at)
 
 
 async def may_answer(session: AsyncSession, person_id: int) -> bool:
