@@ -25,6 +25,7 @@ from dialogs.engine.flood import FloodGuard
 from dialogs.engine.types import Inbound, Option, Outgoing, Reply
 from dialogs.parsing import normalize
 from dialogs.services import Services
+from storage import outbox
 from storage.db import Database
 from storage.models import (
     ActionToken,
@@ -35,6 +36,7 @@ from storage.models import (
     Person,
     ProcessedInbound,
 )
+from storage.outbox import Recipient
 
 log = logging.getLogger("warmline.runner")
 
@@ -478,13 +480,11 @@ class Runner:
         tokens_by_text = {o["label"]: o["token"] for o in (row.prompt or {}).get("options", [])}
         for i, reply in enumerate(outcome.replies):
             tokens = [tokens_by_text.get(opt.label, "") for opt in reply.options]
-            message = OutboxMessage(
-                idempotency_key=f"reply:{row.id}:{row.version}:{i}", channel=inbound.channel,
-                address=inbound.address, person_id=row.person_id, kind="reply",
-                payload=payload_of(reply, tokens), status=OutboxStatus.SENDING,
-                claimed_by="fastpath", claimed_at=now, created_at=now, next_attempt_at=now,
-            )
-            session.add(message)
+            message = await outbox.enqueue(
+                session, kind="reply", recipient=Recipient(inbound.channel, inbound.address, row.person_id),
+                payload=payload_of(reply, tokens), key=f"reply:{row.id}:{row.version}:{i}", now=now,
+                once=False, flush=False, claimed_by=outbox.this_process())
+            assert message is not None
             rows.append(message)
         await session.flush()
         return [Outgoing(m.id, m.channel, m.address, m.payload) for m in rows]
@@ -493,15 +493,12 @@ class Runner:
         reply = Reply(catalog.t("engine.failed"))
         try:
             async with self.db.async_session() as session:
-                message = OutboxMessage(
-                    idempotency_key=f"error:{inbound.channel}:{inbound.address}:{new_token()}",
-                    channel=inbound.channel, address=inbound.address, kind="reply",
-                    payload=payload_of(reply), status=OutboxStatus.SENDING, claimed_by="fastpath",
-                    claimed_at=self.services.now(), created_at=self.services.now(),
-                    next_attempt_at=self.services.now(),
-                )
-                session.add(message)
-                await session.flush()
+                now = self.services.now()
+                message = await outbox.enqueue(
+                    session, kind="reply", recipient=Recipient(inbound.channel, inbound.address),
+                    payload=payload_of(reply), key=f"error:{inbound.channel}:{inbound.address}:{new_token()}",
+                    now=now, once=False, claimed_by=outbox.this_process())
+                assert message is not None
                 return [Outgoing(message.id, message.channel, message.address, message.payload)]
         except Exception as exc:
             log.error("could not queue the apology error=%s", type(exc).__name__)
