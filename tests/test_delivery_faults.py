@@ -1,5 +1,8 @@
 """Delivery under faults: a flaky platform, a database that goes away, workers racing, and
-workers killed with SIGKILL mid-broadcast. Every test counts messages at the fake platform."""
+workers killed with SIGKILL mid-broadcast; and the outbox's order under them — one person's
+messages first in, first out (a failed earlier message holds back the later ones, across the
+fast path and the worker), replies ahead of bulk, a platform's retry_after honoured exactly, a
+dead process's claimed rows back within seconds. Every test counts messages at the fake platform."""
 
 from __future__ import annotations
 
@@ -12,26 +15,35 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from telegram import Bot
+from telegram.request import HTTPXRequest
 
 from bot.app import App
+from bot.channels.telegram_sender import TelegramSender
+from bot.delivery.base import RateLimit
+from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import RetryPolicy
 from bot.delivery.ratelimit import RateLimiter
 from bot.delivery.worker import DeliveryWorker, WorkerSettings
+from dialogs.engine.types import Outgoing
 from dialogs.services import FixedClock
+from storage import outbox
+from storage.base import utcnow
 from storage.db import Database
-from storage.models import OutboxStatus
+from storage.models import OutboxLane, OutboxMessage, OutboxStatus
 from tests.conftest import TEST_DATA_KEY
 from tests.fakes.outbox import add_messages, rows, statuses
 from tests.fakes.platform import FakePlatform
 from tests.fakes.sender import FakePlatformSender
 from tests.fakes.tcpproxy import TcpProxy
+from tests.fakes.telegram_api import FakeBotAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -276,7 +288,8 @@ async def test_two_workers_racing_on_one_outbox_deliver_each_row_once(
 KILL_CONFIG = """
 [delivery]
 poll_interval_seconds = 0.05
-stale_claim_seconds = 0.5
+lease_seconds = 2
+heartbeat_seconds = 0.5
 batch_size = 25
 concurrency = 8
 """
@@ -374,3 +387,190 @@ def test_several_worker_processes_on_postgresql_one_killed_lose_nothing(
     duplicates = platform.count() - total
     print(f"\ntwo workers, one kill -9, {total} messages: {duplicates} duplicate(s) (bound {concurrency})")
     assert duplicates <= concurrency  # only what the killed worker had in flight
+
+
+# ------------------------------------------------- order, lanes, retry_after, leases
+
+async def reply_row(app: App, channel: str, address: str, text: str, now: datetime) -> Outgoing:
+    """A step's reply as the runner writes it: claimed by this process for the fast path."""
+    async with app.db.async_session() as session:
+        row = await outbox.enqueue(
+            session, kind="reply", recipient=outbox.Recipient(channel, address),
+            payload={"text": text, "options": []}, key=f"reply:{address}:{text}", now=now,
+            claimed_by=outbox.this_process())
+        assert row is not None
+        return Outgoing(row.id, row.channel, row.address, row.payload)
+
+
+async def test_a_later_message_waits_while_an_earlier_one_to_that_person_waits_out_a_retry(
+        app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
+    first = add_messages(app.db, 1, now=clock.now(), prefix="first", address="elder-1", kind="alert")
+    platform.fail_next(1, status=503)
+    worker = clocked_worker(app, clock, sender)
+    await worker.run_once()  # the alert fails: queued again for its backoff
+    assert rows(app.db, first)[0].status == OutboxStatus.QUEUED and platform.count() == 0
+
+    later = add_messages(app.db, 1, now=clock.now(), prefix="later", address="elder-1", kind="reminder")
+    other = add_messages(app.db, 1, now=clock.now(), prefix="other", address="elder-2", kind="reminder")
+    await worker.run_once()
+    assert platform.texts_to("elder-1") == [], "the reminder did not overtake the alert"
+    assert statuses(app.db, later) == {OutboxStatus.QUEUED: 1}
+    assert statuses(app.db, other) == {OutboxStatus.SENT: 1}, "other people are not held back"
+
+    # a reply typed meanwhile also waits behind the alert, and lifts it into the reply lane
+    reply = await reply_row(app, "fake", "elder-1", "reply", clock.now())
+    assert await deliver_now(app.db, sender, [reply], app.services.now) == []
+    assert rows(app.db, first)[0].priority == OutboxLane.INTERACTIVE
+    assert statuses(app.db, [reply.outbox_id]) == {OutboxStatus.QUEUED: 1}
+
+    clock.advance(minutes=1)  # past the alert's backoff
+    for _ in range(3):
+        await worker.run_once()
+    assert platform.texts_to("elder-1") == ["first 第0条", "later 第0条", "reply"]
+    assert statuses(app.db, [*first, *later, reply.outbox_id]) == {OutboxStatus.SENT: 3}
+
+
+async def test_the_fast_path_sends_what_was_queued_earlier_first(
+        app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
+    """A reminder queued a moment ago reaches the person before the answer to what they typed."""
+    queued = add_messages(app.db, 2, now=clock.now(), prefix="digest", address="elder-3", kind="digest")
+    reply = await reply_row(app, "fake", "elder-3", "menu", clock.now())
+    results = await deliver_now(app.db, sender, [reply], app.services.now)
+    assert [r.ok for r in results] == [True, True, True]
+    assert platform.texts_to("elder-3") == ["digest 第0条", "digest 第1条", "menu"]
+    assert statuses(app.db, [*queued, reply.outbox_id]) == {OutboxStatus.SENT: 3}
+
+
+async def test_a_reply_is_claimed_ahead_of_queued_bulk_and_bulk_backs_off_after_a_429(
+        app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
+    bulk = add_messages(app.db, 100, now=clock.now(), prefix="bulk", kind="broadcast")
+    reply = add_messages(app.db, 1, now=clock.now(), prefix="reply", kind="reply")  # written last
+    worker = clocked_worker(app, clock, sender, batch_size=10, concurrency=1)
+    await worker.run_once()
+    assert platform.texts_to("reply-0") == ["reply 第0条"], "the reply did not wait for 100 broadcasts"
+    assert statuses(app.db, reply) == {OutboxStatus.SENT: 1}
+    assert statuses(app.db, bulk)[OutboxStatus.SENT] == 9
+
+    platform.fail_next(1, status=429, retry_after=30)  # the platform pushes back on a broadcast
+    await worker.run_once()
+    more_replies = add_messages(app.db, 3, now=clock.now(), prefix="answer", kind="reply")
+    sent_bulk = statuses(app.db, bulk)[OutboxStatus.SENT]
+    await worker.run_once()
+    assert statuses(app.db, more_replies) == {OutboxStatus.SENT: 3}, "replies go on"
+    assert statuses(app.db, bulk)[OutboxStatus.SENT] == sent_bulk, "bulk holds off for retry_after"
+    clock.advance(seconds=31)
+    await worker.run_once()
+    assert statuses(app.db, bulk)[OutboxStatus.SENT] > sent_bulk, "and resumes after it"
+
+
+async def test_a_reply_held_by_a_one_second_429_arrives_a_second_later_beside_bulk(
+        app: App, tmp_path: Path) -> None:
+    """Real PTB against the fake Bot API, the real worker running both lanes, a broadcast to 60
+    chats going on: a reply refused with retry_after=1 goes out after one second, not after a
+    growing backoff, and the broadcast still completes."""
+    api = FakeBotAPI().start()
+    bot = Bot(api.token, base_url=f"{api.base_url}/bot", request=HTTPXRequest(connection_pool_size=16))
+    await bot.initialize()
+    sender = TelegramSender(bot)
+    now = utcnow()
+    bulk = add_messages(app.db, 60, now=now, prefix="bc", kind="broadcast", channel="telegram")
+    async with app.db.async_session() as session:  # the broadcast's chats are numeric on Telegram
+        for n, row_id in enumerate(bulk):
+            row = await session.get(OutboxMessage, row_id)
+            assert row is not None
+            row.address = str(9000 + n)
+    worker = DeliveryWorker(app.db, {"telegram": sender}, now=utcnow,
+                            settings=WorkerSettings(reply_poll_interval=0.25, poll_interval=0.25))
+    running = asyncio.ensure_future(worker.run())
+    try:
+        await asyncio.sleep(0.3)  # the broadcast is under way
+        api.fail("sendMessage", 429, "Too Many Requests: retry after 1", chat_id=4242, retry_after=1)
+        reply = await reply_row(app, "telegram", "4242", "您好，已记录", utcnow())
+        refused_at = time.monotonic()
+        results = await deliver_now(app.db, sender, [reply], utcnow)
+        assert results[0].retry_after == 1
+        while not api.delivered(4242):
+            assert time.monotonic() - refused_at < 10, "the reply never arrived"
+            await asyncio.sleep(0.02)
+        delay = time.monotonic() - refused_at
+        while statuses(app.db, bulk) != {OutboxStatus.SENT: 60}:
+            assert time.monotonic() - refused_at < 20, statuses(app.db, bulk)
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop.set()
+        await running
+        await bot.shutdown()
+        api.stop()
+    assert 1.0 <= delay <= 2.0, f"reply arrived {delay:.2f}s after a 1-second 429"
+    assert statuses(app.db, [reply.outbox_id]) == {OutboxStatus.SENT: 1}
+
+
+LEASE_CONFIG = """
+[delivery]
+poll_interval_seconds = 0.1
+batch_size = 20
+concurrency = 4
+"""  # lease_seconds and heartbeat_seconds left at their defaults (8 s, 2 s)
+
+
+def test_the_rows_of_a_killed_worker_come_back_within_ten_seconds(app: App, db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """A worker process holding claimed rows is SIGKILLed; another worker, already running,
+    sends them once the dead one's lease lapses — within 10 s, not after a 120 s stale time."""
+    ids = add_messages(app.db, 40, now=app.services.now(), prefix="held")
+    config = tmp_path / "worker.toml"
+    config.write_text(LEASE_CONFIG)
+    platform = FakePlatform(delay=0.5).start()  # slow: the first worker holds its claims a while
+    env = {**os.environ, "WARMLINE_CONFIG": str(config), "WARMLINE_DATA_KEY": TEST_DATA_KEY}
+    env.pop("WARMLINE_NOW", None)
+    with (tmp_path / "worker.log").open("ab") as out:
+        victim = subprocess.Popen([sys.executable, "-m", "tests.fakes.worker_main", db_url, platform.url],
+                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while statuses(app.db, ids)[OutboxStatus.SENDING] == 0:
+            assert time.monotonic() < deadline, "the first worker never claimed"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed_at = time.monotonic()
+        held = [r.id for r in rows(app.db, ids) if r.status == OutboxStatus.SENDING]
+        assert held
+        returned_after = asyncio.run(_survivor(app, platform, held, killed_at))
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        platform.close()
+    assert returned_after <= 10.0, f"held rows came back {returned_after:.1f}s after the kill"
+    assert set(platform.chats()) == {f"held-{i}" for i in range(40)}  # none lost
+    assert platform.count() - 40 <= 4  # duplicates: at most what was in flight (concurrency)
+
+
+async def _survivor(app: App, platform: FakePlatform, held: list[int], killed_at: float) -> float:
+    """Run a second worker until every row is sent; return when the held rows were released."""
+    sender = FakePlatformSender(platform.url, limits=RateLimit(per_second=1000, per_recipient_interval=0))
+    worker = DeliveryWorker(app.db, {sender.channel: sender}, now=utcnow,
+                            settings=WorkerSettings(poll_interval=0.1, reply_poll_interval=0.1))
+    running = asyncio.ensure_future(worker.run())
+    returned_after: float | None = None
+    try:
+        while True:
+            states = statuses(app.db, held)
+            if returned_after is None and not states[OutboxStatus.SENDING] - _ours(app, worker, held):
+                returned_after = time.monotonic() - killed_at
+            if states == {OutboxStatus.SENT: len(held)} and len(platform.chats()) == 40:
+                break
+            assert time.monotonic() - killed_at < 30, states
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop.set()
+        await running
+        await sender.aclose()
+    assert returned_after is not None
+    return returned_after
+
+
+def _ours(app: App, worker: DeliveryWorker, ids: list[int]) -> int:
+    return sum(1 for r in rows(app.db, ids)
+               if r.status == OutboxStatus.SENDING and r.claimed_by == worker.worker_id)

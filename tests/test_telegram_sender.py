@@ -73,15 +73,22 @@ async def test_a_long_text_is_split_and_the_buttons_go_on_the_last_part(
 
 
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # raised inside PTB
-async def test_429_asks_to_retry_after_telegrams_wait_and_holds_further_sends(
+async def test_429_holds_that_chat_and_bulk_for_telegrams_wait_but_not_other_replies(
         api: FakeBotAPI, sender: TelegramSender) -> None:
     api.flood("sendMessage", times=1, retry_after=3)
     result = await sender.send(request({"text": "你好"}))
     assert not result.ok and not result.permanent and result.retry_after == 3
     calls = len(api.calls_of("sendMessage"))
-    held = await sender.send(request({"text": "第二条"}, chat=CHAT + 1))
-    assert not held.ok and not held.permanent and 0 < (held.retry_after or 0) <= 3
-    assert len(api.calls_of("sendMessage")) == calls, "no call is made while Telegram asked to wait"
+
+    again = await sender.send(request({"text": "第二条"}))
+    bulk = await sender.send(SendRequest(2, "telegram", str(CHAT + 1), "broadcast", {"text": "通知"}))
+    for held in (again, bulk):  # held by us, not refused by Telegram: no attempt is counted
+        assert not held.ok and not held.permanent and not held.attempted
+        assert 0 < (held.retry_after or 0) <= 3
+    assert len(api.calls_of("sendMessage")) == calls, "no call to that chat, no bulk, while Telegram asked to wait"
+
+    other = await sender.send(request({"text": "别人的回复"}, chat=CHAT + 1))
+    assert other.ok, "another person's reply is not held behind the flood wait"
 
 
 async def test_a_user_who_blocked_the_bot_is_unreachable(api: FakeBotAPI, sender: TelegramSender) -> None:

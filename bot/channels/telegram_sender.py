@@ -104,32 +104,59 @@ def render(payload: dict[str, Any]) -> tuple[str, Markup | None]:
 
 
 class _Pacer:
-    """Keeps this process under Telegram's overall rate, and holds everything back after a 429.
+    """Keeps this process under Telegram's overall rate, for the worker and the fast path alike
+    (the fast path answers many people at once when a township's volunteers all report).
 
-    The delivery worker paces per recipient; this covers the fast path too, which answers many
-    people at once when a township's volunteers are all reporting.
+    Each send takes the next free slot as it arrives. Bulk sends never book more than one slot
+    ahead, so a reply arriving during a broadcast waits at most a slot or two, never behind a
+    queue of broadcast messages.
     """
 
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.next_at = 0.0
-        self.paused_until = 0.0
-        self._lock = asyncio.Lock()
 
-    def pause_remaining(self) -> float:
-        return max(0.0, self.paused_until - asyncio.get_running_loop().time())
+    async def wait_turn(self, *, bulk: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        while bulk and self.next_at - loop.time() > self.interval:
+            await asyncio.sleep(self.next_at - loop.time() - self.interval)
+        now = loop.time()
+        slot = max(now, self.next_at)
+        self.next_at = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
-    def pause(self, seconds: float) -> None:
-        now = asyncio.get_running_loop().time()
-        self.paused_until = max(self.paused_until, now + seconds)
 
-    async def wait_turn(self) -> None:
-        async with self._lock:
-            now = asyncio.get_running_loop().time()
-            delay = self.next_at - now
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.next_at = max(now, self.next_at) + self.interval
+class _FloodWaits:
+    """What Telegram's 429s said: how long each chat must wait, and how long bulk sends hold off.
+
+    A 429 names one chat's wait; the outbox already holds that chat's next messages until then
+    (the refused row is due again after exactly `retry_after`). Bulk sends to anyone stop for the
+    same time, so a broadcast does not deepen the flood while people's replies still go out.
+    """
+
+    def __init__(self) -> None:
+        self.chats: dict[int, float] = {}
+        self.bulk_until = 0.0
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def wait_left(self, chat_id: int, *, bulk: bool) -> float:
+        now = self._now()
+        left = self.chats.get(chat_id, 0.0) - now
+        if bulk:
+            left = max(left, self.bulk_until - now)
+        return max(0.0, left)
+
+    def refused(self, chat_id: int, seconds: float) -> None:
+        now = self._now()
+        until = now + seconds
+        self.chats[chat_id] = max(self.chats.get(chat_id, 0.0), until)
+        self.bulk_until = max(self.bulk_until, until)
+        if len(self.chats) > 1000:  # forget waits long over
+            self.chats = {c: t for c, t in self.chats.items() if t > now}
 
 
 class TelegramSender:
@@ -144,20 +171,21 @@ class TelegramSender:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._pacer = _Pacer(self.limits.per_second)
+        self._floods = _FloodWaits()
 
     async def send(self, request: SendRequest) -> SendResult:
-        waiting = self._pacer.pause_remaining()
-        if waiting > 0:  # Telegram asked us to wait: do not make the flood worse
-            return SendResult.retry("flood_wait", retry_after=waiting)
         try:
             chat_id = int(request.address)
         except ValueError:
             return SendResult.failed("bad_address")
+        waiting = self._floods.wait_left(chat_id, bulk=request.bulk)
+        if waiting > 0:  # Telegram asked us to wait: do not make the flood worse
+            return SendResult.held("flood_wait", retry_after=waiting)
         try:
-            message = await self._deliver(chat_id, request.payload)
+            message = await self._deliver(chat_id, request.payload, bulk=request.bulk)
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
-            self._pacer.pause(seconds)
+            self._floods.refused(chat_id, seconds)
             return SendResult.retry("429", retry_after=seconds)
         except Forbidden as exc:  # blocked by the user, or the account was deactivated
             return SendResult.failed(_short("forbidden", exc), unreachable=True)
@@ -183,7 +211,7 @@ class TelegramSender:
             return SendResult.failed("empty_message")
         return SendResult.sent(str(message.message_id))
 
-    async def _deliver(self, chat_id: int, payload: dict[str, Any]) -> Message | None:
+    async def _deliver(self, chat_id: int, payload: dict[str, Any], *, bulk: bool = False) -> Message | None:
         text, markup = render(payload)
         attachment = payload.get("attachment")
         if attachment:
@@ -192,9 +220,9 @@ class TelegramSender:
             return None
         chunks = split_text(text)
         for chunk in chunks[:-1]:
-            await self._pacer.wait_turn()
+            await self._pacer.wait_turn(bulk=bulk)
             await self.bot.send_message(chat_id, chunk)
-        await self._pacer.wait_turn()
+        await self._pacer.wait_turn(bulk=bulk)
         return await self.bot.send_message(chat_id, chunks[-1], reply_markup=markup)
 
     async def _send_file(self, chat_id: int, attachment: dict[str, Any], text: str,

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from storage.models import OutboxLane
+from storage.outbox import Claim, lane_of
+
 
 @dataclass(frozen=True)
 class SendRequest:
@@ -20,6 +23,19 @@ class SendRequest:
     payload: dict[str, Any]
     person_id: int | None = None
     attempts: int = 0
+    priority: int | None = None  # the outbox lane; None: the lane of `kind`
+
+    @property
+    def bulk(self) -> bool:
+        """A sender may hold bulk back after a 429, never a reply or an alert."""
+        lane = lane_of(self.kind) if self.priority is None else self.priority
+        return lane >= OutboxLane.BULK
+
+
+def request_of(claim: Claim) -> SendRequest:
+    """What a sender needs of a claimed outbox row."""
+    return SendRequest(claim.id, claim.channel, claim.address, claim.kind, claim.payload,
+                       person_id=claim.person_id, attempts=claim.attempts, priority=claim.priority)
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,7 @@ class SendResult:
     permanent: bool = False  # do not retry this message
     unreachable: bool = False  # the person blocked us / unsubscribed: stop messaging them
     error: str | None = None  # short, no personal data
+    attempted: bool = True  # False: held back before reaching the platform (not an attempt)
 
     @classmethod
     def sent(cls, platform_message_id: str | None = None) -> SendResult:
@@ -38,6 +55,12 @@ class SendResult:
     @classmethod
     def retry(cls, error: str, retry_after: float | None = None) -> SendResult:
         return cls(ok=False, retry_after=retry_after, error=error)
+
+    @classmethod
+    def held(cls, error: str, retry_after: float) -> SendResult:
+        """Not sent, by the sender's own choice (a flood wait still running): try again later,
+        without counting an attempt."""
+        return cls(ok=False, retry_after=retry_after, error=error, attempted=False)
 
     @classmethod
     def failed(cls, error: str, *, unreachable: bool = False) -> SendResult:

@@ -1,7 +1,15 @@
 """Sending a step's replies right after its commit, recording each result on its outbox row.
 
-If the process dies between commit and send, the rows stay claimed by "fastpath" and the
-delivery worker re-queues them once the claim is stale: a reply is never lost, and can be
+The runner writes a step's replies already claimed by this process (storage.outbox.this_process),
+so nothing else sends them meanwhile. Before sending, the fast path looks for earlier messages
+to the same address that are still pending: if they can go now they go first (a reminder queued
+a minute ago arrives before the answer to what the person just typed); if one cannot (it is
+being sent by a worker, or waits out a retry) the replies are handed to the queue behind it,
+and that message is lifted to the reply lane so the worker takes it next. A later message never
+overtakes an earlier one.
+
+If the process dies between commit and send, the rows stay claimed by it until its worker lease
+lapses (`lease_seconds`), then the delivery worker sends them: a reply is never lost, and is
 duplicated only if the process died after the platform accepted it.
 """
 
@@ -10,34 +18,54 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from bot.delivery.base import ChannelSender, SendRequest, SendResult
+from bot.delivery.base import ChannelSender, SendRequest, SendResult, request_of
 from bot.delivery.outcome import RetryPolicy, apply_result
 from dialogs.engine.types import Outgoing
+from storage import outbox
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxLane, OutboxMessage, OutboxStatus
 
 
 async def deliver_now(db: Database, sender: ChannelSender, outgoing: Sequence[Outgoing],
                       now_fn: Callable[[], datetime], policy: RetryPolicy | None = None,
                       ) -> list[SendResult]:
-    """Send in order; stop at the first failure so later replies do not overtake it."""
-    results: list[tuple[int, SendResult]] = []
-    for message in outgoing:
-        result = await sender.send(SendRequest(message.outbox_id, message.channel, message.address,
-                                               "reply", message.payload))
-        results.append((message.outbox_id, result))
+    """Send in order, behind what is pending to the same address; stop at the first failure so
+    later replies do not overtake it. Returns the results of the sends made (earlier pending
+    messages first), [] if the replies were left to the queue."""
+    if not outgoing:
+        return []
+    claimer = outbox.this_process()
+    ids = [m.outbox_id for m in outgoing if m.outbox_id]
+    first = outgoing[0]
+    ahead: list[outbox.Claim] = []
+    if ids:
+        async with db.async_session() as session:
+            found = await outbox.claim_ahead(session, claimer=claimer, now=now_fn(), channel=first.channel,
+                                             address=first.address, before_id=min(ids))
+            if found is None:  # an earlier message is not done: the replies wait their turn
+                await outbox.release(session, ids, claimer)
+                await outbox.lift(session, channel=first.channel, address=first.address,
+                                  before_id=min(ids), priority=OutboxLane.INTERACTIVE)
+                return []
+            ahead = found
+    requests = [request_of(c) for c in ahead] + [
+        SendRequest(m.outbox_id, m.channel, m.address, "reply", m.payload, priority=OutboxLane.INTERACTIVE)
+        for m in outgoing]
+    results: list[tuple[int, SendResult, datetime]] = []
+    for request in requests:
+        result = await sender.send(request)
+        results.append((request.outbox_id, result, now_fn()))  # a retry_after counts from here
         if not result.ok:
             break
     async with db.async_session() as session:
-        for outbox_id, result in results:
-            row = await session.get(OutboxMessage, outbox_id)
-            if row is not None:
-                await apply_result(session, row, result, now_fn(), policy)
-        # replies after a failure stay queued for the worker, in order
-        for message in outgoing[len(results):]:
-            row = await session.get(OutboxMessage, message.outbox_id)
-            if row is not None:
-                row.status = OutboxStatus.QUEUED
-                row.claimed_by = None
-                row.claimed_at = None
-    return [r for _, r in results]
+        for outbox_id, result, at in results:
+            row = await session.get(OutboxMessage, outbox_id) if outbox_id else None
+            if row is None or row.status == OutboxStatus.SENT:
+                continue
+            ours = row.status == OutboxStatus.SENDING and row.claimed_by == claimer
+            if ours or result.ok:  # a send that happened is recorded even if re-queued meanwhile
+                await apply_result(session, row, result, at, policy)
+        # what was not sent after a failure stays queued for the worker, in order
+        await outbox.release(session, [r.outbox_id for r in requests[len(results):] if r.outbox_id],
+                             claimer)
+    return [r for _, r, _ in results]

@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.delivery.base import SendResult
 from dialogs.engine.context import queue_message
 from dialogs.engine.types import Reply
+from storage import outbox
 from storage.models import (
     ChannelAddress,
     HouseholdMember,
@@ -47,39 +48,38 @@ class RetryPolicy:
         )
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds until the next try: exactly what the platform asked for when it said (a
+        reply held by a 1-second 429 goes out a second later, not after a growing backoff),
+        else exponential backoff with jitter."""
+        if retry_after is not None and retry_after > 0:
+            return retry_after
         backoff = min(self.max_delay, self.base_delay * (2 ** max(0, attempts - 1)))
-        backoff *= 1 + random.uniform(-self.jitter, self.jitter)
-        return max(backoff, retry_after or 0.0)
+        return backoff * (1 + random.uniform(-self.jitter, self.jitter))
 
 
 async def apply_result(session: AsyncSession, row: OutboxMessage, result: SendResult,
                        now: datetime, policy: RetryPolicy | None = None) -> None:
+    """Record one send's outcome on its row (claimed by the caller) through storage.outbox."""
     policy = policy or RetryPolicy()
-    row.attempts += 1
-    row.claimed_by = None
-    row.claimed_at = None
     if result.ok:
-        row.status = OutboxStatus.SENT
-        row.sent_at = now
-        row.platform_message_id = result.platform_message_id
-        row.last_error = None
+        outbox.record_sent(row, now, result.platform_message_id)
         return
-    row.last_error = (result.error or "error")[:500]
+    error = result.error or "error"
     if result.permanent:
-        row.status = OutboxStatus.FAILED
+        outbox.record_final(row, OutboxStatus.FAILED, error)
         if result.unreachable:
             await mark_unreachable(session, row, now)
         return
-    if row.attempts >= policy.max_attempts:
-        row.status = OutboxStatus.FAILED
-        row.last_error = f"gave up after {row.attempts} attempts: {row.last_error}"[:500]
+    attempts = row.attempts + (1 if result.attempted else 0)
+    if attempts >= policy.max_attempts:
+        outbox.record_final(row, OutboxStatus.FAILED, f"gave up after {attempts} attempts: {error}",
+                            attempt=result.attempted)
         return
-    next_at = now + timedelta(seconds=policy.delay(row.attempts, result.retry_after))
+    next_at = now + timedelta(seconds=policy.delay(attempts, result.retry_after))
     if row.expires_at is not None and next_at >= row.expires_at:
-        row.status = OutboxStatus.EXPIRED
+        outbox.record_final(row, OutboxStatus.EXPIRED, error, attempt=result.attempted)
         return
-    row.status = OutboxStatus.QUEUED
-    row.next_attempt_at = next_at
+    outbox.record_retry(row, next_at, error, attempt=result.attempted)
 
 
 async def mark_unreachable(session: AsyncSession, row: OutboxMessage, now: datetime) -> None:

@@ -2,8 +2,11 @@
 
 Platforms throttle a bot that bursts (Telegram: about 30 messages a second overall and one a
 second to one chat; WeChat: per-account quotas). Waiting here is cheaper than a 429 and keeps
-a broadcast from being flood-limited halfway. A channel can also be paused when the platform
-itself says "retry after N seconds", so the rest of a batch does not hammer it meanwhile.
+a broadcast from being flood-limited halfway. Bulk sends (broadcasts, digests, greetings) may
+use the channel's whole rate but never its last `reply_reserve` tokens, so a reply always finds
+room at once; and when the platform says
+"retry after N seconds" it is bulk that stops for N seconds: the chat that was refused waits
+in the outbox (its row is due again after exactly N seconds), other people's replies go on.
 Times are monotonic seconds of the running loop, never the (possibly fixed) program clock.
 """
 
@@ -27,35 +30,39 @@ class TokenBucket:
         self._now = now
         self._tokens = self.burst
         self._stamp = now()
-        self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
         at = self._now()
         self._tokens = min(self.burst, self._tokens + (at - self._stamp) * self.rate)
         self._stamp = at
 
-    async def acquire(self) -> None:
-        async with self._lock:  # first come, first served
-            while True:
-                self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+    async def acquire(self, *, reserve: float = 0.0) -> None:
+        """Take a token; with `reserve`, only while that many stay behind (what bulk leaves for
+        replies: in a steady stream bulk still gets the whole rate, the reserve just stays full)."""
+        reserve = max(0.0, min(reserve, self.burst - 1))
+        while True:
+            self._refill()
+            if self._tokens >= 1 + reserve:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 + reserve - self._tokens) / self.rate)
 
 
 class ChannelLimiter:
-    """One channel's limits: the overall bucket, per-recipient spacing and a platform pause."""
+    """One channel's limits: the overall bucket, bulk's share of it, per-recipient spacing and
+    a pause of bulk sends after the platform pushed back."""
 
-    def __init__(self, limits: RateLimit, *, now: Monotonic = time.monotonic) -> None:
+    def __init__(self, limits: RateLimit, *, now: Monotonic = time.monotonic,
+                 reply_reserve: float = 3.0) -> None:
         self.limits = limits
         self._now = now
         self.bucket = TokenBucket(limits.per_second, now=now)
+        self.reply_reserve = reply_reserve
         self._last: dict[str, float] = {}
         self.paused_until = 0.0
 
     def pause(self, seconds: float) -> None:
-        """The platform asked us to wait: nothing more goes to this channel until then."""
+        """The platform asked us to wait: no bulk send goes to this channel until then."""
         self.paused_until = max(self.paused_until, self._now() + max(0.0, seconds))
 
     def pause_left(self) -> float:
@@ -67,14 +74,14 @@ class ChannelLimiter:
             return 0.0
         return max(0.0, last + self.limits.per_recipient_interval - self._now())
 
-    async def acquire(self, address: str) -> None:
+    async def acquire(self, address: str, *, bulk: bool = True) -> None:
         """Wait until a message to `address` may go out, then count it as sent now."""
         while True:
-            wait = max(self.pause_left(), self.recipient_wait(address))
+            wait = max(self.pause_left() if bulk else 0.0, self.recipient_wait(address))
             if wait <= 0:
                 break
             await asyncio.sleep(wait)
-        await self.bucket.acquire()
+        await self.bucket.acquire(reserve=self.reply_reserve if bulk else 0.0)
         self._last[address] = self._now()
         if len(self._last) > 10_000:  # forget recipients whose spacing has long passed
             horizon = self._now() - self.limits.per_recipient_interval
@@ -84,12 +91,14 @@ class ChannelLimiter:
 class RateLimiter:
     """The limiters of every channel this process sends on."""
 
-    def __init__(self, *, now: Monotonic = time.monotonic) -> None:
+    def __init__(self, *, now: Monotonic = time.monotonic, reply_reserve: float = 3.0) -> None:
         self._now = now
+        self.reply_reserve = reply_reserve
         self._channels: dict[str, ChannelLimiter] = {}
 
     def channel(self, name: str, limits: RateLimit) -> ChannelLimiter:
         limiter = self._channels.get(name)
         if limiter is None:
-            limiter = self._channels[name] = ChannelLimiter(limits, now=self._now)
+            limiter = self._channels[name] = ChannelLimiter(limits, now=self._now,
+                                                            reply_reserve=self.reply_reserve)
         return limiter

@@ -1,18 +1,23 @@
 """The delivery worker: takes due outbox rows, sends them within platform limits, records the outcome.
 
-The loop, each round:
-1. re-queue stale claims — rows left "sending" by a process that died, or by a fast-path send
-   that never reported back — and expire queued rows past their window (never sent late);
-2. claim a batch of due rows for the channels this process can send on, in one statement
-   (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` on PostgreSQL, so several workers
-   never claim the same row; on SQLite the single writer makes the same statement atomic);
-3. send them — different people concurrently, one person's messages in order — through the
-   channel's rate limits, and record each result in its own transaction right after the send
-   (bot/delivery/outcome.py holds the retry, backoff and unreachable rules).
+Two lanes run side by side in one process, each a loop of rounds:
+- the reply lane (replies and alerts) polls often and is never behind a broadcast;
+- the bulk lane (broadcasts, digests, reminders, greetings) leaves a few of the channel's tokens
+  to replies and stops for exactly `retry_after` whenever the platform pushes back.
+Each round: give back the rows of senders whose lease has lapsed (a process that died) and
+expire queued rows past their window (never sent late); claim a batch of due rows — the first
+pending row of each address, so one person's messages go first in, first out (storage.outbox);
+send different people's rows concurrently, working down each person's queue in order; record
+each result in its own transaction right after the send (bot/delivery/outcome.py holds the
+retry, backoff and unreachable rules).
+
+Leases: the worker writes a heartbeat every `heartbeat_seconds` under this process's id, which
+the fast path's claims carry too. A row claimed by a process whose heartbeat is older than
+`lease_seconds` is queued again, so a killed process's rows come back within about ten seconds.
 
 What that guarantees: a committed row is sent at least once; it is sent twice only if this
-process dies (or its database stays unreachable until shutdown) after the platform accepted a
-message and before the result was committed — at most `concurrency` rows per crash.
+process dies (or its database stays unreachable past its lease) after the platform accepted a
+message and before the result was committed — at most the rows it had in flight.
 If the database is briefly unavailable, results are kept in memory and written when it is back.
 """
 
@@ -21,22 +26,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
-from bot.delivery.base import ChannelSender, SendRequest, SendResult
+from bot.delivery.base import ChannelSender, SendResult, request_of
 from bot.delivery.outcome import RetryPolicy, apply_result
 from bot.delivery.ratelimit import RateLimiter
+from storage import outbox
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxLane, OutboxMessage, OutboxStatus
+from storage.outbox import Claim
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -44,19 +48,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warmline.delivery")
 
-FASTPATH = "fastpath"
 EXPIRED_NOTE = "expired before delivery"
-STALE_NOTE = "re-queued: claim went stale"
+STALE_NOTE = "re-queued: its sender stopped"
+REPLY_LANES = (OutboxLane.INTERACTIVE, OutboxLane.ALERT)
+BULK_LANES = (OutboxLane.BULK,)
+
+__all__ = ["EXPIRED_NOTE", "Claim", "DeliveryWorker", "RoundStats", "WorkerSettings", "run_worker"]
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     batch_size: int = 50
-    poll_interval: float = 1.0
+    poll_interval: float = 1.0  # bulk lane, when nothing is due
+    reply_poll_interval: float = 0.25  # reply lane: a retried reply leaves within this of its time
     concurrency: int = 8
-    stale_claim: float = 120.0
+    lease: float = 8.0
+    heartbeat: float = 2.0
     shutdown_grace: float = 10.0
     max_hold: float = 5.0
+    reply_reserve: float = 3.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
@@ -66,30 +76,15 @@ class WorkerSettings:
         return cls(
             batch_size=int(d.get("batch_size", base.batch_size)),
             poll_interval=float(d.get("poll_interval_seconds", base.poll_interval)),
+            reply_poll_interval=float(d.get("reply_poll_interval_seconds", base.reply_poll_interval)),
             concurrency=max(1, int(d.get("concurrency", base.concurrency))),
-            stale_claim=float(d.get("stale_claim_seconds", base.stale_claim)),
+            lease=float(d.get("lease_seconds", base.lease)),
+            heartbeat=float(d.get("heartbeat_seconds", base.heartbeat)),
             shutdown_grace=float(d.get("shutdown_grace_seconds", base.shutdown_grace)),
             max_hold=float(d.get("max_hold_seconds", base.max_hold)),
+            reply_reserve=float(d.get("reply_reserve", base.reply_reserve)),
             policy=RetryPolicy.from_settings(settings),
         )
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A row this worker holds: what it needs to send it, detached from any session."""
-
-    id: int
-    channel: str
-    address: str
-    kind: str
-    payload: dict[str, Any]
-    person_id: int | None
-    attempts: int
-    expires_at: datetime | None
-
-    def request(self) -> SendRequest:
-        return SendRequest(self.id, self.channel, self.address, self.kind, self.payload,
-                           person_id=self.person_id, attempts=self.attempts)
 
 
 @dataclass
@@ -103,10 +98,6 @@ class RoundStats:
     released: int = 0
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
 class DeliveryWorker:
     """One process's sender of outbox rows. `run()` loops until stopped; `run_once()` is one round."""
 
@@ -118,8 +109,9 @@ class DeliveryWorker:
         self.senders = dict(senders)
         self.now = now
         self.settings = settings or WorkerSettings()
-        self.worker_id = worker_id or new_worker_id()
-        self.limiter = limiter or RateLimiter()
+        # by default this process's id, so the heartbeat also keeps the fast path's claims alive
+        self.worker_id = worker_id or outbox.this_process()
+        self.limiter = limiter or RateLimiter(reply_reserve=self.settings.reply_reserve)
         self.stop = stop or asyncio.Event()
         self._held: dict[int, Claim] = {}  # claimed, outcome not yet committed
         self._unrecorded: list[tuple[Claim, SendResult]] = []  # sent, but the DB was away
@@ -134,62 +126,103 @@ class DeliveryWorker:
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        """Rounds until `stop` is set; database errors back off and retry, never end the loop."""
-        failures = 0
-        stop_wait = asyncio.ensure_future(self.stop.wait())
+        """The heartbeat and both lanes until `stop` is set; then release what is held."""
         try:
-            while not self.stop.is_set():
-                current = asyncio.ensure_future(self.run_once())
-                await asyncio.wait({current, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not current.done():  # stopping: let in-flight sends finish, within grace
-                    await asyncio.wait({current}, timeout=self.settings.shutdown_grace)
-                if not current.done():
-                    current.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await current
-                    break
-                try:
-                    stats = current.result()
-                except Exception as exc:  # the database away, a driver error: back off, go on
-                    failures += 1
-                    delay = min(30.0, self.settings.poll_interval * 2 ** min(failures, 5))
-                    log.warning("delivery round failed error=%s retry_in=%.1fs",
-                                type(exc).__name__, delay)
-                    await self._sleep(delay)
-                    continue
-                failures = 0
-                if stats.claimed < self.settings.batch_size:
-                    await self._sleep(self.settings.poll_interval)
+            await self.beat()
+        except Exception as exc:
+            log.warning("first heartbeat failed error=%s", type(exc).__name__)
+        tasks = [asyncio.ensure_future(self._heartbeats()),
+                 asyncio.ensure_future(self._lane(REPLY_LANES, self.settings.reply_poll_interval)),
+                 asyncio.ensure_future(self._lane(BULK_LANES, self.settings.poll_interval))]
+        try:
+            await self.stop.wait()
+            lanes = tasks[1:]  # stopping: let in-flight sends finish, within grace
+            _done, late = await asyncio.wait(lanes, timeout=self.settings.shutdown_grace)
+            for task in (*late, tasks[0]):
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         finally:
-            stop_wait.cancel()
+            for task in tasks:
+                task.cancel()
             await self.shutdown()
+
+    async def _heartbeats(self) -> None:
+        while not self.stop.is_set():
+            await self._sleep(self.settings.heartbeat)
+            try:
+                await self.beat()
+            except Exception as exc:  # the database away: the loop goes on, rows are released later
+                log.warning("heartbeat failed error=%s", type(exc).__name__)
+
+    async def beat(self) -> None:
+        async with self.db.async_session() as session:
+            await outbox.heartbeat(session, self.worker_id)
+
+    async def _lane(self, lanes: Sequence[int], poll: float) -> None:
+        """Rounds of one lane; database errors back off and retry, never end the loop."""
+        failures = 0
+        kept_at = 0.0
+        while not self.stop.is_set():
+            try:  # housekeeping writes: at most once a second, however often the lane polls
+                due = time.monotonic() - kept_at >= 1.0
+                stats = await self.run_once(lanes, housekeeping=due)
+                kept_at = time.monotonic() if due else kept_at
+            except Exception as exc:  # the database away, a driver error: back off, go on
+                failures += 1
+                delay = min(30.0, poll * 2 ** min(failures, 5))
+                log.warning("delivery round failed error=%s retry_in=%.1fs", type(exc).__name__, delay)
+                await self._sleep(delay)
+                continue
+            failures = 0
+            if stats.claimed < self.settings.batch_size:
+                await self._sleep(await self._until_due(lanes, poll))
+
+    async def _until_due(self, lanes: Sequence[int], poll: float) -> float:
+        """Seconds to sleep: `poll`, or less if a row of these lanes falls due sooner (a reply
+        waiting out a 1-second retry_after is taken the moment it may go)."""
+        now = self.now()
+        try:
+            async with self.db.async_session() as session:
+                due = await outbox.next_due(session, now=now, channels=list(self.senders), lanes=lanes)
+        except Exception:
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, (due - now).total_seconds()))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
     async def shutdown(self) -> None:
-        """Write results still in memory; put every row still held back in the queue."""
+        """Write results still in memory; put every row still held back in the queue; end the lease."""
         try:
             await self._flush_unrecorded()
             if self._held:
                 await self._release(list(self._held.values()))
+            async with self.db.async_session() as session:
+                await outbox.end_lease(session, self.worker_id)
         except Exception as exc:
             log.warning("shutdown could not release rows error=%s held=%d", type(exc).__name__,
                         len(self._held))
 
-    async def run_once(self) -> RoundStats:
+    async def run_once(self, lanes: Sequence[int] | None = None, *, housekeeping: bool = True) -> RoundStats:
+        """One round: housekeeping, one claimed batch of `lanes` (all if None), sent."""
         stats = RoundStats()
         await self._flush_unrecorded()
-        stats.requeued, stats.expired = await self.maintain()
-        claims = await self.claim()
+        if housekeeping:
+            stats.requeued, stats.expired = await self.maintain()
+        claims = await self.claim(lanes)
         stats.claimed = len(claims)
         try:
             if claims:
-                await self._deliver(claims, stats)
+                await self._deliver(claims, stats, lanes)
         finally:  # whatever this round could not finish goes back to the queue
             pending = {claim.id for claim, _ in self._unrecorded}
-            leftovers = [c for c in claims if c.id in self._held and c.id not in pending]
+            leftovers = [c for c in self._held.values() if c.id not in pending
+                         and (lanes is None or c.priority in lanes)]
             stats.released += await self._give_back(leftovers)
         if stats.requeued or stats.expired or stats.claimed:
             log.info("delivery round worker=%s claimed=%d sent=%d retried=%d failed=%d "
@@ -201,120 +234,114 @@ class DeliveryWorker:
     # ------------------------------------------------------------ housekeeping
 
     async def maintain(self) -> tuple[int, int]:
-        """Re-queue stale claims, then expire what is past its window. Returns (requeued, expired)."""
-        now = self.now()
-        cutoff = now - timedelta(seconds=self.settings.stale_claim)
-        held = list(self._held)
+        """Re-queue the rows of dead senders, then expire what is past its window.
+        Returns (requeued, expired)."""
         async with self.db.async_session() as session:
-            stale = (update(OutboxMessage)
-                     .where(OutboxMessage.status == OutboxStatus.SENDING,
-                            or_(OutboxMessage.claimed_at < cutoff, OutboxMessage.claimed_at.is_(None)))
-                     .values(status=OutboxStatus.QUEUED, claimed_by=None, claimed_at=None,
-                             last_error=STALE_NOTE)
-                     .execution_options(synchronize_session=False))
-            if held:  # never our own rows, however slow their send
-                stale = stale.where(OutboxMessage.id.not_in(held))
-            requeued = (await session.execute(stale)).rowcount or 0
-            expired = (await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.status == OutboxStatus.QUEUED,
-                       OutboxMessage.expires_at.is_not(None), OutboxMessage.expires_at <= now)
-                .values(status=OutboxStatus.EXPIRED, last_error=EXPIRED_NOTE)
-                .execution_options(synchronize_session=False))).rowcount or 0
+            requeued = await outbox.release_dead(session, timedelta(seconds=self.settings.lease),
+                                                 keep=list(self._held), note=STALE_NOTE)
+            expired = await outbox.expire_due(session, self.now(), EXPIRED_NOTE)
         if requeued:
-            log.warning("re-queued stale claims count=%d", requeued)
+            log.warning("re-queued the rows of a stopped sender count=%d", requeued)
         return requeued, expired
 
-    async def claim(self) -> list[Claim]:
-        """Take up to a batch of due rows for our channels, atomically, oldest first."""
-        now = self.now()
-        channels = [name for name in self.senders
-                    if self.limiter.channel(name, self.senders[name].limits).pause_left()
-                    <= self.settings.max_hold]
-        if not channels or self.stop.is_set():
+    def _bulk_held(self, channel: str) -> bool:
+        return self.limiter.channel(channel, self.senders[channel].limits).pause_left() > self.settings.max_hold
+
+    async def claim(self, lanes: Sequence[int] | None = None) -> list[Claim]:
+        """Take up to a batch of due rows for our channels, atomically, replies first. Bulk
+        waits on a channel the platform asked to slow down (longer than `max_hold`)."""
+        if self.stop.is_set():
             return []
-        due = (select(OutboxMessage.id)
-               .where(OutboxMessage.status == OutboxStatus.QUEUED,
-                      OutboxMessage.next_attempt_at <= now,
-                      OutboxMessage.channel.in_(channels))
-               .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-               .limit(self.settings.batch_size))
-        if self._pg:
-            due = due.with_for_update(skip_locked=True)
-        statement = (update(OutboxMessage)
-                     .where(OutboxMessage.id.in_(due), OutboxMessage.status == OutboxStatus.QUEUED)
-                     .values(status=OutboxStatus.SENDING, claimed_by=self.worker_id, claimed_at=now)
-                     .returning(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.address,
-                                OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.person_id,
-                                OutboxMessage.attempts, OutboxMessage.expires_at)
-                     .execution_options(synchronize_session=False))
+        wanted = list(lanes) if lanes is not None else list(OutboxLane)
+        claims: list[Claim] = []
         async with self.db.async_session() as session:
-            rows = (await session.execute(statement)).all()
-        claims = sorted((Claim(*row) for row in rows), key=lambda c: c.id)
+            for channel in self.senders:
+                allowed = [lane for lane in wanted
+                           if lane != OutboxLane.BULK or not self._bulk_held(channel)]
+                if allowed:
+                    claims += await outbox.claim_batch(
+                        session, claimer=self.worker_id, now=self.now(), channels=[channel],
+                        limit=self.settings.batch_size - len(claims), lanes=allowed)
         for claim in claims:
             self._held[claim.id] = claim
         return claims
 
     # ---------------------------------------------------------------- sending
 
-    async def _deliver(self, claims: Sequence[Claim], stats: RoundStats) -> None:
-        by_recipient: dict[tuple[str, str], list[Claim]] = {}
-        for claim in claims:
-            by_recipient.setdefault((claim.channel, claim.address), []).append(claim)
+    async def _deliver(self, claims: Sequence[Claim], stats: RoundStats,
+                       lanes: Sequence[int] | None) -> None:
         gate = asyncio.Semaphore(self.settings.concurrency)
-        # a row must be sent well before other workers would call its claim stale
-        deadline = time.monotonic() + self.settings.stale_claim / 2
 
-        async def one_recipient(queue: list[Claim]) -> None:
+        async def one_recipient(first: Claim) -> None:
             async with gate:
-                await self._send_in_order(queue, stats, deadline)
+                await self._send_in_order(first, stats, lanes)
 
-        outcomes = await asyncio.gather(*(one_recipient(q) for q in by_recipient.values()),
-                                        return_exceptions=True)
+        ordered = sorted(claims, key=lambda c: (c.priority, c.id))
+        outcomes = await asyncio.gather(*(one_recipient(c) for c in ordered), return_exceptions=True)
         for outcome in outcomes:  # every recipient finished first, then the first error counts
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def _send_in_order(self, queue: list[Claim], stats: RoundStats, deadline: float) -> None:
-        """One person's rows, in order; a failure holds back the ones after it."""
-        for index, claim in enumerate(queue):
-            rest = queue[index:]
-            if self.stop.is_set() or time.monotonic() > deadline:
-                stats.released += await self._give_back(rest)
+    async def _send_in_order(self, claim: Claim | None, stats: RoundStats,
+                             lanes: Sequence[int] | None) -> None:
+        """One person's rows, in order, while they are due; a failure holds back the rest."""
+        while claim is not None:
+            if self.stop.is_set():
+                stats.released += await self._give_back([claim])
                 return
             if claim.expires_at is not None and claim.expires_at <= self.now():
                 await self._expire(claim)
                 stats.expired += 1
-                continue
-            sender = self.senders[claim.channel]
-            limiter = self.limiter.channel(claim.channel, sender.limits)
-            if limiter.pause_left() > self.settings.max_hold:
-                not_before = self.now() + timedelta(seconds=limiter.pause_left())
-                stats.released += await self._give_back(rest, not_before=not_before)
+            elif not await self._send_one(claim, stats):
                 return
-            await limiter.acquire(claim.address)
-            result = await self._send(sender, claim)
-            if result.retry_after:
-                limiter.pause(result.retry_after)
-            status, next_at = await self._record(claim, result)
-            if result.ok:
-                stats.sent += 1
-                continue
-            if status in (OutboxStatus.QUEUED, None):  # None: retry not recorded yet (DB away)
-                stats.retried += 1
-                stats.released += await self._give_back(queue[index + 1:], not_before=next_at)
-                return
-            stats.failed += 1
-            if result.unreachable:  # the person blocked us: do not try their other rows
-                for later in queue[index + 1:]:
-                    await self._record(later, SendResult.failed(result.error or "unreachable",
-                                                                unreachable=True))
-                    stats.failed += 1
-                return
+            claim = await self._next_of(claim, lanes)
+
+    async def _send_one(self, claim: Claim, stats: RoundStats) -> bool:
+        """Send and record one row; False if the person's queue must stop here."""
+        sender = self.senders[claim.channel]
+        limiter = self.limiter.channel(claim.channel, sender.limits)
+        bulk = claim.priority >= OutboxLane.BULK
+        if bulk and limiter.pause_left() > self.settings.max_hold:
+            not_before = self.now() + timedelta(seconds=limiter.pause_left())
+            stats.released += await self._give_back([claim], not_before=not_before)
+            return False
+        await limiter.acquire(claim.address, bulk=bulk)
+        result = await self._send(sender, claim)
+        if result.retry_after:
+            limiter.pause(result.retry_after)  # bulk backs off; this chat waits in the outbox
+        status = await self._record(claim, result)
+        if result.ok:
+            stats.sent += 1
+            return True
+        if status in (OutboxStatus.QUEUED, None):  # None: retry not recorded yet (DB away)
+            stats.retried += 1
+            return False
+        stats.failed += 1
+        if result.unreachable:  # the person blocked us: their other rows there fail too, unsent
+            async with self.db.async_session() as session:
+                stats.failed += await outbox.fail_queued_to(session, claim.channel, claim.address,
+                                                            result.error or "unreachable")
+            return False
+        return True
+
+    async def _next_of(self, claim: Claim, lanes: Sequence[int] | None) -> Claim | None:
+        """The person's next row, once this one is done, if it is due and in our lanes."""
+        if self.stop.is_set() or claim.id in self._held:
+            return None
+        try:
+            async with self.db.async_session() as session:
+                nxt = await outbox.claim_next(session, claimer=self.worker_id, now=self.now(),
+                                              channel=claim.channel, address=claim.address, lanes=lanes)
+        except Exception as exc:
+            log.warning("could not take the next row error=%s", type(exc).__name__)
+            return None
+        if nxt is not None:
+            self._held[nxt.id] = nxt
+        return nxt
 
     async def _send(self, sender: ChannelSender, claim: Claim) -> SendResult:
         try:
-            return await sender.send(claim.request())
+            return await sender.send(request_of(claim))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sender bug or a network error it did not classify
@@ -322,30 +349,30 @@ class DeliveryWorker:
 
     # -------------------------------------------------------------- recording
 
-    async def _record(self, claim: Claim, result: SendResult) -> tuple[str | None, datetime | None]:
+    async def _record(self, claim: Claim, result: SendResult) -> str | None:
         """Commit one send's outcome; if the database is away, keep it for the next round."""
         try:
-            outcome = await self._apply(claim, result)
+            status = await self._apply(claim, result)
         except Exception as exc:
             log.warning("could not record a send outcome yet error=%s", type(exc).__name__)
             self._unrecorded.append((claim, result))
-            return (OutboxStatus.SENT if result.ok else None), None
+            return OutboxStatus.SENT if result.ok else None
         self._held.pop(claim.id, None)
-        return outcome
+        return status
 
-    async def _apply(self, claim: Claim, result: SendResult) -> tuple[str | None, datetime | None]:
+    async def _apply(self, claim: Claim, result: SendResult) -> str | None:
         async with self.db.async_session() as session:
             query = select(OutboxMessage).where(OutboxMessage.id == claim.id)
             if self._pg:
                 query = query.with_for_update()
             row = await session.scalar(query)
             if row is None or row.status == OutboxStatus.SENT:
-                return (row.status if row else None), None
+                return row.status if row else None
             ours = row.status == OutboxStatus.SENDING and row.claimed_by == self.worker_id
             if not ours and not result.ok:  # re-queued and taken by someone else meanwhile
-                return row.status, None
+                return row.status
             await apply_result(session, row, result, self.now(), self.settings.policy)
-            return row.status, row.next_attempt_at
+            return row.status
 
     async def _flush_unrecorded(self) -> None:
         pending, self._unrecorded = self._unrecorded, []
@@ -361,22 +388,14 @@ class DeliveryWorker:
         """Give rows back to the queue untouched (not an attempt), e.g. on shutdown."""
         if not claims:
             return 0
-        values: dict[str, Any] = {"status": OutboxStatus.QUEUED, "claimed_by": None, "claimed_at": None}
-        if not_before is not None:
-            values["next_attempt_at"] = not_before
         async with self.db.async_session() as session:
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_([c.id for c in claims]),
-                       OutboxMessage.status == OutboxStatus.SENDING,
-                       OutboxMessage.claimed_by == self.worker_id)
-                .values(**values).execution_options(synchronize_session=False))
+            await outbox.release(session, [c.id for c in claims], self.worker_id, not_before=not_before)
         for claim in claims:
             self._held.pop(claim.id, None)
         return len(claims)
 
     async def _give_back(self, claims: Sequence[Claim], *, not_before: datetime | None = None) -> int:
-        """Release unsent rows; if the database is away, forget them so the stale rule re-queues
+        """Release unsent rows; if the database is away, forget them so the lease rule re-queues
         them later (they were never sent, so that cannot duplicate)."""
         try:
             return await self._release(claims, not_before=not_before)
@@ -388,12 +407,9 @@ class DeliveryWorker:
 
     async def _expire(self, claim: Claim) -> None:
         async with self.db.async_session() as session:
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == claim.id, OutboxMessage.claimed_by == self.worker_id)
-                .values(status=OutboxStatus.EXPIRED, last_error=EXPIRED_NOTE, claimed_by=None,
-                        claimed_at=None)
-                .execution_options(synchronize_session=False))
+            row = await session.get(OutboxMessage, claim.id)
+            if row is not None and row.claimed_by == self.worker_id:
+                outbox.record_final(row, OutboxStatus.EXPIRED, EXPIRED_NOTE, attempt=False)
         self._held.pop(claim.id, None)
 
 

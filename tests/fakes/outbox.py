@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxStatus
+from storage.outbox import lane_of
 
 
 def add_messages(db: Database, count: int, *, now: datetime, channel: str = "fake",
@@ -20,7 +21,7 @@ def add_messages(db: Database, count: int, *, now: datetime, channel: str = "fak
     with db.session() as session:
         rows = [OutboxMessage(
             idempotency_key=f"{prefix}:{i}", channel=channel, address=address or f"{prefix}-{i}",
-            person_id=person_id, kind=kind, payload={"text": f"{prefix} 第{i}条", "options": []},
+            person_id=person_id, kind=kind, priority=lane_of(kind), payload={"text": f"{prefix} 第{i}条", "options": []},
             status=status, created_at=now, not_before=not_before or now, next_attempt_at=not_before or now,
             expires_at=expires_at, claimed_by=claimed_by, claimed_at=claimed_at,
         ) for i in range(count)]
