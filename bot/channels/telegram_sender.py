@@ -190,6 +190,13 @@ class TelegramSender:
             return await self._send_file(chat_id, attachment, text, markup)
         if not text.strip():
             return None
+        if payload.get(KEYBOARD_KEY) == "remove" and isinstance(markup, InlineKeyboardMarkup):
+            # one keyboard per message: the reply keyboard goes with the text before the menu
+            head, _, tail = text.rpartition("\n\n")
+            if head:
+                await self._pacer.wait_turn()
+                await self.bot.send_message(chat_id, head, reply_markup=ReplyKeyboardRemove())
+                text = tail
         chunks = split_text(text)
         for chunk in chunks[:-1]:
             await self._pacer.wait_turn()
