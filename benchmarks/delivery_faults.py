@@ -37,15 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (
-    BENCH_DATA_KEY,
-    ROOT,
-    PgDatabase,
-    fresh_sqlite,
-    machine,
-    percentile,
-    postgres_url,
-)
+from benchmarks import common
 
 BROADCAST_BASE = 700_000
 REPLY_BASE = 800_000
@@ -120,7 +112,7 @@ async def burst(url: str, broadcast: int, replies: int, burst_calls: int) -> dic
 
     fill_broadcast(url, broadcast, BROADCAST_BASE)
     api = FakeBotAPI().start()
-    app = build_app(load_settings(db=url, env={"WARMLINE_DATA_KEY": BENCH_DATA_KEY}))
+    app = build_app(load_settings(db=url, env={"WARMLINE_DATA_KEY": common.BENCH_DATA_KEY}))
     bot = Bot(api.token, base_url=f"{api.base_url}/bot", request=HTTPXRequest(connection_pool_size=32))
     await bot.initialize()
     sender = TelegramSender(bot)
@@ -171,11 +163,11 @@ async def burst(url: str, broadcast: int, replies: int, burst_calls: int) -> dic
                          if c.status == 200 and BROADCAST_BASE <= int(c.params["chat_id"]) < REPLY_BASE)
     return {
         "broadcast": broadcast, "replies_refused": len(delays), "burst_429": burst_calls,
-        "refused_reply_delay_s": {"p50": round(percentile(delays, 50), 3), "max": round(delays[-1], 3)},
+        "refused_reply_delay_s": {"p50": round(common.percentile(delays, 50), 3), "max": round(delays[-1], 3)},
         "target_max_s": 2.0,
-        "baseline_reply_latency_s": {"p50": round(percentile(quiet, 50), 3),
+        "baseline_reply_latency_s": {"p50": round(common.percentile(quiet, 50), 3),
                                      "max": round(quiet[-1], 3) if quiet else None},
-        "delay_over_retry_after_p50_s": round(percentile(delays, 50) - 1.0, 3),
+        "delay_over_retry_after_p50_s": round(common.percentile(delays, 50) - 1.0, 3),
         "broadcast_lost": broadcast - len(bulk_chats),
         "broadcast_duplicates": sum(n - 1 for n in bulk_chats.values()),
         "status_429_total": len([c for c in api.calls_of("sendMessage") if c.status == 429]),
@@ -195,11 +187,11 @@ def _warmline_run(url: str, api: Any, config: Path, log: Path) -> subprocess.Pop
     from tests.fakes.telegram_api import free_port
 
     env = {**os.environ, "WARMLINE_TELEGRAM_TOKEN": api.token, "WARMLINE_TELEGRAM_BASE_URL": api.base_url,
-           "WARMLINE_DATABASE_URL": url, "WARMLINE_DATA_KEY": BENCH_DATA_KEY,
+           "WARMLINE_DATABASE_URL": url, "WARMLINE_DATA_KEY": common.BENCH_DATA_KEY,
            "WARMLINE_CONFIG": str(config), "WARMLINE_HTTP_PORT": str(free_port())}
     env.pop("WARMLINE_NOW", None)
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--no-scheduler"], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--no-scheduler"], cwd=common.ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -272,20 +264,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--recipients", type=int, default=120)
     parser.add_argument("--kill-after", type=int, default=40)
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"machine": machine(), "db": args.db}
+    results: dict[str, Any] = {"machine": common.machine(), "db": args.db}
     for scenario in ("burst", "kill"):
         if args.only not in (None, scenario):
             continue
         with tempfile.TemporaryDirectory(prefix="wl-faults-") as tmp:
-            pg: PgDatabase | None = None
+            pg: common.PgDatabase | None = None
             if args.db == "postgres":
-                server = postgres_url()
+                server = common.postgres_url()
                 if server is None:
                     raise SystemExit("no PostgreSQL server answers (WARMLINE_BENCH_PG_URL)")
-                pg = PgDatabase.create(server)
+                pg = common.PgDatabase.create(server)
                 url = pg.url
             else:
-                url = fresh_sqlite(Path(tmp) / "faults.db")
+                url = common.fresh_sqlite(Path(tmp) / "faults.db")
             try:
                 if scenario == "burst":
                     results["burst"] = asyncio.run(burst(url, args.broadcast, args.replies, args.burst))

@@ -36,6 +36,7 @@ from telegram.error import (
 
 from bot.channels.render import numbered_text
 from bot.delivery.base import RateLimit, SendRequest, SendResult
+from storage.models import OutboxLane
 
 log = logging.getLogger("warmline.telegram")
 
@@ -107,18 +108,23 @@ class _Pacer:
     """Keeps this process under Telegram's overall rate, for the worker and the fast path alike
     (the fast path answers many people at once when a township's volunteers all report).
 
-    Each send takes the next free slot as it arrives. Bulk sends never book more than one slot
-    ahead, so a reply arriving during a broadcast waits at most a slot or two, never behind a
-    queue of broadcast messages.
+    Each send takes the next free slot as it arrives; replies without waiting (see wait_turn).
     """
 
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.next_at = 0.0
 
-    async def wait_turn(self, *, bulk: bool = False) -> None:
+    async def wait_turn(self, lane: int = OutboxLane.ALERT) -> None:
+        """Take the next slot. A reply (INTERACTIVE) takes it at once and pushes the others
+        back: Telegram's ~30/s is the limit for bulk notifications, and a person waiting for an
+        answer must not queue behind one. Bulk never books more than one slot ahead, so it
+        never builds a queue for a reply or an alert to wait behind."""
         loop = asyncio.get_running_loop()
-        while bulk and self.next_at - loop.time() > self.interval:
+        if lane <= OutboxLane.INTERACTIVE:
+            self.next_at = max(loop.time(), self.next_at) + self.interval
+            return
+        while lane >= OutboxLane.BULK and self.next_at - loop.time() > self.interval:
             await asyncio.sleep(self.next_at - loop.time() - self.interval)
         now = loop.time()
         slot = max(now, self.next_at)
@@ -182,7 +188,7 @@ class TelegramSender:
         if waiting > 0:  # Telegram asked us to wait: do not make the flood worse
             return SendResult.held("flood_wait", retry_after=waiting)
         try:
-            message = await self._deliver(chat_id, request.payload, bulk=request.bulk)
+            message = await self._deliver(chat_id, request.payload, lane=request.lane)
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
             self._floods.refused(chat_id, seconds)
@@ -211,29 +217,37 @@ class TelegramSender:
             return SendResult.failed("empty_message")
         return SendResult.sent(str(message.message_id))
 
-    async def _deliver(self, chat_id: int, payload: dict[str, Any], *, bulk: bool = False) -> Message | None:
+    async def _deliver(self, chat_id: int, payload: dict[str, Any], *,
+                       lane: int = OutboxLane.ALERT) -> Message | None:
         text, markup = render(payload)
         attachment = payload.get("attachment")
         if attachment:
-            return await self._send_file(chat_id, attachment, text, markup)
+            return await self._send_file(chat_id, attachment, text, markup, lane=lane)
         if not text.strip():
             return None
+        if payload.get(KEYBOARD_KEY) == "remove" and isinstance(markup, InlineKeyboardMarkup):
+            # one keyboard per message: the reply keyboard goes with the text before the menu
+            head, _, tail = text.rpartition("\n\n")
+            if head:
+                await self._pacer.wait_turn(lane)
+                await self.bot.send_message(chat_id, head, reply_markup=ReplyKeyboardRemove())
+                text = tail
         chunks = split_text(text)
         for chunk in chunks[:-1]:
-            await self._pacer.wait_turn(bulk=bulk)
+            await self._pacer.wait_turn(lane)
             await self.bot.send_message(chat_id, chunk)
-        await self._pacer.wait_turn(bulk=bulk)
+        await self._pacer.wait_turn(lane)
         return await self.bot.send_message(chat_id, chunks[-1], reply_markup=markup)
 
     async def _send_file(self, chat_id: int, attachment: dict[str, Any], text: str,
-                         markup: Markup | None) -> Message:
+                         markup: Markup | None, *, lane: int = OutboxLane.ALERT) -> Message:
         """A chart as a photo, anything else as a document; a long text follows as messages."""
         path = Path(str(attachment.get("path") or ""))
         if not path.is_file():
             raise FileNotFoundError(path.name)
         filename = attachment.get("filename") or path.name
         caption_fits = len(text) <= MAX_CAPTION
-        await self._pacer.wait_turn()
+        await self._pacer.wait_turn(lane)
         with path.open("rb") as fh:
             file_kw: dict[str, Any] = {
                 "caption": (text or None) if caption_fits else None,
@@ -248,7 +262,7 @@ class TelegramSender:
             return message
         chunks = split_text(text)
         for i, chunk in enumerate(chunks):
-            await self._pacer.wait_turn()
+            await self._pacer.wait_turn(lane)
             message = await self.bot.send_message(
                 chat_id, chunk, reply_markup=markup if i == len(chunks) - 1 else None)
         return message

@@ -26,10 +26,13 @@ class SendRequest:
     priority: int | None = None  # the outbox lane; None: the lane of `kind`
 
     @property
+    def lane(self) -> int:
+        return lane_of(self.kind) if self.priority is None else self.priority
+
+    @property
     def bulk(self) -> bool:
         """A sender may hold bulk back after a 429, never a reply or an alert."""
-        lane = lane_of(self.kind) if self.priority is None else self.priority
-        return lane >= OutboxLane.BULK
+        return self.lane >= OutboxLane.BULK
 
 
 def request_of(claim: Claim) -> SendRequest:

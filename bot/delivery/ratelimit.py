@@ -74,6 +74,11 @@ class ChannelLimiter:
             return 0.0
         return max(0.0, last + self.limits.per_recipient_interval - self._now())
 
+    def sent(self, address: str) -> None:
+        """The platform has answered a send to `address`: its spacing counts from now, so the
+        next message arrives at least the interval after this one did, however slow the send."""
+        self._last[address] = self._now()
+
     async def acquire(self, address: str, *, bulk: bool = True) -> None:
         """Wait until a message to `address` may go out, then count it as sent now."""
         while True:

@@ -307,6 +307,7 @@ class DeliveryWorker:
             return False
         await limiter.acquire(claim.address, bulk=bulk)
         result = await self._send(sender, claim)
+        limiter.sent(claim.address)
         if result.retry_after:
             limiter.pause(result.retry_after)  # bulk backs off; this chat waits in the outbox
         status = await self._record(claim, result)
