@@ -193,8 +193,9 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
     async with app.db.async_session() as session:
         def collect(sync_session: object) -> list[PlannedTask]:
             wanted: list[PlannedTask] = []
-            for part in iter_plan(sync_session, at, policy, tz=tz):  # type: ignore[arg-type]
-                wanted.extend(t for t in part if t.status in (DUE, OVERDUE))
+            for part in iter_plan(sync_session, at, policy, tz=tz,  # type: ignore[arg-type]
+                                  statuses=(DUE, OVERDUE)):
+                wanted.extend(part)
             return wanted
 
         tasks = await session.run_sync(collect)

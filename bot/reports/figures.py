@@ -625,10 +625,14 @@ def planner_snapshot(f: Frame) -> Table | None:
         return None
     at = datetime.combine(end, datetime.max.time().replace(microsecond=0), tzinfo=f.tz)
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"overdue": 0, "missed": 0, "due": 0})
-    for part in planner.iter_plan(f.session, at, f.config.policy, township_id=f.scope.township_id, tz=f.tz):
-        for task in part:
-            if task.status in ("overdue", "missed", "due"):
-                counts[(task.kind, "")][task.status] += 1
+    for batch in planner.iter_batches(f.session, at, f.config.policy, township_id=f.scope.township_id,
+                                      tz=f.tz):  # counted per chunk: no task objects
+        for (kind, status), n in batch.counts().items():
+            if status in ("overdue", "missed", "due"):
+                counts[(kind, "")][status] += n
+    for task in planner.class_invitation_tasks(f.session, end, f.tz, f.config.policy, f.scope.township_id):
+        if task.status in ("overdue", "missed", "due"):
+            counts[(task.kind, "")][task.status] += 1
     table = Table("planned_tasks", f"计划任务状态（{end.isoformat()}）", [
         Column("kind", "任务类型", "text"), Column("due", "待办"), Column("overdue", "逾期"),
         Column("missed", "错过")])
