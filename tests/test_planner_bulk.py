@@ -69,7 +69,8 @@ def seed_random_county(session: Session, households: int, seed: int = 11) -> Non
         preference = rng.choice(("accepts", "accepts", "accepts", "paced", "refused"))
         h = Household(code=f"RB{n:04d}", township_id=rng.choice(townships), visit_preference=preference,
                       visit_pace_days=rng.choice((None, 14, 21)) if preference == "paced" else None,
-                      created_at=joined.astimezone(UTC))
+                      created_at=joined.astimezone(UTC),
+                      enrolled_on=rng.choice((None, None, joined.date() + timedelta(days=rng.randint(-60, 60)))))
         session.add(h)
         session.flush()
         members = []

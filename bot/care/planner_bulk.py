@@ -384,12 +384,13 @@ def plan_chunk(session: Session, frame: _Frame, scope: list[ColumnElement[bool]]
     homes = _matrix(session, select(
         Household.id, Household.township_id, pref_code, func.coalesce(Household.visit_pace_days, 0),
         epoch_seconds(Household.created_at), _or_none(epoch_seconds(CaseFile.confirmed_at)),
-        _or_none(last_assessed))
-        .outerjoin(CaseFile, CaseFile.household_id == Household.id).where(*scope).order_by(Household.id), 7)
+        _or_none(last_assessed), _or_none(epoch_day(Household.enrolled_on)))
+        .outerjoin(CaseFile, CaseFile.household_id == Household.id).where(*scope).order_by(Household.id), 8)
     hid = homes[:, 0].copy()
     n = len(hid)
     batch = TaskBatch(frame.today, hid, homes[:, 1].copy(), _labels(session, scope))
-    start = _local_days(homes[:, 4], offset)
+    # nothing is owed before the household was enrolled (or, without a date, created)
+    start = np.where(homes[:, 7] != NONE, homes[:, 7], _local_days(homes[:, 4], offset))
     refused, paced = homes[:, 2] == 2, homes[:, 2] == 1
     pace = homes[:, 3]
     every = np.full(n, policy.greeting_every_days, np.int64)
