@@ -266,11 +266,11 @@ def birthday_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draf
                   occasion=BIRTHDAY, member_id=p.member_id, member_name=p.name, ref=str(p.member_id),
                   visit_kinds=policy.birthday_kinds, need_occasion=BIRTHDAY)
             for p in h.parents if p.birthday is not None
-            for d in _birthdays(p.birthday, start, end)]
+            for d in birthdays_in(p.birthday, start, end)]
 
 
 @lru_cache(maxsize=65536)
-def _birthdays(birthday: Birthday, start: date, end: date) -> tuple[date, ...]:
+def birthdays_in(birthday: Birthday, start: date, end: date) -> tuple[date, ...]:
     """Celebrations in a range: many parents share a birthday, and lunar dates cost a conversion."""
     return tuple(birthdays_between(birthday, start, end))
 
@@ -464,7 +464,7 @@ _IDS = bindparam("ids", expanding=True)
 
 
 @lru_cache(maxsize=65536)
-def _birthday_of(calendar: str | None, born: date | None, lunar_month: int | None,
+def birthday_of(calendar: str | None, born: date | None, lunar_month: int | None,
                  lunar_day: int | None, lunar_leap: bool | None) -> Birthday | None:
     """`Birthday.of`, once per distinct birthday (a county has far fewer than members)."""
     return Birthday.of(calendar, born, lunar_month, lunar_day, lunar_leap)
@@ -520,7 +520,7 @@ def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
         .where(m.household_id.in_(_IDS), m.alive.is_(True), m.relation.in_(PARENTS)).order_by(m.id),
         {"ids": ids}
     ):
-        facts[hid].parents.append(_built(Parent, {"member_id": mid, "name": name, "birthday": _birthday_of(
+        facts[hid].parents.append(_built(Parent, {"member_id": mid, "name": name, "birthday": birthday_of(
             calendar, born, lunar_month, lunar_day, lunar_leap)}))
     for cid, hid, born, died in session.execute(
         select(DeceasedChild.id, DeceasedChild.household_id, DeceasedChild.birth_date,

@@ -539,10 +539,10 @@ def plan_chunk(session: Session, frame: _Frame, scope: list[ColumnElement[bool]]
         distinct, inverse = np.unique(par[:, 2:], axis=0, return_inverse=True)
         p_rows, p_day = [], []
         for u, (is_lunar, born, month, mday, leap) in enumerate(distinct.tolist()):
-            birthday = p._birthday_of(LUNAR if is_lunar else SOLAR, date_of(born) if born != NONE else None,
+            birthday = p.birthday_of(LUNAR if is_lunar else SOLAR, date_of(born) if born != NONE else None,
                                       month or None, mday or None, bool(leap))
             if birthday is not None:
-                for d in p._birthdays(birthday, b_first, b_last):
+                for d in p.birthdays_in(birthday, b_first, b_last):
                     p_rows.append(u)
                     p_day.append(day_of(d))
         if p_rows:
