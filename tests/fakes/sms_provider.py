@@ -54,30 +54,22 @@ def expected_signature(secret: str, params: dict[str, str]) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-class FakeAliyunSms:
-    def __init__(self, *, templates: dict[str, set[str]] | None = None, per_number_per_minute: int = 1) -> None:
-        # approved template code -> the variables it needs
-        self.templates = templates if templates is not None else {}
-        self.per_number_per_minute = per_number_per_minute
-        self.accepted: list[Accepted] = []
-        self.refused: list[str] = []  # codes of refused requests, in order
-        self.nonces: set[str] = set()
-        self.force_code: str | None = None  # answer the next request with this code
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+class _Served:
+    """A real HTTP server on 127.0.0.1 in a thread; subclasses answer `handle(headers, body)`."""
 
-    # ------------------------------------------------------------------ server
+    _server: ThreadingHTTPServer | None = None
 
-    def start(self) -> FakeAliyunSms:
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        raise NotImplementedError
+
+    def start(self) -> Any:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode("utf-8"),
-                                                   keep_blank_values=True))
-                status, body = fake.answer(form)
-                data = json.dumps(body, ensure_ascii=False).encode()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, answer = fake.handle({k.lower(): v for k, v in self.headers.items()}, body)
+                data = json.dumps(answer, ensure_ascii=False).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json;charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
@@ -102,7 +94,20 @@ class FakeAliyunSms:
             self._server.shutdown()
             self._server.server_close()
 
-    # ----------------------------------------------------------------- the API
+
+class FakeAliyunSms(_Served):
+    def __init__(self, *, templates: dict[str, set[str]] | None = None, per_number_per_minute: int = 1) -> None:
+        # approved template code -> the variables it needs
+        self.templates = templates if templates is not None else {}
+        self.per_number_per_minute = per_number_per_minute
+        self.accepted: list[Accepted] = []
+        self.refused: list[str] = []  # codes of refused requests, in order
+        self.nonces: set[str] = set()
+        self.force_code: str | None = None  # answer the next request with this code
+        self._lock = threading.Lock()
+
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        return self.answer(dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)))
 
     def answer(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -199,53 +204,22 @@ def tc3_expected(secret_key: str, host: str, body: bytes, timestamp: int) -> str
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-class FakeTencentSms:
+class FakeTencentSms(_Served):
     """SendSms 2021-01-11 with TC3-HMAC-SHA256 checked; the documented Response bodies."""
 
     def __init__(self, *, templates: dict[str, int] | None = None) -> None:
         self.templates = templates if templates is not None else {}  # TemplateId -> number of params
         self.accepted: list[Accepted] = []
         self.refused: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
 
-    def start(self) -> FakeTencentSms:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                data = json.dumps({"Response": fake.answer(dict(self.headers.items()), body)},
-                                  ensure_ascii=False).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def base(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        return 200, {"Response": self.answer(headers, body)}
 
     def _error(self, code: str) -> dict[str, Any]:
         self.refused.append(code)
         return {"Error": {"Code": code, "Message": code}, "RequestId": uuid.uuid4().hex}
 
     def answer(self, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-        headers = {k.lower(): v for k, v in headers.items()}
         auth = headers.get("authorization", "")
         try:
             stamp = int(headers.get("x-tc-timestamp", ""))

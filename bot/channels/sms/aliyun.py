@@ -29,6 +29,7 @@ import httpx
 
 from bot.channels.sms.provider import (
     CallbackRejected,
+    ErrorCodes,
     Receipt,
     SendAnswer,
     TemplateSms,
@@ -42,24 +43,23 @@ API_VERSION = "2017-05-25"
 REGION = "cn-hangzhou"
 
 # Codes from the SendSms error list, by what Warmline does about them.
-UNREACHABLE_CODES = frozenset({
-    "isv.MOBILE_NUMBER_ILLEGAL",  # not a valid mainland mobile number
-    "isv.MOBILE_COUNT_OVER_LIMIT",
-})
-RETRY_SECONDS = {
-    "isv.BUSINESS_LIMIT_CONTROL": 3600.0,  # per-number frequency limit (minute/hour/day)
-    "isv.DAY_LIMIT_CONTROL": 6 * 3600.0,  # daily quota of the account
-    "isv.AMOUNT_NOT_ENOUGH": 1800.0,  # balance used up: someone tops it up
-    "isv.OUT_OF_SERVICE": 1800.0,  # account suspended for arrears
-    "Throttling.User": 2.0,
-    "Throttling": 2.0,
-    "isp.SYSTEM_ERROR": 30.0,
-    "isp.GATEWAY_ERROR": 30.0,
-    "ServiceUnavailable": 30.0,
-    "InternalError": 30.0,
-}
-# Anything else that is not OK (template not approved, signature name, keys, parameters, a
-# blacklisted keyword) is a mistake on our side: retrying will not help.
+CODES = ErrorCodes(
+    ok="OK",
+    unreachable=frozenset({
+        "isv.MOBILE_NUMBER_ILLEGAL",  # not a valid mainland mobile number
+        "isv.MOBILE_COUNT_OVER_LIMIT",
+    }),
+    retry_seconds={
+        "isv.BUSINESS_LIMIT_CONTROL": 3600.0,  # per-number frequency limit (minute/hour/day)
+        "isv.DAY_LIMIT_CONTROL": 6 * 3600.0,  # daily quota of the account
+        "isv.AMOUNT_NOT_ENOUGH": 1800.0,  # balance used up: someone tops it up
+        "isv.OUT_OF_SERVICE": 1800.0,  # account suspended for arrears
+        "Throttling.User": 2.0,
+        "Throttling": 2.0,
+    },
+    retry_prefixes=("isp.", "Throttling", "ServiceUnavailable", "InternalError"),
+    prefix_retry_seconds=30.0,
+)
 
 
 def percent(text: str) -> str:
@@ -76,17 +76,6 @@ def signature(secret: str, method: str, params: dict[str, str]) -> str:
     digest = hmac.new(f"{secret}&".encode(), string_to_sign(method, params).encode(), hashlib.sha1)
     return base64.b64encode(digest.digest()).decode()
 
-
-def verdict_of(code: str) -> tuple[Verdict, float | None]:
-    if code == "OK":
-        return Verdict.SENT, None
-    if code in UNREACHABLE_CODES:
-        return Verdict.UNREACHABLE, None
-    if code in RETRY_SECONDS:
-        return Verdict.RETRY, RETRY_SECONDS[code]
-    if code.startswith(("isp.", "Throttling")):
-        return Verdict.RETRY, 30.0
-    return Verdict.BROKEN, None
 
 
 def _records(body: bytes) -> list[dict[str, Any]]:
@@ -136,7 +125,7 @@ class AliyunSms:
         code = str(data.get("Code") or f"http {response.status_code}")
         if not data and response.status_code >= 500:
             return SendAnswer(Verdict.RETRY, code, retry_after=30.0)
-        verdict, retry_after = verdict_of(code)
+        verdict, retry_after = CODES.verdict(code)
         return SendAnswer(verdict, code, message_id=data.get("BizId") or None, retry_after=retry_after)
 
     def receipts(self, body: bytes, headers: dict[str, str]) -> list[Receipt]:

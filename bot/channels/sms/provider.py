@@ -62,6 +62,29 @@ class UpMessage:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ErrorCodes:
+    """A provider's error codes sorted by what Warmline does about them; anything not listed
+    (template or signature not approved, keys, parameters) is BROKEN: retrying cannot help."""
+
+    ok: str
+    unreachable: frozenset[str]
+    retry_seconds: dict[str, float]
+    retry_prefixes: tuple[str, ...]
+    prefix_retry_seconds: float
+
+    def verdict(self, code: str) -> tuple[Verdict, float | None]:
+        if code.lower() == self.ok.lower():
+            return Verdict.SENT, None
+        if code in self.unreachable:
+            return Verdict.UNREACHABLE, None
+        if code in self.retry_seconds:
+            return Verdict.RETRY, self.retry_seconds[code]
+        if code.startswith(self.retry_prefixes):
+            return Verdict.RETRY, self.prefix_retry_seconds
+        return Verdict.BROKEN, None
+
+
 class CallbackRejected(Exception):
     """The body is not what the provider posts (wrong shape or signature)."""
 

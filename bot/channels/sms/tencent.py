@@ -24,6 +24,7 @@ import httpx
 
 from bot.channels.sms.provider import (
     CallbackRejected,
+    ErrorCodes,
     Receipt,
     SendAnswer,
     TemplateSms,
@@ -38,34 +39,26 @@ SERVICE = "sms"
 REGION = "ap-guangzhou"
 CONTENT_TYPE = "application/json; charset=utf-8"
 
-UNREACHABLE_CODES = frozenset({
-    "InvalidParameterValue.IncorrectPhoneNumber",
-    "FailedOperation.PhoneNumberInBlacklist",  # the person unsubscribed at the operator
-    "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
-})
-RETRY_SECONDS = {
-    "LimitExceeded.PhoneNumberThirtySecondLimit": 30.0,
-    "LimitExceeded.PhoneNumberOneHourLimit": 3600.0,
-    "LimitExceeded.PhoneNumberDailyLimit": 6 * 3600.0,
-    "LimitExceeded.DeliveryFrequencyLimit": 3600.0,
-    "LimitExceeded.AppDailyLimit": 6 * 3600.0,
-    "FailedOperation.InsufficientBalanceInSmsPackage": 1800.0,
-    "RequestLimitExceeded": 2.0,
-    "InternalError": 30.0,
-    "InternalError.Timeout": 30.0,
-}
+CODES = ErrorCodes(
+    ok="Ok",
+    unreachable=frozenset({
+        "InvalidParameterValue.IncorrectPhoneNumber",
+        "FailedOperation.PhoneNumberInBlacklist",  # the person unsubscribed at the operator
+        "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
+    }),
+    retry_seconds={
+        "LimitExceeded.PhoneNumberThirtySecondLimit": 30.0,
+        "LimitExceeded.PhoneNumberOneHourLimit": 3600.0,
+        "LimitExceeded.PhoneNumberDailyLimit": 6 * 3600.0,
+        "LimitExceeded.DeliveryFrequencyLimit": 3600.0,
+        "LimitExceeded.AppDailyLimit": 6 * 3600.0,
+        "FailedOperation.InsufficientBalanceInSmsPackage": 1800.0,
+        "RequestLimitExceeded": 2.0,
+    },
+    retry_prefixes=("InternalError", "LimitExceeded"),
+    prefix_retry_seconds=60.0,
+)
 
-
-def verdict_of(code: str) -> tuple[Verdict, float | None]:
-    if code.lower() == "ok":
-        return Verdict.SENT, None
-    if code in UNREACHABLE_CODES:
-        return Verdict.UNREACHABLE, None
-    if code in RETRY_SECONDS:
-        return Verdict.RETRY, RETRY_SECONDS[code]
-    if code.startswith(("InternalError", "LimitExceeded")):
-        return Verdict.RETRY, 60.0
-    return Verdict.BROKEN, None
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -140,7 +133,7 @@ class TencentSms:
             code = str(status.get("Code") or "no status")
             if code.lower() == "ok":
                 return SendAnswer(Verdict.SENT, code, message_id=status.get("SerialNo") or None)
-        verdict, retry_after = verdict_of(code)
+        verdict, retry_after = CODES.verdict(code)
         return SendAnswer(verdict, code, retry_after=retry_after)
 
     def receipts(self, body: bytes, headers: dict[str, str]) -> list[Receipt]:
