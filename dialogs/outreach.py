@@ -32,6 +32,7 @@ from storage.queries import contact_volunteer
 
 STOPPED_NOTE = "stopped by the family"
 IN_PERSON = "in_person"  # the channel of a consent a volunteer recorded face to face
+SMS = outbox.SMS
 RELATIONS = ("father", "mother", "grandchild", "other")
 
 
@@ -97,7 +98,8 @@ async def stop_all(session: AsyncSession, person_id: int, now: datetime) -> bool
 async def family_address(session: AsyncSession, person_id: int,
                          channel: str | None = None) -> ChannelAddress | None:
     """Where to reach a family member: their chosen channel if they can be reached there, else
-    the unblocked address they used last."""
+    the unblocked address they used last; SMS only for a member with no chat address at all
+    (the rule lives in storage.outbox.preferred_address)."""
     return await outbox.preferred_address(session, person_id, channel)
 
 

@@ -43,6 +43,7 @@ from storage.models import (
 )
 
 UNROUTED = "none"  # the channel of a message whose person has no address yet
+SMS = "sms"  # text messages to a basic phone: templates only, for families with no chat app
 NO_ADDRESS_NOTE = "no_address: waits until the person is reachable"
 PENDING = (OutboxStatus.QUEUED, OutboxStatus.SENDING)
 
@@ -91,16 +92,22 @@ class Recipient:
 
 async def preferred_address(session: AsyncSession, person_id: int,
                             channel: str | None = None) -> ChannelAddress | None:
-    """Where to reach a person: the unblocked address they used last — on `channel` if they
-    can be reached there (a family member's chosen channel), else on any channel."""
-    query = (select(ChannelAddress)
-             .where(ChannelAddress.person_id == person_id, ChannelAddress.blocked_at.is_(None))
-             .order_by(ChannelAddress.last_inbound_at.desc().nulls_last(), ChannelAddress.id.desc()))
-    if channel:
-        chosen = (await session.scalars(query.where(ChannelAddress.channel == channel).limit(1))).first()
+    """Where to reach a person: the unblocked chat address they used last — on `channel` if
+    they can be reached there (a family member's chosen channel) — and SMS only for someone
+    with no chat address at all: it carries approved templates only, and a person who chats
+    hears more warmly there."""
+    ordered = (select(ChannelAddress)
+               .where(ChannelAddress.person_id == person_id, ChannelAddress.blocked_at.is_(None))
+               .order_by(ChannelAddress.last_inbound_at.desc().nulls_last(), ChannelAddress.id.desc()))
+    chat = ordered.where(ChannelAddress.channel != SMS)
+    if channel and channel != SMS:
+        chosen = (await session.scalars(chat.where(ChannelAddress.channel == channel).limit(1))).first()
         if chosen is not None:
             return chosen
-    return (await session.scalars(query.limit(1))).first()
+    found = (await session.scalars(chat.limit(1))).first()
+    if found is not None:
+        return found
+    return (await session.scalars(ordered.where(ChannelAddress.channel == SMS).limit(1))).first()
 
 
 async def person_recipient(session: AsyncSession, person_id: int, *,
