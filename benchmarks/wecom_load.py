@@ -37,11 +37,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import BENCH_DATA_KEY, START, fresh_sqlite, machine, percentile  # noqa: E402
+from benchmarks.common import BENCH_DATA_KEY, START, fresh_sqlite, machine, percentile
 
 CORP_ID, TOKEN, AES_KEY, AGENT_ID = "wx5823bf96d3bd56c7", "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", 218
 SCRIPT = ("健康", "1", "1", "135/85", "无", "保存")
@@ -254,8 +254,9 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
            "WARMLINE_WECOM_AGENT_ID": str(AGENT_ID), "WARMLINE_WECOM_TOKEN": TOKEN,
            "WARMLINE_WECOM_AES_KEY": AES_KEY, "WARMLINE_WECOM_API_BASE": f"http://127.0.0.1:{api.port}/cgi-bin/",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    server = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--no-scheduler"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(workdir / f"server-{volunteers}.log", "w"))
+    with (workdir / f"server-{volunteers}.log").open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--no-scheduler"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=log)
     try:
         for _ in range(600):
             try:
