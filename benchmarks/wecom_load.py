@@ -15,7 +15,7 @@ Reported per N: dialogs completed, replies lost (a step whose reply never came, 
 through the API, within 60 s), duplicate replies, POSTs answered after 5 s (hung up on), p50/p99
 of the HTTP answer time and of the time from a message to its reply, the share of steps answered
 passively, and the server's CPU seconds. `--baseline` also runs each N with admission control
-off (every step admitted at once, `max_concurrent_steps` = 100000): the same process, the same
+off (every step admitted at once, `[core] max_concurrent_steps` = 100000): the same process, the same
 load, for a ratio.
 """
 
@@ -85,7 +85,7 @@ class FakeWeComAPI:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(data)).encode() + b"\r\n\r\n" + data)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -246,8 +246,8 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
     await api.start()
     port = free_port()
     config = workdir / "load.toml"
-    config.write_text("[wecom]\nlink_by_mobile = false\n"
-                      + ("" if admission else "max_concurrent_steps = 100000\n"))
+    config.write_text("[wecom]\nlink_by_mobile = false\n" + os.environ.get("WECOM_LOAD_EXTRA", "")
+                      + ("" if admission else "[core]\nmax_concurrent_steps = 100000\n"))
     env = {**os.environ, "WARMLINE_DATABASE_URL": url, "WARMLINE_DATA_KEY": BENCH_DATA_KEY,
            "WARMLINE_CONFIG": str(config), "WARMLINE_HTTP_PORT": str(port),
            "WARMLINE_WECOM_CORP_ID": CORP_ID, "WARMLINE_WECOM_SECRET": "bench-secret",
@@ -267,6 +267,7 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
                 await asyncio.sleep(0.05)
         platform = Platform(port, api, think)
         cpu_before = cpu_seconds(server.pid)
+        driver_before = time.process_time()
         started = time.monotonic()
         await asyncio.gather(*(platform.volunteer(f"v{v:05d}") for v in range(1, volunteers + 1)))
         wall = time.monotonic() - started
@@ -274,6 +275,7 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
         t = platform.tally
         t.duplicates = sum(q.qsize() for q in api.inbox.values())
         cpu = cpu_seconds(server.pid) - cpu_before
+        driver_cpu = time.process_time() - driver_before
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -291,7 +293,8 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
         "answer_p50_ms": round(percentile(answers, 50) * 1000), "answer_p99_ms": round(percentile(answers, 99) * 1000),
         "reply_p50_ms": round(percentile(replies, 50) * 1000), "reply_p99_ms": round(percentile(replies, 99) * 1000),
         "passive_share": round(t.passive / max(1, t.passive + t.via_api), 3),
-        "wall_s": round(wall, 1), "server_cpu_s": round(cpu, 1),
+        "wall_s": round(wall, 1), "server_cpu_s": round(cpu, 1), "platform_cpu_s": round(driver_cpu, 1),
+        "api_sends": api.sends,
     }
 
 
@@ -300,12 +303,15 @@ async def main() -> None:
     parser.add_argument("--volunteers", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--think", type=float, default=0.3)
     parser.add_argument("--baseline", action="store_true", help="also run with admission control off")
+    parser.add_argument("--keep", help="a directory to keep the databases and server logs in")
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}, ensure_ascii=False))
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.keep) if args.keep else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for n in args.volunteers:
             for admission in ([True, False] if args.baseline else [True]):
-                result = await run_once(n, args.think, Path(tmp), admission=admission)
+                result = await run_once(n, args.think, workdir, admission=admission)
                 print(json.dumps(result, ensure_ascii=False), flush=True)
 
 

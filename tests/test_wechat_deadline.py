@@ -133,7 +133,7 @@ async def test_a_steps_replies_go_through_the_api_as_one_message(
 async def test_a_saturated_process_acknowledges_at_once_and_keeps_each_users_order(
         county: App, oa: OfficialAccountChannel, post: Poster, api: FakeWeChatAPI) -> None:
     oa.pump.budget = 3.0
-    oa.pump.lanes.step_seconds = 5.0  # as measured when steps have been slow: no step fits the budget
+    oa.pump.step_seconds = 5.0  # as measured when steps have been slow: no step fits the budget
     started = time.monotonic()
     first = await post.encrypted(text_xml(VOLUNTEER, "菜单", 501))
     second = await post.encrypted(text_xml(VOLUNTEER, "1", 502))
@@ -146,10 +146,10 @@ async def test_a_saturated_process_acknowledges_at_once_and_keeps_each_users_ord
 
 async def test_a_full_queue_asks_kindly_to_resend_and_keeps_nothing(
         county: App, oa: OfficialAccountChannel, post: Poster) -> None:
-    oa.pump.lanes.max_waiting = 0
+    oa.pump.max_queued = 0
     refused = post.open_reply(await post.encrypted(text_xml(VOLUNTEER, "菜单", 601)))
     assert refused["Content"] == catalog.t("engine.slow_down")
     assert oa_side.count(county, ProcessedInbound, ProcessedInbound.channel == "wechat") == 0
-    oa.pump.lanes.max_waiting = 10
+    oa.pump.max_queued = 10
     again = post.open_reply(await post.encrypted(text_xml(VOLUNTEER, "菜单", 601)))
     assert MENU in again["Content"]

@@ -89,6 +89,17 @@ class SeenRequests:
         self._pending: dict[str, list[asyncio.Future[bool]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._last_prune = 0.0
+        self._recent: dict[str, float] = {}  # this worker's triples (insertion order = age)
+
+    def _remember(self, keys: dict[str, list[asyncio.Future[bool]]]) -> None:
+        now = self.now()
+        for key in keys:
+            self._recent.setdefault(key, now)
+        while self._recent:
+            key, seen = next(iter(self._recent.items()))
+            if now - seen <= 2 * FRESH_SECONDS:
+                break
+            del self._recent[key]
 
     async def first_time(self, timestamp: str, nonce: str, signature: str) -> bool:
         key = f"{timestamp}:{nonce}:{signature.lower()}"[:128]
@@ -105,9 +116,12 @@ class SeenRequests:
             batch, self._pending = self._pending, {}
             try:
                 new = await self._record(list(batch))
-            except Exception as exc:  # the database is down: refuse rather than risk a replay
-                log.warning("replay check failed error=%s", type(exc).__name__)
-                new = set()
+            except Exception as exc:
+                # The database cannot say: refusing would lose genuine messages (the platform
+                # does not resend a refused one), so this worker's own memory decides for now.
+                log.warning("replay check by memory only error=%s", type(exc).__name__)
+                new = {key for key in batch if key not in self._recent}
+            self._remember(batch)
             for key, futures in batch.items():
                 for i, future in enumerate(futures):
                     if not future.done():

@@ -8,13 +8,14 @@ claimed by the fast path and the delivery worker sends them later.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.channels.wx_lanes import Lanes
+from bot.channels.dispatch import max_concurrent_steps
 from bot.channels.wx_pump import SUCCESS, ReplyPump
 from bot.delivery.base import ChannelSender
 from bot.delivery.outcome import RetryPolicy
@@ -65,13 +66,15 @@ class PumpedWebhookChannel:
     path: str
     _sender: ChannelSender
     pump: ReplyPump
+    wall_clock: Callable[[], float]  # the real time, as the platform's timestamps are
 
     def _start_pump(self, app: App, sender: ChannelSender, config: dict[str, Any]) -> None:
         self._sender = sender
-        lanes = Lanes(int(config.get("max_concurrent_steps", 8)), int(config.get("max_queued_steps", 5000)))
         self.pump = ReplyPump(app.runner, sender, float(config.get("reply_budget_seconds", 4.0)),
                               int(config.get("text_max_bytes", 2000)), app.services.now,
-                              RetryPolicy.from_settings(app.settings), lanes)
+                              RetryPolicy.from_settings(app.settings),
+                              concurrency=max_concurrent_steps(app.settings),
+                              max_queued=int(config.get("max_queued_steps", 5000)), name=self.name)
 
     def routes(self) -> list[BaseRoute]:
         return [Route(self.path, self.endpoint, methods=["GET", "POST"])]
@@ -89,7 +92,8 @@ class PumpedWebhookChannel:
         arrived = time.monotonic()  # first: the platform's five seconds run from here
         if request.method == "GET":
             return self._verify(request)
-        return await self._receive(request, self.pump.deadline(arrived))
+        deadline = self.pump.deadline(arrived, request.query_params.get("timestamp"), self.wall_clock)
+        return await self._receive(request, deadline)
 
     def _verify(self, request: Request) -> Response:
         raise NotImplementedError

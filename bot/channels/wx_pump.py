@@ -5,18 +5,27 @@ again (three tries in all). The budget (`reply_budget_seconds`, default 4 s) cou
 request's arrival — the deadline is taken on the route's first line and carried with the request.
 
 Every platform message (by MsgId, or sender and CreateTime for events) gets a `Ticket`, shared by
-its tries. Its step runs in the sender's lane (bot/channels/wx_lanes.py: per user, in order, a
-bounded number at a time). Exactly one of two things then happens to the step's replies, decided
-by whoever gets there first (the `claimed` field; asyncio runs one thing at a time):
+its tries. Its step runs in the sender's lane: a `KeyedDispatcher` (bot/channels/dispatch.py)
+keyed by the sender runs each user's steps in order, `[core] max_concurrent_steps` at a time;
+a second one, keyed the same way, settles and sends the replies, so a slow platform API never
+holds a step slot and a user's replies still keep their order. Exactly one of two things then
+happens to the step's replies, decided by whoever gets there first (the `claimed` field; asyncio
+runs one thing at a time):
 - **passive**: a try still waiting inside its deadline takes the text; it is written to the HTTP
   answer only if, at the moment of writing, the deadline has not passed and the platform has not
   hung up — and only then recorded as sent. If the write comes too late, the reply goes through
   the API after all.
 - **api**: nobody is waiting in time (the try timed out, was acknowledged at once because the
   queue was long, or the connection was gone), so the step's replies go out as one
-  customer-service / app message, from the lane, so a user's replies keep their order.
+  customer-service / app message.
 A later try of the same message answers the stored passive text again (the platform did not get
 it), or `success` when the replies went through the API — never an empty answer that loses them.
+
+Admission control: the queue ahead of a new message (steps submitted and not finished) and a
+moving average of step time estimate when it would be answered; when that does not fit in the
+request's budget, the try is acknowledged at once and the reply follows through the API, instead
+of every request slowing past five seconds together. At `max_queued_steps` waiting, a message is
+not taken at all (nothing saved) and the sender is asked kindly to send it again.
 """
 
 from __future__ import annotations
@@ -33,8 +42,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from bot.channels.dispatch import KeyedDispatcher
 from bot.channels.render import numbered_text
-from bot.channels.wx_lanes import Lanes
 from bot.delivery.base import ChannelSender, SendRequest
 from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import RetryPolicy, apply_result
@@ -49,6 +58,8 @@ SUCCESS = b"success"  # what WeChat expects when there is nothing to say right n
 Prepare = Callable[[Inbound], Awaitable[Inbound]]
 TICKET_SECONDS = 120.0  # WeChat's three tries of a message come within ~15 s
 WRITE_GRACE = 2.0  # how long a lane waits for a claimed passive answer to be written
+PLATFORM_SLACK = 0.5  # budget + this after the platform's timestamp, at the latest
+PLATFORM_TRUST = 2.0  # a timestamp older than this is read as clock skew, not delay
 
 
 def combined_text(outgoing: Sequence[Outgoing]) -> str:
@@ -160,20 +171,44 @@ class ReplyPump:
     """Runs each message's step in its user's lane and answers every try in time."""
 
     def __init__(self, runner: Runner, sender: ChannelSender, budget: float, max_passive_bytes: int,
-                 now: Callable[[], datetime], policy: RetryPolicy | None = None,
-                 lanes: Lanes | None = None) -> None:
+                 now: Callable[[], datetime], policy: RetryPolicy | None = None, *,
+                 concurrency: int = 12, max_queued: int = 5000, name: str = "wechat") -> None:
         self.runner = runner
         self.sender = sender
         self.budget = budget
         self.max_passive_bytes = max_passive_bytes
         self.now = now
         self.policy = policy
-        self.lanes = lanes or Lanes(8, 10_000)
+        self.steps = KeyedDispatcher(concurrency, name=f"{name}-steps")
+        self.sends = KeyedDispatcher(concurrency, name=f"{name}-sends")
+        self.max_queued = max_queued
+        self.step_seconds = 0.02  # moving average of a step's time in its slot
+        self.latency = 0.0  # moving average of a step's time from submission to done
         self.recorder = SentRecorder(runner)
         self._tickets: OrderedDict[str, Ticket] = OrderedDict()
 
-    def deadline(self, arrived: float) -> float:
-        return arrived + self.budget
+    def expected_wait(self) -> float:
+        """Seconds until a step submitted now would likely be done: the queue ahead at the recent
+        step time, or what recent steps really took from submission (the process may be short of
+        CPU, or waiting on the database), whichever is longer."""
+        return max((self.steps.pending / self.steps.limit + 1.0) * self.step_seconds, self.latency)
+
+    def deadline(self, arrived: float, timestamp: str | None = None,
+                 wall: Callable[[], float] = time.time) -> float:
+        """The moment (monotonic) by which a passive answer must be written.
+
+        `arrived` is when the route began; the platform signed the request at `timestamp` (whole
+        seconds of its clock) and hangs up five seconds after sending it, so the answer is also
+        due half a second before `timestamp` + 5 — time a busy process spent before the route
+        began counts too. Timestamps more than 2 s old are taken for clocks that differ (the
+        freshness check allows 300 s), and only the arrival counts.
+        """
+        due = arrived + self.budget
+        if timestamp and timestamp.isdigit():
+            lag = wall() - int(timestamp)
+            if 0 <= lag <= PLATFORM_TRUST:  # further apart, the clocks differ: arrival decides
+                due = min(due, time.monotonic() + self.budget + PLATFORM_SLACK - lag)
+        return due
 
     async def answer(self, inbound: Inbound, deadline: float, prepare: Prepare | None = None,
                      gate: asyncio.Future[bool] | None = None, request: Request | None = None) -> Answer:
@@ -190,14 +225,15 @@ class ReplyPump:
         ticket = Ticket(key)
         if key:
             self._remember(ticket)
-        lane = (inbound.channel, inbound.address)
-        if not self.lanes.submit(lane, lambda: self._run(ticket, inbound, prepare, gate)):
+        if self.steps.pending >= self.max_queued:
             log.warning("wechat queue full: message not taken channel=%s", inbound.channel)
             self._tickets.pop(key, None)
             if gate is not None and not await passes(gate, deadline):
                 return Answer(refused=True)
             return Answer(catalog.t("engine.slow_down"), deadline=deadline)  # nothing saved: they are asked to resend
-        if self.lanes.expected_wait() > deadline - time.monotonic():
+        submitted = time.monotonic()
+        self.steps.submit(inbound.address, lambda: self._run(ticket, inbound, prepare, gate, submitted))
+        if self.expected_wait() > deadline - time.monotonic():
             return Answer()  # saturated: acknowledge now, the reply follows through the API
         return await self._wait(ticket, deadline, request, first=True)
 
@@ -238,20 +274,25 @@ class ReplyPump:
         return Answer()
 
     async def _run(self, ticket: Ticket, inbound: Inbound, prepare: Prepare | None,
-                   gate: Awaitable[bool] | None) -> None:
-        """The lane's job: the replay verdict, the step, then the API if nobody answered in time."""
+                   gate: asyncio.Future[bool] | None, submitted: float) -> None:
+        """The lane's job: the replay verdict, then the step; settling its replies follows in order."""
+        started = time.monotonic()
         if gate is not None and not await gate:
             log.warning("wechat post refused: replayed signature")
             ticket.claim("refused")
             ticket.done.set()
             return
-        async with self.lanes.slot():
-            if prepare is not None:
-                try:
-                    inbound = await prepare(inbound)
-                except Exception as exc:  # enrichment is optional; the message itself goes through
-                    log.warning("inbound preparation failed error=%s", type(exc).__name__)
+        if prepare is not None:
+            try:
+                inbound = await prepare(inbound)
+            except Exception as exc:  # enrichment is optional; the message itself goes through
+                log.warning("inbound preparation failed error=%s", type(exc).__name__)
+        try:
             outgoing = await self.runner.handle(inbound)
+        finally:
+            done = time.monotonic()
+            self.step_seconds = 0.9 * self.step_seconds + 0.1 * (done - started)
+            self.latency = 0.9 * self.latency + 0.1 * (done - submitted)
         ticket.outgoing = outgoing
         ticket.text = combined_text(outgoing)
         if not outgoing:
@@ -262,6 +303,11 @@ class ReplyPump:
         elif ticket.waiters == 0:
             ticket.claim("api")
         ticket.done.set()
+        if outgoing:
+            self.sends.submit(inbound.address, lambda: self._settle(ticket))
+
+    async def _settle(self, ticket: Ticket) -> None:
+        """After the step: wait for a waiting try to take the replies, else send them by the API."""
         if ticket.claimed is None:  # a try is waking up to take it: let it decide
             try:
                 await asyncio.wait_for(ticket.settled.wait(), self.budget + WRITE_GRACE)
@@ -304,5 +350,9 @@ class ReplyPump:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for steps still queued and replies still being delivered (shutdown, tests)."""
-        await self.lanes.drain(timeout)
+        for dispatcher in (self.steps, self.sends):  # steps hand their replies to the sends
+            try:
+                await asyncio.wait_for(dispatcher.wait_idle(), timeout)
+            except TimeoutError:
+                log.warning("%s still busy after %.0f s", dispatcher.name, timeout)
         await self.recorder.drain()
