@@ -13,7 +13,7 @@ when it expires.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -22,6 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialogs.engine.context import new_token
 from dialogs.engine.types import Inbound, Option, Reply
 from storage.models import ChannelAddress, DialogSession, Person
+
+# `last_inbound_at` picks a person's most recently used address; a minute is precise enough,
+# and not rewriting the address row on every step saves an UPDATE per step.
+SEEN_PRECISION = timedelta(minutes=1)
 
 
 async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) -> Person | None:
@@ -34,7 +38,9 @@ async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) ->
     if found is None:
         return None
     address, person = found
-    address.last_inbound_at = now
+    seen = address.last_inbound_at
+    if seen is None or not (now - SEEN_PRECISION < seen <= now):
+        address.last_inbound_at = now
     if inbound.display_name and not address.display_name:
         address.display_name = inbound.display_name[:100]
     return person if person.active else None
