@@ -13,16 +13,9 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from dialogs.engine.catalog import _flatten  # the chat catalogues' reader: same format
+
 CATALOG = Path(__file__).with_name("catalog")
-
-
-def _flatten(prefix: str, tree: dict[str, Any], out: dict[str, str]) -> None:
-    for key, value in tree.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            _flatten(full, value, out)
-        else:
-            out[full] = str(value)
 
 
 @cache
