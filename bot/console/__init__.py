@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.app import App
+from bot.console.pages import households, imports
 from bot.console.pages.sign_in import SignIn
 from bot.console.pages.today import today_page
 from bot.console.web import HERE, Console
@@ -22,6 +23,13 @@ def console_routes(app: App) -> list[BaseRoute]:
     page = console.page
     routes: list[BaseRoute] = [
         Route("/", page(today_page), name="today"),
+        Route("/households", page(households.list_page)),
+        Route("/households/{code}", page(households.card_page)),
+        Route("/households/{code}/export", page(households.export_page), methods=["POST"]),
+        Route("/imports", page(imports.imports_page)),
+        Route("/imports/preview", page(imports.preview_page), methods=["POST"]),
+        Route("/imports/confirm", page(imports.confirm_page), methods=["POST"]),
+        Route("/imports/template/{kind}/{fmt}", page(imports.template_page)),
         Route("/sign-in", sign_in.code_page, methods=["GET", "POST"]),
         Route("/sign-in/{token}", sign_in.link_page, methods=["GET", "POST"]),
         Route("/sign-out", page(sign_in.sign_out), methods=["POST"]),

@@ -13,6 +13,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from dialogs.engine import catalog
 from dialogs.engine.catalog import _flatten  # the chat catalogues' reader: same format
 
 CATALOG = Path(__file__).with_name("catalog")
@@ -36,7 +37,16 @@ def t(key: str, locale: str = "zh", **values: Any) -> str:
 
 def both(key: str, **values: Any) -> Markup:
     """Chinese, then the English in a smaller span (omitted when it says the same)."""
-    zh, en = t(key, "zh", **values), t(key, "en", **values)
+    return pair(t(key, "zh", **values), t(key, "en", **values))
+
+
+def chat_both(key: str, **values: Any) -> Markup:
+    """The same for a key of the chat's catalogues (dialogs/catalog), so a rule's message reads
+    the same on the web as in chat."""
+    return pair(catalog.t(key, "zh", **values), catalog.t(key, "en", **values))
+
+
+def pair(zh: str, en: str) -> Markup:
     if zh == en:
         return Markup(escape(zh))
     return Markup('{}<span class="en" lang="en">{}</span>').format(zh, en)

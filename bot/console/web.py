@@ -28,7 +28,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.app import App
 from bot.console.config import ConsoleConfig
-from bot.console.text import both, t
+from bot.console.text import both, chat_both, t
+from dialogs.engine.context import StepContext
 from storage.audit import record_audit
 from storage.console_auth import session_person
 from storage.models import Household, Person, Township
@@ -45,6 +46,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                "frame-ancestors 'none'; form-action 'self'",
 }
+WEB = "web"  # the channel name of the console's chat-step contexts
 NAV = ("today", "households", "imports", "activities", "reports", "delivery", "audit", "settings")
 
 
@@ -78,6 +80,12 @@ class Page:
         """The household with this 户编号 if this person may see it (storage.scope), else None."""
         return await self.session.scalar(visible_households(self.person).where(Household.code == code))
 
+    def step_context(self) -> StepContext:
+        """A chat step's context for this person, so the chat's own code (cards, activities)
+        runs unchanged on the web; its audit rows carry the person, like in chat."""
+        return StepContext(session=self.session, services=self.console.app.services, channel=WEB,
+                           address=str(self.person.id), person=self.person)
+
     def field(self, name: str, default: str = "") -> str:
         value = self.form.get(name) if self.form is not None else None
         return value.strip() if isinstance(value, str) else default
@@ -97,7 +105,7 @@ class Console:
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(["html"]), trim_blocks=True,
                                lstrip_blocks=True)
-        self.env.globals.update(both=both, t=t, nav=NAV, prefix=self.prefix)
+        self.env.globals.update(both=both, chat_both=chat_both, t=t, nav=NAV, prefix=self.prefix)
         self.env.filters["local"] = self.local_text
 
     # ------------------------------------------------------------ helpers
@@ -158,7 +166,7 @@ class Console:
 
     async def read_form(self, request: Request) -> FormData:
         return await request.form(max_files=2, max_fields=200,
-                                  max_part_size=self.config.max_upload_bytes)
+                                  max_part_size=self.config.max_upload_bytes * 2)  # base64 of a file
 
     # ------------------------------------------------------------ the guard
     def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
