@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.app import App
-from bot.console.pages import households, imports
+from bot.console.pages import activities, households, imports, office, reports
 from bot.console.pages.sign_in import SignIn
 from bot.console.pages.today import today_page
 from bot.console.web import HERE, Console
@@ -30,6 +30,17 @@ def console_routes(app: App) -> list[BaseRoute]:
         Route("/imports/preview", page(imports.preview_page), methods=["POST"]),
         Route("/imports/confirm", page(imports.confirm_page), methods=["POST"]),
         Route("/imports/template/{kind}/{fmt}", page(imports.template_page)),
+        Route("/activities", page(activities.list_page)),
+        Route("/activities/new", page(activities.compose_page), methods=["GET", "POST"]),
+        Route("/activities/{activity_id}", page(activities.detail_page)),
+        Route("/activities/{activity_id}/counts", page(activities.counts_json)),
+        Route("/activities/{activity_id}/attendance", page(activities.attendance_page), methods=["POST"]),
+        Route("/reports", page(reports.reports_page)),
+        Route("/reports/download/{fmt}", page(reports.download_page)),
+        Route("/delivery", page(office.delivery_page)),
+        Route("/delivery/{message_id}/{action}", page(office.message_action), methods=["POST"]),
+        Route("/audit", page(office.audit_page)),
+        Route("/settings", page(office.settings_page)),
         Route("/sign-in", sign_in.code_page, methods=["GET", "POST"]),
         Route("/sign-in/{token}", sign_in.link_page, methods=["GET", "POST"]),
         Route("/sign-out", page(sign_in.sign_out), methods=["POST"]),
