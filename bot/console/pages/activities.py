@@ -209,6 +209,8 @@ async def detail_page(page: Page) -> Response:
     return page.render("activity.html", active="activities", a=activity, text=describe(activity, tz),
                        type=type_name(activity.type), total=per.get(ALL_CHANNELS), channels=channels,
                        invited=invited, listed=listed, keys=COUNT_KEYS,
+                       channel_names={inv.channel: channel_name(page.step_context(), inv.channel)
+                                      for inv, _name in invited},
                        can_mark=attendance_open(activity, page.now()))
 
 

@@ -80,10 +80,11 @@ async def reports_page(page: Page) -> Response:
         return report, lines, charts
 
     report, lines, charts = await asyncio.to_thread(build)
+    choice = period.code  # the box and the downloads name the period itself, not "this quarter"
     await page.audit("read", "report", None, None, f"console {period.code} township={township or 'county'}")
     return page.render("reports.html", lines=lines, charts=charts,
                        query=urlencode({"period": choice, **({"township": township} if township and page.is_admin else {})}),
-                       **{**values, "report": report})
+                       **{**values, "report": report, "choice": choice})
 
 
 async def download_page(page: Page) -> Response:
