@@ -159,6 +159,9 @@ def test_a_coordinators_morning_in_the_browser(running: tuple[FakeBotAPI, World,
         page.locator("#preview-button").click()
         assert "能通知到 2 人" in page.inner_text("#preview")
         shot(page, "06-activity-preview")
+        with page.expect_navigation():
+            page.press("#title", "Enter")  # Enter in a field previews again, it never sends
+        assert page.url.endswith("/console/activities/new") and page.locator("#send-now").count() == 1
         page.locator("#send-now").click()
         page.wait_for_url("**/console/activities/*")
         invitation = volunteer.wait_for("健康义诊", timeout=20)
