@@ -75,4 +75,9 @@ async def export_page(page: Page) -> Response:
     await page.audit("export", "household", household.id, household.id, "console format=xlsx")
     return Response(body, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={**SECURITY_HEADERS,
-                             "Content-Disposition": f'attachment; filename="family-{household.code}.xlsx"'})
+                             "Content-Disposition": f'attachment; filename="family-{safe_name(household.code)}.xlsx"'})
+
+
+def safe_name(text: str) -> str:
+    """A household code as a file name: letters, digits, - and _ only (codes come from imports)."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in text)[:40] or "household"
