@@ -28,12 +28,12 @@ from dialogs.engine.replies import queue_apology, queue_replies
 from dialogs.engine.types import Inbound, Outgoing, Reply
 from dialogs.parsing import normalize
 from dialogs.services import Services
+from storage import outbox
 from storage.db import Database
 from storage.models import (
     ChannelAddress,
     DialogSession,
     OutboxMessage,
-    OutboxStatus,
     Person,
     ProcessedInbound,
 )
@@ -148,14 +148,8 @@ class Runner:
             ids = {row.id: row for row in rows}
             for i, oid in enumerate(outbox_ids):
                 row = ids.get(oid)
-                if row is None:
-                    continue
-                row.status = OutboxStatus.SENT
-                row.sent_at = now
-                row.attempts += 1
-                row.claimed_by = None
-                if platform_ids and platform_ids[i]:
-                    row.platform_message_id = platform_ids[i]
+                if row is not None:
+                    outbox.record_sent(row, now, platform_ids[i] if platform_ids else None)
 
     # ---------------------------------------------------------------- the step
 
