@@ -52,12 +52,11 @@ from bot.channels.wx_reply import text_reply
 from bot.channels.wx_token import api_base
 from bot.config import ConfigError
 from dialogs.engine.types import Inbound
+from storage import outbox
 from storage.audit import record_audit
 from storage.models import (
     ChannelAddress,
     Consent,
-    OutboxMessage,
-    OutboxStatus,
     Preference,
     ProcessedInbound,
 )
@@ -258,10 +257,7 @@ async def withdraw_consent(session: Any, address: ChannelAddress, now: Any) -> N
     elif preference.stopped_at is None:
         preference.stopped_at = now
         preference.updated_at = now
-    await session.execute(update(OutboxMessage).where(
-        OutboxMessage.channel == CHANNEL, OutboxMessage.address == address.address,
-        OutboxMessage.status == OutboxStatus.QUEUED).values(status=OutboxStatus.FAILED,
-                                                              last_error="unsubscribed"))
+    await outbox.fail_queued_to(session, CHANNEL, address.address, "unsubscribed")
     await record_audit(session, actor_id=person_id, action="write", entity="consent", entity_id=None,
                        household_id=None, detail="wechat unsubscribe: consent withdrawn", at=now)
 
