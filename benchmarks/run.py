@@ -22,7 +22,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import delivery_rate, dialog_throughput, memory, planner_scale
+from benchmarks import (
+    delivery_rate,
+    dialog_throughput,
+    memory,
+    planner_scale,
+    province_pg,
+    tick_latency,
+)
 from benchmarks.common import git_revision, machine
 
 
@@ -126,12 +133,53 @@ def memory_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def tick_rows(r: dict[str, Any]) -> list[str]:
+    rows = []
+    t, base = r["thread"], r.get("inline")
+    for name, label in (("healthz", "/healthz"), ("webhook_get", "WeChat webhook GET (URL check)"),
+                        ("webhook_post", "WeChat webhook POST (a text message: a dialog step)")):
+        x = t[name]
+        b = f"; jobs on the loop (before, same run): p99 {base[name]['p99_ms']} ms, max {base[name]['max_ms']} ms, " \
+            f"{base[name]['requests']} answered" if base else ""
+        rows.append(
+            f"| {label} during the tick, {r['households']:,} households | p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms, "
+            f"max {x['max_ms']} ms, {x['requests']} answered{b} | p99 <= 100 ms | {_mark(x['p99_ms'] <= 100)} | "
+            f"`python benchmarks/tick_latency.py` |")
+    b = f"; jobs on the loop (before, same run): {base['tick_seconds']} s, peak RSS {base['peak_rss_mb']:.0f} MB" \
+        if base else ""
+    ok = t["tick_seconds"] is not None and t["tick_seconds"] <= 10 and t["peak_rss_mb"] <= 200
+    rows.insert(0, f"| scheduler tick (`warmline run`, 08:05), {r['households']:,} households | {t['tick_seconds']} s, "
+                   f"peak RSS {t['peak_rss_mb']:.0f} MB ({t['reminders']}){b} | <= 10 s, <= 200 MB | {_mark(ok)} | "
+                   f"`python benchmarks/tick_latency.py` |")
+    return rows
+
+
+def province_rows(r: dict[str, Any]) -> list[str]:
+    if "skipped" in r:
+        return [f"| province on PostgreSQL | skipped: {r['skipped']} | | | |"]
+    rows = []
+    for n, step in r["steps"].items():
+        p, t = step["plan"], step["tick"]
+        rep = step.get("report")
+        report = f"; report {rep['wall_s']:.1f} s wall, {rep['cpu_s']:.1f} s CPU, peak RSS {rep['peak_rss_mb']:.0f} MB" \
+            if rep else ""
+        rows.append(
+            f"| province on PostgreSQL, {int(n):,} households | plan {p['wall_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU, "
+            f"peak RSS {p['peak_rss_mb']:.0f} MB, {p['tasks']:,} tasks; tick {t['wall_s']:.1f} s wall, "
+            f"{t['cpu_s']:.1f} s CPU, peak RSS {t['peak_rss_mb']:.0f} MB{report} (built in {step['build_s']:.0f} s) | "
+            f"linear to 1M | | `python benchmarks/province_pg.py` |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: check that it all runs")
     parser.add_argument("--json", help="also write every number to this file")
     parser.add_argument("--cache", default="/tmp/warmline-bench", help="where built counties are kept")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--province", default="100000,300000,1000000",
+                        help="province sizes on PostgreSQL (benchmarks/province_pg.py; ~1 h to 1M here)")
+    parser.add_argument("--no-province", action="store_true", help="skip the PostgreSQL province")
     args = parser.parse_args(argv)
     cache = Path(args.cache)
     started = time.monotonic()
@@ -162,12 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         results["memory"] = memory.main(["--households", str(sizes[-1]), "--cache", str(cache), "--no-schedule",
                                          "--tick-cap", "150"])
+    print("scheduler tick latency…", file=sys.stderr, flush=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        results["tick"] = tick_latency.main(["--households", str(sizes[-1]), "--cache", str(cache)])
+    if not (args.no_postgres or args.no_province):
+        print("province on PostgreSQL…", file=sys.stderr, flush=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            results["province"] = province_pg.main(["--steps", "3000,10000" if args.quick else args.province])
     after = machine()
     results["machine_after"] = after
     results["seconds"] = round(time.monotonic() - started)
 
     rows = [*dialog_rows(results["dialog"]), *planner_rows(results["planner"]),
-            *delivery_rows(results["delivery"]), *memory_rows(results["memory"])]
+            *delivery_rows(results["delivery"]), *memory_rows(results["memory"]), *tick_rows(results["tick"]),
+            *(province_rows(results["province"]) if "province" in results else [])]
     print()
     print(f"load average before {'/'.join(f'{x:.2f}' for x in before['load_average'])}, after "
           f"{'/'.join(f'{x:.2f}' for x in after['load_average'])}; whole run {results['seconds']} s")
