@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.care.enqueue import Outgoing, enqueue_many
 from bot.care.planner import (
     BIRTHDAY,
     CLASS_INVITATION,
@@ -39,6 +38,7 @@ from bot.care.planner import (
 from bot.care.policy import Policy
 from bot.care.wording import task_title, task_when
 from dialogs.engine import catalog
+from dialogs.engine.context import ToQueue, enqueue_many
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.registry import ALL_DIALOGS
@@ -293,7 +293,7 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             if person is None or not person.active:
                 continue
             reply = _digest_text(person, digest, today, labels, names, township_names, policy, registered)
-            outgoing.append((Outgoing(pid, reply, DIGEST_KIND, digest_key(pid, today), expires_at=next_digest),
+            outgoing.append((ToQueue(pid, reply, DIGEST_KIND, digest_key(pid, today), expires_at=next_digest),
                              digest.escalated_total))
         written = await enqueue_many(session, [o for o, _ in outgoing], at)
         for message, escalated in outgoing:
