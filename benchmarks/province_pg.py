@@ -129,7 +129,7 @@ def add_households(db: Any, first: int, last: int, townships: list[int], today: 
 def tick(url: str) -> dict[str, Any]:
     """`warmline schedule` at 08:05 in its own process: seconds and peak RSS."""
     wrapper = ("import resource, sys\nfrom bot.cli import main\ncode = main(sys.argv[1:])\n"
-               "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+               "from benchmarks.common import peak_rss_mb\nprint('MAXRSS_KB', int(peak_rss_mb() * 1024))\n"
                "print('CPU_S', sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))\nsys.exit(code)")
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", wrapper, "--db", url, "schedule", "--at", "2026-11-20T08:05+08:00"],
