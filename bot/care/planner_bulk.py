@@ -57,7 +57,7 @@ OCCASIONS: tuple[str, ...] = (*NAMES, p.BIRTHDAY, p.DEATH_ANNIVERSARY, p.CHILD_B
 OCC_CODE = {k: i for i, k in enumerate(OCCASIONS)}
 STATUS_CODE = {s: i for i, s in enumerate(p.STATUSES)}
 _UP, _DUE, _OVER, _DONE, _MISSED = (STATUS_CODE[s] for s in (p.UPCOMING, p.DUE, p.OVERDUE, p.DONE, p.MISSED))
-NONE = -1  # "no value" in an integer column
+NONE = -(1 << 40)  # "no value" in an integer column (far below any id or day number: days before 1970 are negative)
 DAY_BITS = 21  # keys pack (owner, day): days since 1970 fit in 21 bits until the year 7711
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 # contact kinds, as bits: which rules a contact of that kind can resolve
