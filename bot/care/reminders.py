@@ -219,9 +219,10 @@ async def _labels(session: AsyncSession, household_ids: set[int]) -> dict[int, s
     wanted = sorted(household_ids)
     labels: dict[int, str] = {}
     for i in range(0, len(wanted), 1000):
-        households = list(await session.scalars(select(Household).where(Household.id.in_(wanted[i:i + 1000]))))
-        labels.update(await household_labels(session, households))
-    session.expunge_all()  # what was read is in `labels`; flushes must not walk these objects
+        # plain rows with the three attributes a label needs, not ORM objects a flush would walk
+        households = (await session.execute(select(Household.id, Household.code, Household.village_id)
+                                            .where(Household.id.in_(wanted[i:i + 1000])))).all()
+        labels.update(await household_labels(session, households))  # type: ignore[arg-type]
     return labels
 
 

@@ -150,9 +150,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[ToQueue], now: 
                          "attempts": 0, "next_attempt_at": m.not_before or now, "expires_at": m.expires_at,
                          "created_at": now, "last_error": None if address else NO_ADDRESS})
             written[m.key] = channel
-        if tokens:
-            await session.execute(insert(ActionToken), tokens)
-        await session.execute(insert(OutboxMessage), rows)
+        if tokens:  # table inserts (the columns' types still apply): no ORM bookkeeping per row
+            await session.execute(insert(ActionToken.__table__), tokens)
+        await session.execute(insert(OutboxMessage.__table__), rows)
     return written
 
 
