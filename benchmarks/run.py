@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
+    broadcast,
     delivery_rate,
     dialog_throughput,
     memory,
@@ -65,6 +66,16 @@ def dialog_rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _timed(wall: float, cpu: float, limit: float) -> str:
+    """A time target's verdict: wall clock first; on this shared machine (8 helpers on 2 cores)
+    the CPU time is what the process needed, so a wall miss that CPU meets is said so."""
+    if wall <= limit:
+        return "met"
+    if cpu <= limit:
+        return "met in CPU time; wall **missed** on the loaded machine"
+    return "**missed**"
+
+
 def planner_rows(results: dict[str, Any]) -> list[str]:
     rows = []
     sizes = results["sizes"]
@@ -76,7 +87,7 @@ def planner_rows(results: dict[str, Any]) -> list[str]:
         target, verdict = "", ""
         if int(n) == 100_000:
             target = "<= 2 s, peak RSS <= 200 MB"
-            verdict = _mark(p["wall_s"] <= 2 and p["peak_rss_mb"] <= 200)
+            verdict = _timed(p["wall_s"], p["cpu_s"], 2) if p["peak_rss_mb"] <= 200 else "**missed** (memory)"
         elif int(n) == smallest:
             target = "same plan as the previous planner and the baseline"
             verdict = _mark(bool(eq.get("equal")))
@@ -95,7 +106,7 @@ def planner_rows(results: dict[str, Any]) -> list[str]:
             f"{d['wall_s']:.2f} s, {d['tasks']:,} objects, peak RSS {d['peak_rss_mb']:.0f} MB; every task "
             f"(`plan()`, sorted): {o['wall_s']:.2f} s, peak RSS {o['peak_rss_mb']:.0f} MB | (information) | | same |")
         target = "<= 5 s" if int(n) == 100_000 else "linear"
-        verdict = _mark(rep["wall_s"] <= 5) if int(n) == 100_000 else ""
+        verdict = _timed(rep["wall_s"], rep["cpu_s"], 5) if int(n) == 100_000 else ""
         rows.append(
             f"| period report 2026-Q3, {int(n):,} households | {rep['wall_s']:.2f} s wall, "
             f"{rep['cpu_s']:.2f} s CPU, peak RSS {rep['peak_rss_mb']:.0f} MB | {target} | {verdict} | same |")
@@ -131,6 +142,16 @@ def memory_rows(r: dict[str, Any]) -> list[str]:
         rows.append(f"| `warmline schedule` peak RSS | {s['peak_rss_mb']:.0f} MB ({s['seconds']} s) | "
                     f"<= 200 MB | {_mark(s['peak_rss_mb'] <= 200)} | same |")
     return rows
+
+
+def broadcast_rows(r: dict[str, Any]) -> list[str]:
+    b, base = r["bulk"], r["per_recipient"]
+    per_10k = b["wall_s"] * 10_000 / max(b["recipients"], 1)
+    return [f"| broadcast: activity invitation to {b['recipients']:,} volunteers ({r['households']:,}-household "
+            f"county) | {b['wall_s']:.2f} s wall, {b['cpu_s']:.2f} s CPU ({per_10k:.2f} s per 10,000); one "
+            f"`queue_message` per recipient (before, same run) {base['wall_s']:.2f} s wall, {base['cpu_s']:.2f} s CPU "
+            f"= {r['ratio_wall']:.1f}x | <= 2 s per 10,000 | "
+            f"{_timed(per_10k, b['cpu_s'] * 10_000 / max(b['recipients'], 1), 2)} | `python benchmarks/broadcast.py` |"]
 
 
 def tick_rows(r: dict[str, Any]) -> list[str]:
@@ -180,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--province", default="100000,300000,1000000",
                         help="province sizes on PostgreSQL (benchmarks/province_pg.py; ~1 h to 1M here)")
     parser.add_argument("--no-province", action="store_true", help="skip the PostgreSQL province")
+    parser.add_argument("--only", help="comma-separated parts: dialog,planner,delivery,memory,tick,broadcast,province")
     args = parser.parse_args(argv)
     cache = Path(args.cache)
     started = time.monotonic()
@@ -191,39 +213,52 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine_before": before}
     sizes = [300, 3000] if args.quick else [1000, 10_000, 100_000]
 
-    print("dialog throughput…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):  # each benchmark's own JSON goes to stderr
-        results["dialog"] = dialog_throughput.main(
-            ["--volunteers", "30" if args.quick else "100", "--rounds", "1",
-             *(["--no-postgres"] if args.no_postgres else [])])
-    print("planner scale…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        results["planner"] = planner_scale.main(["--sizes", ",".join(map(str, sizes)), "--cache", str(cache)])
-    print("delivery rate…", file=sys.stderr, flush=True)
+    only = set(args.only.split(",")) if args.only else None
+
+    def step(key: str, label: str, run: Any) -> None:
+        """One benchmark; a broken one is reported as such, and the others still run."""
+        if only is not None and key not in only:
+            return
+        print(f"{label}…", file=sys.stderr, flush=True)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # each benchmark's own JSON goes to stderr
+                results[key] = run()
+        except Exception as exc:  # recorded in the table, never hidden
+            results[key] = {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+
+    step("dialog", "dialog throughput", lambda: dialog_throughput.main(
+        ["--volunteers", "30" if args.quick else "100", "--rounds", "1",
+         *(["--no-postgres"] if args.no_postgres else [])]))
+    step("planner", "planner scale",
+         lambda: planner_scale.main(["--sizes", ",".join(map(str, sizes)), "--cache", str(cache)]))
     n = 150 if args.quick else 1000  # as built it runs at ~60% of 30/s: 3,000 would take ~3 minutes
     chats = 50 if args.quick else 500
-    with contextlib.redirect_stdout(sys.stderr):
-        results["delivery"] = [
-            delivery_rate.main(["--messages", str(n), "--chats", str(chats)]),
-            delivery_rate.main(["--messages", str(n), "--chats", str(chats), "--margin", "0.03"])]
-    print("memory…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        results["memory"] = memory.main(["--households", str(sizes[-1]), "--cache", str(cache), "--no-schedule",
-                                         "--tick-cap", "150"])
-    print("scheduler tick latency…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        results["tick"] = tick_latency.main(["--households", str(sizes[-1]), "--cache", str(cache)])
+    step("delivery", "delivery rate", lambda: [
+        delivery_rate.main(["--messages", str(n), "--chats", str(chats)]),
+        delivery_rate.main(["--messages", str(n), "--chats", str(chats), "--margin", "0.03"])])
+    step("memory", "memory", lambda: memory.main(["--households", str(sizes[-1]), "--cache", str(cache),
+                                                  "--no-schedule", "--tick-cap", "150"]))
+    step("tick", "scheduler tick latency",
+         lambda: tick_latency.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
+    step("broadcast", "broadcast", lambda: broadcast.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
     if not (args.no_postgres or args.no_province):
-        print("province on PostgreSQL…", file=sys.stderr, flush=True)
-        with contextlib.redirect_stdout(sys.stderr):
-            results["province"] = province_pg.main(["--steps", "3000,10000" if args.quick else args.province])
+        step("province", "province on PostgreSQL",
+             lambda: province_pg.main(["--steps", "3000,10000" if args.quick else args.province]))
     after = machine()
     results["machine_after"] = after
     results["seconds"] = round(time.monotonic() - started)
 
-    rows = [*dialog_rows(results["dialog"]), *planner_rows(results["planner"]),
-            *delivery_rows(results["delivery"]), *memory_rows(results["memory"]), *tick_rows(results["tick"]),
-            *(province_rows(results["province"]) if "province" in results else [])]
+    rows: list[str] = []
+    for key, make in (("dialog", dialog_rows), ("planner", planner_rows), ("delivery", delivery_rows),
+                      ("memory", memory_rows), ("tick", tick_rows), ("broadcast", broadcast_rows),
+                      ("province", province_rows)):
+        if key not in results:
+            continue
+        value = results[key]
+        if isinstance(value, dict) and "failed" in value:
+            rows.append(f"| {key} | **failed**: {value['failed']} | | | |")
+        else:
+            rows.extend(make(value))
     print()
     print(f"load average before {'/'.join(f'{x:.2f}' for x in before['load_average'])}, after "
           f"{'/'.join(f'{x:.2f}' for x in after['load_average'])}; whole run {results['seconds']} s")
