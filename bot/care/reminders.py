@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("warmline.reminders")
 
 MAX_LINES = 15
+WRITE_SLICE = 200  # digests per write transaction
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
 # The dialog that records each kind of task; a kind whose dialog is not registered gets no option.
@@ -258,11 +259,11 @@ async def _last_township(session: AsyncSession, townships: list[int],
 async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport:
     """Plan everything due at instant `at` into the outbox (idempotent); see the module docstring.
 
-    Township by township, one transaction each: the township's due and overdue tasks are
-    planned, routed and folded into each person's digest, and the digests of everyone who can
-    get nothing from a later township are written. A tick that stops half-way has committed
-    whole townships' digests; the next tick plans again and writes only the digests missing
-    (each has its idempotency key), so it carries on where the other stopped.
+    Township by township: the township's due and overdue tasks are planned, routed and folded
+    into each person's digest, then the digests of everyone who can get nothing from a later
+    township are written, `WRITE_SLICE` per transaction. A tick that stops half-way has
+    committed whole slices; the next tick plans again and writes only the digests missing (each
+    has its idempotency key), so it carries on where the other stopped.
     """
     at = at or app.services.now()
     tz = app.settings.timezone
@@ -305,6 +306,13 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             else:
                 report.skipped_existing += 1
 
+    async def write_in_slices(person_ids: list[int]) -> None:
+        # short write transactions: a webhook waiting for the database's write lock waits for
+        # one slice, not a township (SQLite has one writer)
+        for i in range(0, len(person_ids), WRITE_SLICE):
+            async with app.db.async_session() as session:
+                await write(session, person_ids[i:i + WRITE_SLICE])
+
     for township in townships:
         async with app.db.async_session() as session:
             def collect(sync_session: object, township: int = township) -> list[PlannedTask]:
@@ -317,10 +325,9 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             for person_id, inbox in route(tasks, today, policy, active, coordinators).items():
                 digests.setdefault(person_id, _Digest()).add(inbox)
             del tasks
-            await write(session, [pid for pid in digests if last_township.get(pid, township) == township])
+        await write_in_slices(sorted(pid for pid in digests if last_township.get(pid, township) == township))
     if digests:  # anyone the forecast missed (records changed during the tick)
-        async with app.db.async_session() as session:
-            await write(session, list(digests))
+        await write_in_slices(sorted(digests))
     log.info("reminders planned digests=%d escalated=%d already=%d", report.digests,
              report.escalated_tasks, report.skipped_existing)
     return report
