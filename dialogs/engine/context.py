@@ -156,17 +156,31 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[ToQueue], now: 
     return written
 
 
-async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str) -> int:
+# Messages that wait for the end of quiet hours when an address is linked in them (an alert does not).
+QUIET_KINDS = frozenset({"reminder", "greeting", "digest"})
+
+
+async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str,
+                        services: Services | None = None) -> int:
     """Give messages queued while a person had no address (channel "none") their new address.
 
     Called wherever an address is first linked to a person, so an alert written before a
-    coordinator ever opened the bot still reaches them.
+    coordinator ever opened the bot still reaches them. A digest, reminder or greeting that was
+    due earlier is not sent at once when the link is made in quiet hours: it waits for their end
+    (with `services`; it expires instead if it is stale by then).
     """
     rows = list(await session.scalars(select(OutboxMessage).where(
         OutboxMessage.channel == UNROUTED, OutboxMessage.person_id == person_id,
         OutboxMessage.status == OutboxStatus.QUEUED)))
+    resume = None
+    if services is not None:
+        from dialogs.invitations import SendWindow  # the quiet-hours rule; it imports this module
+
+        resume = SendWindow.of(services).family_time(services.now())
     for row in rows:
         row.channel, row.address, row.last_error = channel, address, None
+        if resume is not None and row.kind in QUIET_KINDS and row.next_attempt_at < resume:
+            row.next_attempt_at = resume
     tokens = await session.scalars(select(ActionToken).where(
         ActionToken.channel == UNROUTED, ActionToken.address == str(person_id)))
     for token in tokens:
