@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -90,24 +90,53 @@ class Recipient:
 # ------------------------------------------------------------------ address rules
 
 
+def _pick(addresses: Sequence[tuple[str, str]], channel: str | None) -> tuple[str, str] | None:
+    """The address rule, over a person's unblocked (channel, address) pairs, most recently used
+    first: on `channel` if they can be reached there (a family member's chosen channel), else
+    the last chat address they used, and SMS only for someone with no chat address at all — it
+    carries approved templates only, and a person who chats hears more warmly there."""
+    chat = [a for a in addresses if a[0] != SMS]
+    if channel and channel != SMS:
+        for pair in chat:
+            if pair[0] == channel:
+                return pair
+    if chat:
+        return chat[0]
+    return next((a for a in addresses if a[0] == SMS), None)
+
+
+def _by_recency(person_ids: Sequence[int]) -> Any:
+    return (select(ChannelAddress)
+            .where(ChannelAddress.person_id.in_(list(person_ids)), ChannelAddress.blocked_at.is_(None))
+            .order_by(ChannelAddress.person_id, ChannelAddress.last_inbound_at.desc().nulls_last(),
+                      ChannelAddress.id.desc()))
+
+
 async def preferred_address(session: AsyncSession, person_id: int,
                             channel: str | None = None) -> ChannelAddress | None:
-    """Where to reach a person: the unblocked chat address they used last — on `channel` if
-    they can be reached there (a family member's chosen channel) — and SMS only for someone
-    with no chat address at all: it carries approved templates only, and a person who chats
-    hears more warmly there."""
-    ordered = (select(ChannelAddress)
-               .where(ChannelAddress.person_id == person_id, ChannelAddress.blocked_at.is_(None))
-               .order_by(ChannelAddress.last_inbound_at.desc().nulls_last(), ChannelAddress.id.desc()))
-    chat = ordered.where(ChannelAddress.channel != SMS)
-    if channel and channel != SMS:
-        chosen = (await session.scalars(chat.where(ChannelAddress.channel == channel).limit(1))).first()
-        if chosen is not None:
-            return chosen
-    found = (await session.scalars(chat.limit(1))).first()
-    if found is not None:
-        return found
-    return (await session.scalars(ordered.where(ChannelAddress.channel == SMS).limit(1))).first()
+    """Where to reach a person (the rule in `_pick`), as their ChannelAddress."""
+    rows = list(await session.scalars(_by_recency([person_id])))
+    chosen = _pick([(a.channel, a.address) for a in rows], channel)
+    return next((a for a in rows if (a.channel, a.address) == chosen), None)
+
+
+async def preferred_addresses(session: AsyncSession, person_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """`preferred_address` for many people in two queries: {person_id: (channel, address)}."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return {}
+    pairs: dict[int, list[tuple[str, str]]] = {}
+    for row in await session.execute(_by_recency(ids).with_only_columns(
+            ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)):
+        pairs.setdefault(row[0], []).append((row[1], row[2]))
+    chosen = dict((await session.execute(select(Preference.person_id, Preference.channel).where(
+        Preference.person_id.in_(list(pairs)), Preference.channel.is_not(None)))).all()) if pairs else {}
+    out: dict[int, tuple[str, str]] = {}
+    for person_id, found in pairs.items():
+        pick = _pick(found, chosen.get(person_id))
+        if pick is not None:
+            out[person_id] = pick
+    return out
 
 
 async def person_recipient(session: AsyncSession, person_id: int, *,
@@ -126,17 +155,26 @@ async def person_recipient(session: AsyncSession, person_id: int, *,
     return None
 
 
-async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str) -> int:
+# Messages that wait for the end of quiet hours when an address is linked in them (an alert does not).
+QUIET_KINDS = frozenset({"reminder", "greeting", "digest"})
+
+
+async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str, *,
+                        quiet_until: datetime | None = None) -> int:
     """Give rows queued while a person had no address (channel "none") their new address.
 
     Called wherever an address is first linked to a person, so an alert written before a
-    coordinator ever opened the bot still reaches them; their buttons move along.
+    coordinator ever opened the bot still reaches them; their buttons move along. With
+    `quiet_until` (the link is made in quiet hours), a digest, reminder or greeting that was due
+    earlier waits until then — as scheduled, so it does not hold back the person's replies.
     """
     rows = list(await session.scalars(select(OutboxMessage).where(
         OutboxMessage.channel == UNROUTED, OutboxMessage.person_id == person_id,
         OutboxMessage.status == OutboxStatus.QUEUED)))
     for row in rows:
         row.channel, row.address, row.last_error = channel, address, None
+        if quiet_until is not None and row.kind in QUIET_KINDS and row.next_attempt_at < quiet_until:
+            row.next_attempt_at = row.not_before = quiet_until
     tokens = await session.scalars(select(ActionToken).where(
         ActionToken.channel == UNROUTED, ActionToken.address == str(person_id)))
     for token in tokens:
@@ -187,6 +225,64 @@ async def enqueue(session: AsyncSession, *, kind: str, recipient: Recipient, pay
     if flush:
         await session.flush()
     return row
+
+
+SLICE = 500  # messages per round of bulk statements (bound parameters stay well under the limits)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One message of a bulk enqueue: to whom, what, its key, and when."""
+
+    person_id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    actions: Sequence[dict[str, Any]] = ()
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[Queued], now: datetime) -> dict[str, str]:
+    """`enqueue` to people (held unrouted until linked) for many messages: the same rows and
+    tokens, with one query for the keys already there, two for the addresses and one bulk
+    INSERT per table per `SLICE` messages. Returns {key: channel} of the messages written.
+
+    Why: a broadcast to ten thousand families, or a province's morning digests, one `enqueue`
+    at a time is a key lookup, an address lookup and a flush each."""
+    written: dict[str, str] = {}
+    for i in range(0, len(messages), SLICE):
+        part = messages[i:i + SLICE]
+        existing = set(await session.scalars(select(OutboxMessage.idempotency_key).where(
+            OutboxMessage.idempotency_key.in_([m.key for m in part]))))
+        fresh = [m for m in part if m.key not in existing and m.key not in written]
+        if not fresh:
+            continue
+        addresses = await preferred_addresses(session, [m.person_id for m in fresh])
+        tokens: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for m in fresh:
+            address = addresses.get(m.person_id)
+            channel, addr = address if address else (UNROUTED, str(m.person_id))
+            payload = dict(m.payload)
+            options = [dict(o) for o in payload.get("options") or []]
+            for option, action in zip(options, m.actions, strict=False):
+                option["token"] = secrets.token_urlsafe(9)
+                tokens.append({"token": option["token"], "channel": channel, "address": addr,
+                               "action": dict(action), "created_at": now, "expires_at": m.expires_at,
+                               "used_at": None})
+            payload["options"] = options
+            start = m.not_before or now
+            rows.append({"idempotency_key": m.key, "channel": channel, "address": addr,
+                         "person_id": m.person_id, "kind": m.kind, "payload": payload,
+                         "priority": int(lane_of(m.kind)), "status": OutboxStatus.QUEUED, "attempts": 0,
+                         "not_before": start, "next_attempt_at": start, "expires_at": m.expires_at,
+                         "created_at": now, "last_error": None if address else NO_ADDRESS_NOTE})
+            written[m.key] = channel
+        if tokens:  # table inserts (the columns' types still apply): no ORM bookkeeping per row
+            await session.execute(insert(ActionToken.__table__), tokens)
+        await session.execute(insert(OutboxMessage.__table__), rows)
+    return written
 
 
 async def cancel_queued(session: AsyncSession, person_id: int, note: str, *,

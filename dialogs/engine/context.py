@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,10 +16,10 @@ from dialogs.services import Services
 from storage import outbox
 from storage.audit import record_audit
 from storage.models import OutboxMessage, Person
-from storage.outbox import UNROUTED, preferred_address, route_waiting
+from storage.outbox import UNROUTED, preferred_address
 
-__all__ = ["UNROUTED", "StepContext", "new_token", "payload_of", "preferred_address", "queue_message",
-           "route_waiting"]
+__all__ = ["UNROUTED", "StepContext", "ToQueue", "addresses_of", "enqueue_many", "new_token", "payload_of",
+           "preferred_address", "queue_message", "route_waiting"]
 
 
 def payload_of(reply: Reply, tokens: list[str] | None = None) -> dict[str, Any]:
@@ -63,6 +64,45 @@ async def queue_message(
         session, kind=kind, recipient=recipient, payload=payload_of(reply), key=key, now=now,
         not_before=not_before, expires_at=expires_at,
         actions=[{"value": option.value} for option in reply.options])
+
+
+@dataclass(frozen=True)
+class ToQueue:
+    """One message to queue: to whom, what, and its idempotency key."""
+
+    person_id: int
+    reply: Reply
+    kind: str
+    key: str
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+
+
+async def addresses_of(session: AsyncSession, person_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Each person's preferred (channel, address), for many people in one query."""
+    return await outbox.preferred_addresses(session, person_ids)
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[ToQueue], now: datetime) -> dict[str, str]:
+    """`queue_message` for many messages (a broadcast, a province's morning digests) in bulk
+    statements; returns {key: channel} of the messages written."""
+    return await outbox.enqueue_many(session, [
+        outbox.Queued(person_id=m.person_id, kind=m.kind, key=m.key, payload=payload_of(m.reply),
+                      actions=[{"value": o.value} for o in m.reply.options],
+                      not_before=m.not_before, expires_at=m.expires_at)
+        for m in messages], now)
+
+
+async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str,
+                        services: Services | None = None) -> int:
+    """Give messages queued while a person had no address (channel "none") their new address;
+    with `services`, a digest, reminder or greeting linked in quiet hours waits for their end."""
+    resume = None
+    if services is not None:
+        from dialogs.invitations import SendWindow  # the quiet-hours rule; it imports this module
+
+        resume = SendWindow.of(services).family_time(services.now())
+    return await outbox.route_waiting(session, person_id, channel, address, quiet_until=resume)
 
 
 @dataclass
