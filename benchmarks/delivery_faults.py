@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common
+from benchmarks.delivery_rate import bench_database
 
 BROADCAST_BASE = 700_000
 REPLY_BASE = 800_000
@@ -47,11 +48,10 @@ QUIET_BASE = 900_000
 def fill_broadcast(url: str, count: int, base: int) -> None:
     from sqlalchemy import insert
 
-    from storage.db import Database
     from storage.models import OutboxLane, OutboxMessage
 
     now = datetime.now(UTC)
-    db = Database(url)
+    db = bench_database(url)
     with db.session() as s:
         s.execute(insert(OutboxMessage), [
             {"idempotency_key": f"bench-bc:{i}", "channel": "telegram", "address": str(base + i),
@@ -65,10 +65,9 @@ def fill_broadcast(url: str, count: int, base: int) -> None:
 def statuses(url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from storage.db import Database
     from storage.models import OutboxMessage
 
-    db = Database(url)
+    db = bench_database(url)
     with db.session() as s:
         out = dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
     db.dispose()

@@ -42,14 +42,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def bench_database(url: str) -> Any:
+    """The benchmark's database with its data key (outbox bodies are encrypted at rest)."""
+    from bot.config import load_settings
+    from storage.db import Database
+
+    return Database(url, keyring=load_settings(db=url, env={"WARMLINE_DATA_KEY": BENCH_DATA_KEY}).keyring())
+
+
 def fill_outbox(url: str, messages: int, chats: int) -> None:
     from sqlalchemy import insert
 
-    from storage.db import Database
     from storage.models import OutboxMessage
 
     now = datetime.now(UTC)
-    db = Database(url)
+    db = bench_database(url)
     with db.session() as s:
         s.execute(insert(OutboxMessage), [
             {"idempotency_key": f"bench:{i}", "channel": "telegram", "address": str(500_000 + i % chats),
@@ -62,10 +69,9 @@ def fill_outbox(url: str, messages: int, chats: int) -> None:
 def outbox_statuses(url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from storage.db import Database
     from storage.models import OutboxMessage
 
-    db = Database(url)
+    db = bench_database(url)
     with db.session() as s:
         out = dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
     db.dispose()

@@ -357,7 +357,8 @@ async def _take(session: AsyncSession, ids: Sequence[int], claimer: str) -> list
 
 
 async def claim_batch(session: AsyncSession, *, claimer: str, now: datetime, channels: Sequence[str],
-                      limit: int, lanes: Sequence[int] | None = None) -> list[Claim]:
+                      limit: int, lanes: Sequence[int] | None = None,
+                      skip_addresses: Sequence[str] = ()) -> list[Claim]:
     """Claim up to `limit` due rows for `channels`: the first pending row of each address only
     (first in, first out), the highest lane first, then the oldest due.
 
@@ -374,6 +375,8 @@ async def claim_batch(session: AsyncSession, *, claimer: str, now: datetime, cha
            .limit(limit))
     if lanes is not None:
         due = due.where(OutboxMessage.priority.in_([int(lane) for lane in lanes]))
+    if skip_addresses:  # spaced by the sender's per-recipient interval: a later round takes them
+        due = due.where(OutboxMessage.address.not_in(list(skip_addresses)))
     if _is_pg(session):
         due = due.with_for_update(skip_locked=True)
     ids = list(await session.scalars(due))

@@ -74,6 +74,18 @@ class ChannelLimiter:
             return 0.0
         return max(0.0, last + self.limits.per_recipient_interval - self._now())
 
+    def spacing(self) -> list[str]:
+        """Addresses still inside their per-recipient interval (a claim skips them, so a worker
+        never holds a send slot just to wait out one person's spacing)."""
+        now = self._now()
+        return [a for a, t in self._last.items() if t + self.limits.per_recipient_interval > now]
+
+    def next_free(self) -> float:
+        """Seconds until the first spaced address may be sent to again (inf if none is spaced)."""
+        now = self._now()
+        ends = [t + self.limits.per_recipient_interval - now for t in self._last.values()]
+        return min((e for e in ends if e > 0), default=float("inf"))
+
     def sent(self, address: str) -> None:
         """The platform has answered a send to `address`: its spacing counts from now, so the
         next message arrives at least the interval after this one did, however slow the send."""

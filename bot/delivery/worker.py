@@ -176,8 +176,10 @@ class DeliveryWorker:
                 await self._sleep(delay)
                 continue
             failures = 0
-            if stats.claimed < self.settings.batch_size:
-                await self._sleep(await self._until_due(lanes, poll))
+            if stats.claimed == 0:  # idle: until something may be due, at most `poll`
+                spaced = min((self.limiter.channel(c, s.limits).next_free() for c, s in self.senders.items()),
+                             default=float("inf"))
+                await self._sleep(min(await self._until_due(lanes, poll), spaced + 0.01))
 
     async def _until_due(self, lanes: Sequence[int], poll: float) -> float:
         """Seconds to sleep: `poll`, or less if a row of these lanes falls due sooner (a reply
@@ -259,9 +261,11 @@ class DeliveryWorker:
                 allowed = [lane for lane in wanted
                            if lane != OutboxLane.BULK or not self._bulk_held(channel)]
                 if allowed:
+                    spaced = self.limiter.channel(channel, self.senders[channel].limits).spacing()
                     claims += await outbox.claim_batch(
                         session, claimer=self.worker_id, now=self.now(), channels=[channel],
-                        limit=self.settings.batch_size - len(claims), lanes=allowed)
+                        limit=self.settings.batch_size - len(claims), lanes=allowed,
+                        skip_addresses=spaced)
         for claim in claims:
             self._held[claim.id] = claim
         return claims
@@ -326,8 +330,11 @@ class DeliveryWorker:
         return True
 
     async def _next_of(self, claim: Claim, lanes: Sequence[int] | None) -> Claim | None:
-        """The person's next row, once this one is done, if it is due and in our lanes."""
-        if self.stop.is_set() or claim.id in self._held:
+        """The person's next row, once this one is done, if it is due, in our lanes and may go
+        now (a platform spacing one person's messages leaves it to a later round instead of
+        holding a send slot to wait)."""
+        limiter = self.limiter.channel(claim.channel, self.senders[claim.channel].limits)
+        if self.stop.is_set() or claim.id in self._held or limiter.recipient_wait(claim.address) > 0:
             return None
         try:
             async with self.db.async_session() as session:
