@@ -19,6 +19,9 @@ from collections.abc import Callable
 from bot.delivery.base import RateLimit
 
 Monotonic = Callable[[], float]
+SHORT_WAIT = 0.25  # seconds of a person's spacing a sender simply waits out in its send slot
+LONGEST_SPACING = 5.0  # a longer per-recipient interval (SMS: one a minute) is the sender's own
+# quota, counted in the outbox by the sender itself, not waited out here
 
 
 class TokenBucket:
@@ -69,16 +72,18 @@ class ChannelLimiter:
         return max(0.0, self.paused_until - self._now())
 
     def recipient_wait(self, address: str) -> float:
+        if self.limits.per_recipient_interval > LONGEST_SPACING:
+            return 0.0
         last = self._last.get(address)
         if last is None:
             return 0.0
         return max(0.0, last + self.limits.per_recipient_interval - self._now())
 
-    def spacing(self) -> list[str]:
-        """Addresses still inside their per-recipient interval (a claim skips them, so a worker
-        never holds a send slot just to wait out one person's spacing)."""
-        now = self._now()
-        return [a for a, t in self._last.items() if t + self.limits.per_recipient_interval > now]
+    def spacing(self, longer_than: float = SHORT_WAIT) -> list[str]:
+        """Addresses with more than `longer_than` seconds of their per-recipient interval left
+        (a claim skips them, so a worker never holds a send slot to wait out one person's
+        spacing; a shorter wait is simply waited)."""
+        return [a for a in self._last if self.recipient_wait(a) > longer_than]
 
     def next_free(self) -> float:
         """Seconds until the first spaced address may be sent to again (inf if none is spaced)."""

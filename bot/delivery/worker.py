@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 from bot.delivery.base import ChannelSender, SendResult, request_of
 from bot.delivery.outcome import RetryPolicy, apply_result
-from bot.delivery.ratelimit import RateLimiter
+from bot.delivery.ratelimit import SHORT_WAIT, RateLimiter
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxLane, OutboxMessage, OutboxStatus
@@ -334,7 +334,7 @@ class DeliveryWorker:
         now (a platform spacing one person's messages leaves it to a later round instead of
         holding a send slot to wait)."""
         limiter = self.limiter.channel(claim.channel, self.senders[claim.channel].limits)
-        if self.stop.is_set() or claim.id in self._held or limiter.recipient_wait(claim.address) > 0:
+        if self.stop.is_set() or claim.id in self._held or limiter.recipient_wait(claim.address) > SHORT_WAIT:
             return None
         try:
             async with self.db.async_session() as session:
