@@ -12,13 +12,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# These run real processes on SQLite files and matplotlib, never on the test database server:
+# once, on the SQLite pass of the suite, is enough.
+pytestmark = pytest.mark.skipif(bool(os.environ.get("WARMLINE_TEST_DATABASE_URL")),
+                                reason="process checks independent of the database; run on the SQLite pass")
+
 
 # Hides every system font from matplotlib, then runs the rest of the program given.
 HIDE_FONTS = """
 import matplotlib
 matplotlib.use("Agg")
 from pathlib import Path
+
+import pytest
 from matplotlib import font_manager as fm
 own = Path(matplotlib.get_data_path()) / "fonts"
 fm.fontManager.ttflist = [f for f in fm.fontManager.ttflist if own in Path(f.fname).parents]
