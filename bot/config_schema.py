@@ -23,15 +23,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.care.occasions import NAMES as OCCASION_NAMES
 
 # Tables whose keys are chosen by the county; the value every key must have.
-OPEN_TABLES: dict[str, str] = {
+OPEN_TABLES: dict[str, Any] = {
     "outreach.templates": "text",
-    "wechat.templates": "template",
-    "reports.budget_lines.sources": "number",
+    "wechat.templates": {"template_id": "", "url": "", "max_chars": 20, "fields": {}},
     "wechat.templates.*.fields": "text",
+    "sms.templates": {"template_code": "", "params": {}},
+    "sms.templates.*.params": "text",
+    "reports.budget_lines.sources": "number",
 }
 # Settings a county may add although the defaults leave them out (commented there).
 OPTIONAL: dict[str, Any] = {"outreach.festivals": ["new_year"]}
-TEMPLATE_KEYS: dict[str, Any] = {"template_id": "", "url": "", "max_chars": 20, "fields": {}}
 
 # (low, high, unit): inclusive bounds. Danger thresholds stay within what a reading can be and
 # still mean "danger": a systolic alert at 90 mmHg, or below 0, would alert on every reading.
@@ -57,7 +58,7 @@ TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 DURATION = re.compile(r"_(seconds|minutes|hours|days|months)$|_days_(before|after)$")
 # Durations that may be 0 ("on the day itself", "no grace").
 MAY_BE_ZERO = re.compile(r"_days_(before|after)$|^delivery\.max_hold_seconds$|^policy\.lookback_days$")
-COUNT = re.compile(r"(per_(month|year|second)|_bytes|max_attempts|batch_size|concurrency|max_chars"
+COUNT = re.compile(r"(per_(month|year|second|minute|hour|day)|_bytes|max_attempts|batch_size|concurrency|max_chars"
                    r"|_failures|_yuan)$")
 OCCASION_LISTS = ("policy.holiday_occasions", "outreach.festivals")
 TIMES = ("program.quiet_hours.start", "program.quiet_hours.end")
@@ -180,7 +181,7 @@ def _value(path: str, value: Any, default: Any) -> Iterator[Problem]:
         yield from _rules(path, value)
 
 
-def _open(path: str) -> str | None:
+def _open(path: str) -> Any:
     """The value kind of an open table at `path` (list indexes ignored), or None."""
     plain = re.sub(r"\[\d+\]", "", path)
     return next((kind for pattern, kind in OPEN_TABLES.items() if fnmatch.fnmatchcase(plain, pattern)), None)
@@ -192,8 +193,8 @@ def _open_table(path: str, value: Any) -> Iterator[Problem]:
         return
     want = _open(path) or "text"
     for key, item in value.items():
-        if want == "template":
-            yield from _value(f"{path}.{key}", item, TEMPLATE_KEYS)
+        if isinstance(want, dict):  # each entry is a table of known keys (a template)
+            yield from _value(f"{path}.{key}", item, want)
         elif not _type_ok(want, item):
             zh, en = KIND_WORDS[want]
             yield Problem(_label(f"{path}.{key}"), f"应当是{zh}", f"must be {en}")

@@ -56,6 +56,8 @@ def test_an_unknown_section_names_the_nearest_one(tmp_path: Path) -> None:
     ("[policy]\nholiday_occasions = [\"mid_autum\"]\n", ("mid_autum", "did you mean mid_autumn")),
     ("[program]\ntimezone = \"Asia/Beijing\"\n", ("timezone", "Asia/Shanghai")),
     ("[wechat.templates.greeting]\ntemplate_id = \"T\"\nfeilds = {}\n", ("feilds", "did you mean fields")),
+    ("[sms.templates.stopped]\ntemplate_cod = \"SMS_1\"\n", ("template_cod", "did you mean template_code")),
+    ("[sms]\nper_number_per_day = 0\n", ("per_number_per_day", "more than 0")),
 ])
 def test_types_ranges_times_and_durations_are_checked(tmp_path: Path, text: str, words: tuple[str, ...]) -> None:
     message = refused(tmp_path, text)

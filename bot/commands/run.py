@@ -46,7 +46,9 @@ NO_CHANNEL = (
     "没有配置任何渠道，只运行发送和排班。要接入聊天，请设置 / no channel is configured (only delivery and the "
     "scheduler run); to connect one set: Telegram: WARMLINE_TELEGRAM_TOKEN; WeChat Official Account: "
     "WARMLINE_WECHAT_APPID, WARMLINE_WECHAT_SECRET, WARMLINE_WECHAT_TOKEN; WeCom: WARMLINE_WECOM_CORP_ID, "
-    "WARMLINE_WECOM_SECRET, WARMLINE_WECOM_AGENT_ID, WARMLINE_WECOM_TOKEN, WARMLINE_WECOM_AES_KEY (README: Channels)")
+    "WARMLINE_WECOM_SECRET, WARMLINE_WECOM_AGENT_ID, WARMLINE_WECOM_TOKEN, WARMLINE_WECOM_AES_KEY; SMS: "
+    "WARMLINE_SMS_PROVIDER, WARMLINE_SMS_ACCESS_KEY_ID, WARMLINE_SMS_ACCESS_KEY_SECRET, WARMLINE_SMS_SIGN_NAME "
+    "(README: Channels)")
 
 
 def listen_address(app: App) -> tuple[str, int]:
