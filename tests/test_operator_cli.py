@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_DATA_KEY
 from tests.process import Proc
 
 # These run real processes on SQLite files and matplotlib, never on the test database server:
@@ -32,7 +33,9 @@ CHINESE = re.compile(r"[\u4e00-\u9fff]")
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
-    result = cli("--db", str(folder / "demo.db"), "demo", cwd=folder, stdin="")
+    # the key every test's process has (conftest sets WARMLINE_DATA_KEY for each test)
+    result = cli("--db", str(folder / "demo.db"), "demo", cwd=folder, stdin="",
+                 env={"WARMLINE_DATA_KEY": TEST_DATA_KEY})
     assert result.returncode == 0, result.stderr
     return folder / "demo.db"
 
