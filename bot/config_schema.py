@@ -160,8 +160,14 @@ def _walk(user: dict[str, Any], schema: dict[str, Any], prefix: str) -> Iterator
         yield from _value(path, value, default)
 
 
+# Settings that take more than one type (the first is the default's).
+EITHER: dict[str, tuple[str, ...]] = {"console.secure_cookies": ("text", "bool")}
+
+
 def _value(path: str, value: Any, default: Any) -> Iterator[Problem]:
     kind = _kind(default)
+    if path in EITHER and any(_type_ok(k, value) for k in EITHER[path]):
+        return
     if kind == "int" and re.search(r"_(seconds|minutes|hours)$", path):
         kind = "number"  # "90.5 minutes" is a fine duration
     if _open(path):

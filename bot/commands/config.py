@@ -29,6 +29,7 @@ ENVIRONMENT: tuple[tuple[str, bool], ...] = (
     ("WARMLINE_SMS_PROVIDER", False), ("WARMLINE_SMS_ACCESS_KEY_ID", False),
     ("WARMLINE_SMS_ACCESS_KEY_SECRET", True), ("WARMLINE_SMS_SIGN_NAME", False), ("WARMLINE_SMS_SDK_APP_ID", False),
     ("WARMLINE_SMS_API_BASE", False), ("WARMLINE_SMS_CALLBACK_TOKEN", True),
+    ("WARMLINE_CONSOLE_URL", False), ("WARMLINE_CONSOLE_SECRET", True),
 )
 SECRET = "（已设置，不显示 / set, not shown）"
 

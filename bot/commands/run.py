@@ -122,6 +122,9 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
         sender = channel.sender()
         if sender is not None:
             senders[sender.channel] = sender
+    from bot.console import console_routes  # the web console for coordinators (/console)
+
+    routes.extend(console_routes(app))
     host, port = listen_address(app)
     server = uvicorn.Server(uvicorn.Config(build_http_app(routes), host=host, port=port,
                                            log_level="warning", lifespan="off"))
