@@ -379,7 +379,7 @@ class Runner:
             index = int(text) - 1
             return options[index][1] if 0 <= index < len(options) else None
         lowered = text.lower()
-        labels = [(normalize(label).lower(), value) for _token, value, label in options]
+        labels: list[tuple[str, str]] = [(normalize(label).lower(), value) for _token, value, label in options]
         for label, value in labels:
             if lowered == label:
                 return value
@@ -414,7 +414,7 @@ class Runner:
     async def _resolve_token(self, session: AsyncSession, row: DialogSession, inbound: Inbound) -> str | None:
         for token, value, _label in (row.data or {}).get("_opts") or []:
             if token == inbound.option_token:
-                return value
+                return str(value)
         token_row = await session.get(ActionToken, inbound.option_token)
         if (token_row is None or token_row.channel != inbound.channel
                 or token_row.address != inbound.address):
