@@ -75,7 +75,7 @@ def load_or_create_key_file(path: Path) -> str:
 
 
 def _ring(dialect: Dialect) -> KeyRing:
-    ring = getattr(dialect, KEYRING_ATTR, None)
+    ring: KeyRing | None = getattr(dialect, KEYRING_ATTR, None)
     if ring is None:
         raise KeyError_("no data key configured for this database (WARMLINE_DATA_KEY)")
     return ring

@@ -90,4 +90,4 @@ async def members_of(session: AsyncSession, household_id: int) -> list[tuple[Hou
         .where(HouseholdMember.household_id == household_id, HouseholdMember.alive.is_(True))
         .order_by(HouseholdMember.id)
     )
-    return [tuple(r) for r in rows.all()]
+    return [(member, person) for member, person in rows.all()]
