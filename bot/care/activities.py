@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app import quiet_hours
 from bot.care.hard_days import CareHardDays
 from bot.config import ConfigError, Settings
-from dialogs.invitations import SendWindow, remind_due, send_due
+from domain.invitations import SendWindow, remind_due, send_due
 
 if TYPE_CHECKING:
     from bot.app import App

@@ -23,8 +23,8 @@ from dialogs.engine.context import queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.family_line import CALL_TASK, task_key
-from dialogs.outreach import volunteer_of
 from dialogs.services import OutreachPolicy
+from domain.outreach import volunteer_of
 from storage.models import (
     FamilyMessage,
     Household,
