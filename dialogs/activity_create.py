@@ -21,7 +21,8 @@ from sqlalchemy import select
 from dialogs.engine.catalog import has
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import (
+from dialogs.parsing import chinese_number, normalize, parse_when
+from domain.invitations import (
     ACTIVITY_TYPES,
     CUSTOM,
     SendWindow,
@@ -31,7 +32,6 @@ from dialogs.invitations import (
     type_name,
     when_text,
 )
-from dialogs.parsing import chinese_number, normalize, parse_when
 from storage.audience import (
     AudienceKind,
     AudienceNotAllowed,

@@ -19,7 +19,8 @@ from dialogs.activity_create import channel_name, read_when
 from dialogs.common import read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import (
+from dialogs.parsing import normalize
+from domain.invitations import (
     SendWindow,
     Status,
     attendance_list,
@@ -29,7 +30,6 @@ from dialogs.invitations import (
     reschedule_activity,
     when_text,
 )
-from dialogs.parsing import normalize
 from storage.activity_stats import (
     ALL_CHANNELS,
     Counts,

@@ -19,11 +19,11 @@ from itertools import pairwise
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialogs.casework import open_follow_up
 from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
 from dialogs.engine.context import StepContext
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
+from domain.casework import open_follow_up
 from storage.models import Assessment, Household
 from storage.queries import members_of, township_coordinators
 

@@ -23,7 +23,7 @@ from dialogs.common import ChoosesHousehold
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.family_preferences import PreferenceSteps, chain, member_facts, read_choice
-from dialogs.outreach import (
+from domain.outreach import (
     IN_PERSON,
     RELATIONS,
     address_of,

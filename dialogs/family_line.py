@@ -23,9 +23,9 @@ from sqlalchemy import select, update
 
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, action_value
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import SendWindow
-from dialogs.outreach import address_of, may_answer, membership, queue_to_family, volunteer_of
 from dialogs.parsing import clean_text
+from domain.invitations import SendWindow
+from domain.outreach import address_of, may_answer, membership, queue_to_family, volunteer_of
 from storage.models import FamilyMessage, Household, HouseholdMember, Person, Role, Task, Visit
 from storage.queries import household_labels, township_coordinators
 from storage.scope import visible_households

@@ -22,7 +22,8 @@ from dialogs.common import read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.family_line import receive_words
-from dialogs.outreach import (
+from dialogs.parsing import clean_text
+from domain.outreach import (
     confirmed,
     current_consent,
     membership,
@@ -31,7 +32,6 @@ from dialogs.outreach import (
     stop_all,
     volunteer_of,
 )
-from dialogs.parsing import clean_text
 from storage.models import ChannelAddress, Person
 
 MIN_WORDS = 6  # typed words this long where a choice was expected are a message, not a typo

@@ -19,11 +19,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from dialogs.casework import open_follow_up
 from dialogs.common import ChoosesHousehold, confirm_options, read_confirm, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid, Stay
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import parse_date
+from domain.casework import open_follow_up
 from storage.models import (
     CaseFile,
     DeceasedChild,

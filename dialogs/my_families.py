@@ -17,10 +17,10 @@ from datetime import date
 from sqlalchemy import func, select
 
 from dialogs.assessment import SCALES, compare_lines, previous_assessment
-from dialogs.casework import needs_renewal_task, service_name
 from dialogs.common import ChoosesHousehold
 from dialogs.engine.dialog import Answer, Finish, Invalid, action_value
 from dialogs.engine.types import Option, Reply
+from domain.casework import needs_renewal_task, service_name
 from storage.models import (
     Assessment,
     CaseFile,

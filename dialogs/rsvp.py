@@ -16,8 +16,8 @@ from sqlalchemy import select
 from dialogs.engine.context import UNROUTED
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import ANSWERS, SendWindow, Status, describe, record_rsvp, when_text
 from dialogs.parsing import normalize
+from domain.invitations import ANSWERS, SendWindow, Status, describe, record_rsvp, when_text
 from storage.models import Activity, Invitation
 
 _WORDS = {

@@ -16,11 +16,11 @@ from itertools import pairwise
 
 from sqlalchemy import select
 
-from dialogs.casework import service_name, services_for, sync_expiry_task
 from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize, parse_date
+from domain.casework import service_name, services_for, sync_expiry_task
 from storage.models import ServiceEntitlement, ServiceStatus
 from storage.queries import members_of
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from itertools import pairwise
 
-from dialogs.casework import open_follow_up, pace_down
 from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import fen_to_yuan, parse_date, parse_money
+from domain.casework import open_follow_up, pace_down
 from storage.models import Household, Visit, VisitKind, VisitOutcome
 
 FIELDS = ["when", "kind", "occasion", "physical", "mood", "needs", "money", "followup"]

@@ -1,7 +1,9 @@
 """User-facing text, looked up by key: Simplified Chinese first, English beside it.
 
-The catalogues are TOML files in `dialogs/catalog/`; a key missing from a non-default language
-falls back to Chinese so a gap never shows a raw key to a volunteer.
+The catalogues are TOML files in `dialogs/catalog/` (most of the words are the dialogs'); the
+lookup lives here, below the dialogs, because the rules shared with the scheduled jobs (an
+invitation, a renewal task, an alert) word their messages too. A key missing from a
+non-default language falls back to Chinese so a gap never shows a raw key to a volunteer.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "dialogs" / "catalog"
 DEFAULT_LOCALE = "zh"
 
 

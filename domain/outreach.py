@@ -16,8 +16,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialogs.engine.context import payload_of
-from dialogs.engine.types import Reply
+from domain.messages import Reply, payload_of
 from storage.models import (
     ChannelAddress,
     Consent,

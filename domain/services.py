@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from dialogs.engine.types import Attachment
+    from domain.messages import Attachment
     from storage.models import Person
 
 

@@ -8,7 +8,6 @@ answer, fires the trigger it returns, and asks the question of the state it land
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,9 +16,13 @@ from transitions import Machine
 
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import clean_text
+from domain.messages import action_value, parse_action
 
 if TYPE_CHECKING:
     from dialogs.engine.context import StepContext
+
+__all__ = ["Answer", "Dialog", "Finish", "Invalid", "Stay", "StepResult", "action_value",
+           "parse_action"]
 
 
 @dataclass(frozen=True)
@@ -69,21 +72,6 @@ class Finish:
 StepResult = str | Invalid | Stay | Finish
 
 
-def action_value(dialog: str, **args: Any) -> str:
-    """An option value that starts a dialog, pre-filled; used by menus, reminders and buttons."""
-    return json.dumps({"start": dialog, **args}, ensure_ascii=False, sort_keys=True)
-
-
-def parse_action(value: str) -> dict[str, Any] | None:
-    if not value.startswith("{"):
-        return None
-    try:
-        action = json.loads(value)
-    except ValueError:
-        return None
-    return action if isinstance(action, dict) else None
-
-
 class Dialog:
     """Base of every conversation. Subclasses set the class literals and write ask_/on_ methods."""
 
@@ -119,7 +107,7 @@ class Dialog:
                 auto_transitions=False,
                 ignore_invalid_triggers=False,
             )
-        machine = cls.__dict__["_machine"]
+        machine: Machine | None = cls.__dict__["_machine"]
         assert machine is not None
         return machine
 
@@ -132,12 +120,14 @@ class Dialog:
             if key != "start":
                 self.data[key] = value
 
-    async def ask(self) -> Reply | str:
+    async def ask(self) -> Reply | str | Finish:
         """The question of the current state, or a trigger name to skip a state already answered."""
-        return await getattr(self, f"ask_{self.state}")()
+        question: Reply | str | Finish = await getattr(self, f"ask_{self.state}")()
+        return question
 
     async def handle(self, answer: Answer) -> StepResult:
-        return await getattr(self, f"on_{self.state}")(answer)
+        result: StepResult = await getattr(self, f"on_{self.state}")(answer)
+        return result
 
     def help_text(self) -> str:
         key = f"{self.name}.help_{self.state}"
