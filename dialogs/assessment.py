@@ -19,13 +19,15 @@ from itertools import pairwise
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
+from dialogs.common import ChoosesHousehold
 from dialogs.engine.context import StepContext
 from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import Records
 from dialogs.engine.types import Option, Reply
+from domain.alerts import alert_recipients
 from domain.casework import open_follow_up
 from storage.models import Assessment, Household
-from storage.queries import members_of, township_coordinators
+from storage.queries import members_of
 
 SCALES = ("grief_trauma", "healing", "acceptance", "future_attitude")
 # +1 when a higher number is better, -1 when a higher number is worse
@@ -68,7 +70,7 @@ def compare_lines(ctx: StepContext, now: dict[str, int], before: Assessment | No
     return lines
 
 
-class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
+class AssessmentDialog(ChoosesHousehold, Records):
     name = "assessment"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/assess", "评估", "assessment")
@@ -197,7 +199,7 @@ class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
         assert household is not None
         text = self.t("urgent_alert", household=d.get("household_label", household.code),
                       who=d.get("member_name") or "", volunteer=person.name)
-        for coordinator in await township_coordinators(session, household.township_id):
+        for coordinator in await alert_recipients(session, household.township_id):
             await self.ctx.notify(coordinator.id, Reply(text), kind="alert",
                                   key=f"alert:assessment:{row.id}:{coordinator.id}")
         follow.escalated_at = now  # the coordinator already knows

@@ -24,10 +24,11 @@ from sqlalchemy import select, update
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import clean_text
+from domain.alerts import alert_recipients
 from domain.invitations import SendWindow
 from domain.outreach import address_of, may_answer, membership, queue_to_family, volunteer_of
 from storage.models import FamilyMessage, Household, HouseholdMember, Person, Role, Task, Visit
-from storage.queries import household_labels, township_coordinators
+from storage.queries import household_labels
 from storage.scope import visible_households
 
 CALL_TASK = "call_family"
@@ -54,7 +55,7 @@ async def recipients_for(session: Any, household: Household | None) -> list[Pers
     if volunteer is not None:
         return [volunteer]
     if household is not None:
-        return await township_coordinators(session, household.township_id)
+        return await alert_recipients(session, household.township_id)
     return list(await session.scalars(select(Person).where(Person.role == Role.ADMIN, Person.active.is_(True))))
 
 

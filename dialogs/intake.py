@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from dialogs.common import ChoosesHousehold, confirm_options, read_confirm, read_yes_no, yes_no
+from dialogs.common import ChoosesHousehold, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid, Stay
+from dialogs.engine.recording import confirm_options, read_confirm
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import parse_date
 from domain.casework import open_follow_up

@@ -16,8 +16,9 @@ from itertools import pairwise
 
 from sqlalchemy import select
 
-from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
+from dialogs.common import ChoosesHousehold
 from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import Records
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize, parse_date
 from domain.casework import service_name, services_for, sync_expiry_task
@@ -31,7 +32,7 @@ DATES_FOR = {ServiceStatus.APPLIED: ("applied_on",), ServiceStatus.ACTIVE: ("sta
 SKIP, NO_END = "__skip", "__no_end"
 
 
-class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
+class ServicesStatus(ChoosesHousehold, Records):
     name = "services"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/services", "服务", "服务与保障", "保险", "services")

@@ -10,15 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
 from dialogs.engine.types import Reply
+from domain.casebook import Casebook
 from domain.messages import UNROUTED, new_token, payload_of, queue_message, route_waiting
 from domain.services import Services
-from storage.audit import record_audit
 from storage.models import OutboxMessage, Person
 
 __all__ = ["UNROUTED", "StepContext", "new_token", "payload_of", "queue_message", "route_waiting"]
 
 @dataclass
 class StepContext:
+    """One step's view of the world. Dialogs read and write case records through `book` (the
+    domain API bound to this step's unit of work and sender); `session` is the runner's and
+    no dialog touches it (tests/test_layers.py checks)."""
+
     session: AsyncSession
     services: Services
     channel: str
@@ -26,6 +30,10 @@ class StepContext:
     person: Person | None
     locale: str = catalog.DEFAULT_LOCALE
     notices: list[Reply] = field(default_factory=list)
+    book: Casebook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.book = Casebook(self.session, self.services, self.person)
 
     def t(self, key: str, **values: Any) -> str:
         return catalog.t(key, self.locale, **values)
@@ -35,11 +43,8 @@ class StepContext:
 
     async def notify(self, person_id: int, reply: Reply, *, kind: str, key: str,
                      expires_at: datetime | None = None) -> OutboxMessage | None:
-        return await queue_message(self.session, person_id=person_id, reply=reply, kind=kind,
-                                   key=key, now=self.now(), expires_at=expires_at)
+        return await self.book.notify(person_id, reply, kind=kind, key=key, expires_at=expires_at)
 
     async def audit(self, action: str, entity: str, entity_id: int | None,
                     household_id: int | None, detail: str | None = None) -> None:
-        await record_audit(self.session, actor_id=self.person.id if self.person else None,
-                           action=action, entity=entity, entity_id=entity_id,
-                           household_id=household_id, detail=detail, at=self.now())
+        await self.book.audit(action, entity, entity_id, household_id, detail)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from transitions import Machine
 
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import clean_text
 from domain.messages import action_value, parse_action
@@ -90,11 +91,23 @@ class Dialog:
     catches_free_text: ClassVar[bool] = False
     _machine: ClassVar[Machine | None] = None
 
+    # The dialog's answers as a typed structure (dialogs/engine/form.py); a dialog without one
+    # keeps them in the plain `data` dict.
+    form_type: ClassVar[type[Form] | None] = None
+    form: Form
+
     state: str
 
     def __init__(self, ctx: StepContext, data: dict[str, Any]) -> None:
         self.ctx = ctx
-        self.data = data
+        self._data = data
+        if self.form_type is not None:
+            self.form = self.form_type.load(data)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The answers as the session stores them (JSON); a typed dialog's form, dumped."""
+        return self.form.dump() if self.form_type is not None else self._data
 
     @classmethod
     def machine(cls) -> Machine:
@@ -116,9 +129,12 @@ class Dialog:
 
     async def begin(self, args: dict[str, Any]) -> None:
         """Take what the caller pre-filled (a household chosen from a reminder, say)."""
+        if self.form_type is not None:
+            self.form = self.form.prefill(args)
+            return
         for key, value in args.items():
             if key != "start":
-                self.data[key] = value
+                self._data[key] = value
 
     async def ask(self) -> Reply | str | Finish:
         """The question of the current state, or a trigger name to skip a state already answered."""

@@ -1,0 +1,210 @@
+"""The casebook: what one step of a dialog may read and write, for one person, in one unit of work.
+
+The runner opens a transaction per inbound message and hands the dialog a `Casebook` bound to it
+and to the sender (through `StepContext.book`). A dialog asks it for what it needs — the
+households in the sender's scope, their members, record a visit or a reading, open a
+follow-up, queue a message — and never holds the ORM session itself. Every read of a household
+goes through the scope rule (`storage.scope`), so a forged or stale household id answers None,
+never another township's family. What is written is only flushed here: the runner commits the
+whole step or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import casework, readings
+from domain.alerts import alert_recipients
+from domain.messages import Reply, queue_message
+from domain.services import Services, TaskView
+from storage.audit import record_audit
+from storage.models import (
+    FollowUp,
+    HealthReading,
+    Household,
+    HouseholdMember,
+    OutboxMessage,
+    Person,
+    Visit,
+    VisitOutcome,
+)
+from storage.queries import (
+    household_for,
+    household_labels,
+    households_for,
+    last_contact,
+    members_of,
+)
+from storage.scope import visible_households
+
+
+@dataclass(frozen=True)
+class VisitRecord:
+    """A visit as a volunteer reports it (the visit dialog's answers, checked)."""
+
+    household_id: int
+    visited_on: date
+    kind: str
+    outcome: str = VisitOutcome.DONE
+    occasion: str | None = None
+    physical: str | None = None
+    mood: str | None = None
+    needs: str | None = None
+    money_fen: int = 0
+    gifts: str | None = None
+    follow_up: bool = False
+
+
+@dataclass(frozen=True)
+class VisitSaved:
+    visit_id: int
+    paced_days: int | None  # the household's new contact rhythm after a declined visit
+
+
+@dataclass(frozen=True)
+class ReadingSaved:
+    reading_id: int
+    danger: bool
+
+
+class Casebook:
+    """The narrow API dialogs use; one per step, bound to the step's session and sender."""
+
+    def __init__(self, session: AsyncSession, services: Services, actor: Person | None) -> None:
+        self._session = session
+        self.services = services
+        self.actor = actor
+
+    def _me(self) -> Person:
+        if self.actor is None:
+            raise PermissionError("a step without a known sender cannot read case records")
+        return self.actor
+
+    def now(self) -> datetime:
+        return self.services.now()
+
+    # ------------------------------------------------------------------ households
+
+    async def households(self) -> list[Household]:
+        """The households the sender may see, by code."""
+        return await households_for(self._session, self._me())
+
+    async def household(self, household_id: int) -> Household | None:
+        """One household if the sender may see it, else None (a forwarded or forged button)."""
+        return await household_for(self._session, self._me(), household_id)
+
+    async def labels(self, households: list[Household]) -> dict[int, str]:
+        return await household_labels(self._session, households)
+
+    async def label(self, household: Household) -> str:
+        return (await household_labels(self._session, [household]))[household.id]
+
+    async def members(self, household_id: int) -> list[tuple[HouseholdMember, Person]]:
+        """The living members of a household, with their person records."""
+        return await members_of(self._session, household_id)
+
+    async def last_contact(self, household_ids: list[int]) -> dict[int, date]:
+        return await last_contact(self._session, household_ids)
+
+    async def due_tasks(self, household_id: int) -> list[TaskView]:
+        return await self.services.tasks.for_household(self._session, household_id, self.now())
+
+    # ------------------------------------------------------------------ records
+
+    async def record_visit(self, record: VisitRecord) -> VisitSaved:
+        """Save a visit; a need becomes a follow-up, a declined visit paces the household down."""
+        me = self._me()
+        now = self.now()
+        visit = Visit(
+            household_id=record.household_id, volunteer_id=me.id, visited_on=record.visited_on,
+            kind=record.kind, outcome=record.outcome, occasion=record.occasion,
+            physical_state=record.physical, mood=record.mood, needs=record.needs or None,
+            money_fen=record.money_fen, gifts=record.gifts or None, follow_up=record.follow_up,
+            recorded_at=now,
+        )
+        self._session.add(visit)
+        await self._session.flush()
+        if visit.follow_up:
+            await casework.open_follow_up(self._session, household_id=record.household_id,
+                                          source="visit", source_id=visit.id, text=visit.needs,
+                                          now=now, fallback_owner_id=me.id)
+        await self.audit("write", "visit", visit.id, record.household_id)
+        paced: int | None = None
+        if record.outcome == VisitOutcome.DECLINED:
+            household = await self._session.get(Household, record.household_id)
+            assert household is not None
+            paced = casework.pace_down(household, now, self.services.casework)
+            await self.audit("write", "household", record.household_id, record.household_id,
+                             "paced_down")
+        return VisitSaved(visit.id, paced)
+
+    async def record_reading(self, *, household_id: int, member_id: int | None,
+                             reading: readings.Reading, advice: str | None,
+                             alert_text: str) -> ReadingSaved:
+        """Save a reading; one in the danger range alerts whoever must hear of it, at once
+        (`alert_text`, worded by the dialog, says what was measured)."""
+        me = self._me()
+        now = self.now()
+        reasons = readings.danger_reasons(reading, self.services.thresholds)
+        row = HealthReading(
+            household_id=household_id, member_id=member_id, volunteer_id=me.id, measured_at=now,
+            systolic=reading.systolic, diastolic=reading.diastolic, pulse=reading.pulse,
+            glucose_mmol=reading.glucose, glucose_context=reading.glucose_context,
+            advice=advice or None, danger=bool(reasons), danger_reasons=",".join(reasons) or None,
+            recorded_at=now,
+        )
+        self._session.add(row)
+        await self._session.flush()
+        await self.audit("write", "reading", row.id, household_id)
+        if reasons:
+            household = await self._session.get(Household, household_id)
+            assert household is not None
+            for person in await alert_recipients(self._session, household.township_id):
+                await self.notify(person.id, Reply(alert_text), kind="alert",
+                                  key=f"alert:reading:{row.id}:{person.id}")
+        return ReadingSaved(row.id, bool(reasons))
+
+    # ------------------------------------------------------------------ follow-ups
+
+    def _visible_ids(self) -> Select[int]:
+        return visible_households(self._me()).with_only_columns(Household.id)
+
+    async def open_follow_ups(self, statuses: tuple[str, ...], limit: int) -> list[FollowUp]:
+        """Open needs of the sender's households, escalated ones first, oldest first."""
+        return list(await self._session.scalars(
+            select(FollowUp).where(FollowUp.status.in_(statuses),
+                                   FollowUp.household_id.in_(self._visible_ids()))
+            .order_by(FollowUp.escalated_at.is_(None), FollowUp.created_at).limit(limit)))
+
+    async def follow_up(self, follow_up_id: int) -> FollowUp | None:
+        """One follow-up of a household the sender may see, else None."""
+        return await self._session.scalar(select(FollowUp).where(
+            FollowUp.id == follow_up_id, FollowUp.household_id.in_(self._visible_ids())))
+
+    async def households_by_id(self, household_ids: set[int]) -> list[Household]:
+        return list(await self._session.scalars(
+            select(Household).where(Household.id.in_(household_ids))))
+
+    async def mark_follow_up(self, item: FollowUp, status: str) -> None:
+        """Someone acted on a need (stops the escalation clock); `done` closes it."""
+        item.acted_at = item.acted_at or self.now()
+        item.status = status
+        await self.audit("write", "follow_up", item.id, item.household_id, item.status)
+
+    # ------------------------------------------------------------------ messages and audit
+
+    async def notify(self, person_id: int, reply: Reply, *, kind: str, key: str,
+                     expires_at: datetime | None = None) -> OutboxMessage | None:
+        """Queue a message to a person through the outbox, once per key."""
+        return await queue_message(self._session, person_id=person_id, reply=reply, kind=kind,
+                                   key=key, now=self.now(), expires_at=expires_at)
+
+    async def audit(self, action: str, entity: str, entity_id: int | None,
+                    household_id: int | None, detail: str | None = None) -> None:
+        await record_audit(self._session, actor_id=self.actor.id if self.actor else None,
+                           action=action, entity=entity, entity_id=entity_id,
+                           household_id=household_id, detail=detail, at=self.now())
