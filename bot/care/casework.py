@@ -23,9 +23,10 @@ from dialogs.engine import catalog
 from dialogs.engine.context import queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
+from domain.alerts import alert_recipients
 from domain.casework import EXPIRY_TASK, sync_expiry_task
 from storage.models import FollowUp, Household, ServiceEntitlement, Task
-from storage.queries import contact_volunteer, household_labels, township_coordinators
+from storage.queries import contact_volunteer, household_labels
 
 log = logging.getLogger("warmline.casework")
 
@@ -75,7 +76,7 @@ async def escalate_follow_ups(session: AsyncSession, now: datetime, settings: Se
                                 volunteer=volunteer.name if volunteer else "—"),
                       (Option(catalog.t("followups.escalation_open"),
                               action_value("followups", follow_up_id=item.id)),))
-        for coordinator in await township_coordinators(session, household.township_id):
+        for coordinator in await alert_recipients(session, household.township_id):
             await queue_message(session, person_id=coordinator.id, reply=reply, kind="escalation",
                                 key=f"followup_escalation:{item.id}:{coordinator.id}", now=now)
         item.escalated_at = now
