@@ -59,6 +59,34 @@ def _pick(text: str, options: list[tuple[str, str]]) -> str | None:
     return None
 
 
+async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str,
+              options: list[tuple[str, str]]) -> None:
+    """Send a question with its options as an inline keyboard; remember the options."""
+    context.user_data["options"] = options  # type: ignore[index]
+    assert update.effective_chat is not None
+    await context.bot.send_message(update.effective_chat.id, text,
+                                   reply_markup=_keyboard(options) if options else None)
+
+
+def typed_choice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str | None:
+    """The value of the remembered option the user typed (its number or label)."""
+    assert update.message is not None
+    return _pick((update.message.text or "").strip(), context.user_data.get("options", []))  # type: ignore[union-attr]
+
+
+async def volunteer_households(db: Database, update: Update) -> tuple[Person, list[Any], dict[int, str]]:
+    """The chat's volunteer, their first 40 households and the households' labels."""
+    assert update.effective_chat is not None
+    async with db.async_session() as session:
+        person = await session.scalar(select(Person).join(
+            ChannelAddress, ChannelAddress.person_id == Person.id).where(
+            ChannelAddress.channel == CHANNEL, ChannelAddress.address == str(update.effective_chat.id)))
+        assert person is not None
+        households = (await households_for(session, person))[:40]
+        labels = await household_labels(session, households)
+    return person, households, labels
+
+
 class BaselineVisitBot:
     """The conversation and its PTB Application (same in-memory Bot API as Warmline's side)."""
 
@@ -103,24 +131,13 @@ class BaselineVisitBot:
 
     async def _ask(self, update: Update, text: str, options: list[tuple[str, str]],
                    context: ContextTypes.DEFAULT_TYPE) -> None:
-        context.user_data["options"] = options  # type: ignore[index]
-        assert update.effective_chat is not None
-        await context.bot.send_message(update.effective_chat.id, text,
-                                       reply_markup=_keyboard(options) if options else None)
+        await ask(update, context, text, options)
 
     def _answer(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> str | None:
-        assert update.message is not None
-        return _pick((update.message.text or "").strip(), context.user_data.get("options", []))  # type: ignore[union-attr]
+        return typed_choice(update, context)
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-        assert update.effective_chat is not None
-        async with self.db.async_session() as session:
-            person = await session.scalar(select(Person).join(
-                ChannelAddress, ChannelAddress.person_id == Person.id).where(
-                ChannelAddress.channel == CHANNEL, ChannelAddress.address == str(update.effective_chat.id)))
-            assert person is not None
-            households = await households_for(session, person)
-            labels = await household_labels(session, households[:40])
+        person, households, labels = await volunteer_households(self.db, update)
         context.user_data.clear()  # type: ignore[union-attr]
         context.user_data["visit"] = {"volunteer_id": person.id}  # type: ignore[index]
         await self._ask(update, _t("common.which_household"),

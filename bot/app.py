@@ -7,6 +7,7 @@ from datetime import time, timedelta
 
 from bot.care.hard_days import CareHardDays
 from bot.config import Settings
+from dialogs.engine.flood import FloodGuard
 from dialogs.engine.runner import Runner
 from dialogs.registry import ALL_DIALOGS
 from dialogs.services import (
@@ -106,4 +107,6 @@ def outreach_policy(settings: Settings) -> OutreachPolicy:
 def build_app(settings: Settings, clock: Clock | None = None) -> App:
     db = Database(settings.database_url, keyring=settings.keyring())
     services = build_services(settings, clock)
-    return App(settings=settings, db=db, services=services, runner=Runner(db, services, ALL_DIALOGS))
+    flood = FloodGuard.from_section(settings.section("core"))
+    return App(settings=settings, db=db, services=services,
+               runner=Runner(db, services, ALL_DIALOGS, flood=flood))

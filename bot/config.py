@@ -79,10 +79,10 @@ class Settings:
             if value:
                 return KeyRing.from_setting(value)
             if path:
-                return KeyRing.from_setting(load_or_create_key_file(Path(path)))
+                return KeyRing.from_setting(load_or_create_key_file(Path(path), self.database_url))
             db_file = sqlite_file(self.database_url)
             if db_file is not None:
-                return KeyRing.from_setting(load_or_create_key_file(key_file_for(db_file)))
+                return KeyRing.from_setting(load_or_create_key_file(key_file_for(db_file), self.database_url))
         except (KeyError_, OSError) as exc:
             raise ConfigError(str(exc)) from exc
         raise ConfigError("a shared database needs WARMLINE_DATA_KEY (see SECURITY.md)")

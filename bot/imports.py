@@ -41,7 +41,7 @@ FAMILY_COLUMNS: dict[str, str] = {
     "sex": "性别", "birth_date": "出生日期", "birthday_calendar": "生日历法",
     "lunar_birthday": "农历生日", "phone": "电话", "hardship": "困难家庭",
     "contact_volunteer": "联系志愿者", "child_name": "子女姓名", "child_birth_date": "子女出生日期",
-    "child_death_date": "子女去世日期", "child_death_cause": "去世原因",
+    "child_death_date": "子女去世日期", "child_death_cause": "去世原因", "enrolled_on": "纳入日期",
 }
 VOLUNTEER_COLUMNS: dict[str, str] = {
     "name": "姓名", "phone": "电话", "township": "乡镇", "role": "角色", "skills": "技能",
@@ -216,6 +216,7 @@ class MemberRow:
     hardship: bool | None
     volunteer_phone: str | None
     child: dict[str, Any] | None
+    enrolled_on: date | None = None
 
 
 def parse_family_row(number: int, v: dict[str, str], today: date) -> MemberRow | list[str]:
@@ -261,11 +262,25 @@ def parse_family_row(number: int, v: dict[str, str], today: date) -> MemberRow |
                  "death_cause": v.get("child_death_cause") or None}
         if child["birth_date"] and child["death_date"] and child["death_date"] < child["birth_date"]:
             errors.append("子女去世日期早于出生日期 / the child's death date is before the birth date")
+    enrolled = _enrolment(v, errors, today)
     if errors:
         return errors
     assert relation is not None and calendar is not None
     return MemberRow(number, v["household"], v["township"], v.get("village", ""), v["name"], relation,
-                     sex, birth, calendar, lunar, phone, hardship, v.get("contact_volunteer") or None, child)
+                     sex, birth, calendar, lunar, phone, hardship, v.get("contact_volunteer") or None, child,
+                     enrolled)
+
+
+def _enrolment(v: dict[str, str], errors: list[str], today: date) -> date | None:
+    """The day the household joined the program; it may be given up to a year ahead."""
+    text = v.get("enrolled_on", "")
+    if not text:
+        return None
+    day = parse_day(text)
+    if day is None or day.year < 2000 or day > date(today.year + 1, today.month, min(today.day, 28)):
+        errors.append(f"纳入日期不对 / enrolled_on is not a usable date: {text!r} (例如 2026-12-01)")
+        return None
+    return day
 
 
 # ------------------------------------------------------------------ applying
@@ -349,7 +364,8 @@ def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *,
             continue
         household = households.get(r.household) or session.scalar(select(Household).where(Household.code == r.household))
         if household is None:
-            household = Household(code=r.household, township_id=township.id, created_at=now)
+            household = Household(code=r.household, township_id=township.id, created_at=now,
+                                  enrolled_on=today)  # enrolled the day it is imported, unless the file says
             session.add(household)
             report.count("created", "households")
         elif r.household not in households:
@@ -358,6 +374,8 @@ def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *,
         household.township_id = township.id
         if r.hardship is not None:
             household.hardship = r.hardship
+        if r.enrolled_on is not None:
+            household.enrolled_on = r.enrolled_on
         village_name = r.village or first[r.household].village
         if village_name:
             village = session.scalar(select(Village).where(Village.township_id == township.id, Village.name == village_name))

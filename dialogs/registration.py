@@ -37,6 +37,8 @@ class Registration(Dialog):
     name = "register"
     roles = frozenset({"newcomer"})
     in_menu = False
+    for_newcomers = True
+    contact_states = ("code",)
     states = ["code", "name", "confirm", "member", "relation"]
     transitions = [
         {"trigger": "next", "source": "code", "dest": "name"},

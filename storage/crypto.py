@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Text
+from sqlalchemy import Text, inspect, literal, select
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -62,16 +64,60 @@ def key_file_for(database_file: Path) -> Path:
     return database_file.with_name(database_file.name + ".key")
 
 
-def load_or_create_key_file(path: Path) -> str:
-    """A local key beside a SQLite file (demo, single county); created 0600 on first use."""
+def load_or_create_key_file(path: Path, database_url: str | None = None) -> str:
+    """A local key beside a SQLite file (demo, single county); created 0600 on first use.
+
+    A key is made only for a database that holds no encrypted value yet: a database copied or
+    restored without its key file would otherwise get a fresh key silently, and everything
+    encrypted before would stay unreadable. Then the program stops and says what is missing.
+    """
     if path.exists():
         return path.read_text().strip()
+    if database_url is not None and encrypted_values_present(database_url):
+        raise KeyError_(
+            f"the data key file {path} is missing, but the database already holds encrypted data; "
+            "restore that key file (or set WARMLINE_DATA_KEY to the key it held). "
+            "No new key was made: a new key could not open the existing data. "
+            f"数据密钥文件 {path} 不存在，而数据库里已有加密数据：请恢复原来的密钥文件（或设置 WARMLINE_DATA_KEY）。")
     key = Fernet.generate_key().decode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key
+
+
+def encrypted_columns() -> list[tuple[str, str]]:
+    """(table, column) of every encrypted column of the models."""
+    import storage.models  # noqa: F401 - registers every table on the metadata
+    from storage.base import Base
+
+    return [(table.name, column.name) for table in Base.metadata.sorted_tables
+            for column in table.columns if isinstance(column.type, EncryptedText | EncryptedJSON)]
+
+
+def encrypted_values_present(database_url: str) -> bool:
+    """Whether any encrypted column of an existing database holds a value (read without a key)."""
+    from storage.db import make_sync_engine, sqlite_file
+
+    file = sqlite_file(database_url)
+    if file is not None and not file.exists():
+        return False
+    engine = make_sync_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())
+            for table_name, column_name in encrypted_columns():
+                if table_name not in present:
+                    continue
+                table, column = sa_table(table_name, sa_column(column_name, Text)), sa_column(column_name, Text)
+                found = conn.execute(select(literal(1)).select_from(table)
+                                     .where(column.like(PREFIX + "%")).limit(1)).first()
+                if found is not None:
+                    return True
+        return False
+    finally:
+        engine.dispose()
 
 
 def _ring(dialect: Dialect) -> KeyRing:

@@ -139,14 +139,30 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
-def _prepare(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+def create_private_file(path: Path) -> None:
+    """Make an empty file only its owner can read (0600), unless it exists.
+
+    A SQLite database created by sqlite3 itself gets 0644 (under the usual umask) and its -wal
+    and -shm files copy the database file's mode, so the file is made here first; SQLite then
+    opens it as an empty database.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def prepare(url: str) -> None:
+    """Before anything opens a SQLite file: its folder exists and the file is private."""
+    file = sqlite_file(url)
+    if file is not None:
+        create_private_file(file)
 
 
 def make_sync_engine(url: str) -> Engine:
-    _prepare(url)
+    prepare(url)
     engine = create_engine(sync_url(url))
     if is_sqlite(url):
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -154,7 +170,7 @@ def make_sync_engine(url: str) -> Engine:
 
 
 def make_async_engine(url: str) -> AsyncEngine:
-    _prepare(url)
+    prepare(url)
     file = sqlite_file(url)
     if file is not None:  # calls run inline on the loop (see _InlineSQLite)
         engine = create_async_engine(async_url(url), async_creator=_inline_sqlite_creator(str(file)))

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from storage.db import sync_url
+from storage.db import prepare, sync_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -21,6 +21,7 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    prepare(url)  # a new SQLite file is created private (0600), not by sqlite3 with 0644
     command.upgrade(alembic_config(url), revision)
 
 

@@ -98,10 +98,10 @@ def db_url(template_db: Path, pg_template: str | None, tmp_path: Path) -> Iterat
 
 @pytest.fixture(autouse=True)
 def _shared_database_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On PostgreSQL there is no key file beside the database: CLI commands and subprocesses
-    under test read the data key from WARMLINE_DATA_KEY, as a deployment would."""
-    if os.environ.get("WARMLINE_TEST_DATABASE_URL"):
-        monkeypatch.setenv("WARMLINE_DATA_KEY", TEST_DATA_KEY)
+    """CLI commands and subprocesses under test read the data key the test app wrote with from
+    WARMLINE_DATA_KEY, as a deployment would. (A database holding encrypted rows is never given
+    a new key file, so a command run without the key would stop.)"""
+    monkeypatch.setenv("WARMLINE_DATA_KEY", TEST_DATA_KEY)
 
 
 @pytest.fixture

@@ -344,7 +344,10 @@ async def test_answers_by_button_and_by_word_and_changes(coordinator: Chat, crow
     assert "已为您报名参加" in await press(chat, app, "参加")
     [inv] = rows(app, Invitation, Invitation.person_id == person_id)
     assert inv.rsvp == "yes"
-    assert "已经报名参加了" in await press(chat, app, "参加")  # a second press changes nothing
+    # the same button again: a pushed button acts once, so it is stale and changes nothing
+    assert "这个按钮已经过期了" in await press(chat, app, "参加")
+    [inv] = rows(app, Invitation, Invitation.person_id == person_id)
+    assert inv.rsvp == "yes"
     assert "这次不参加" in await press(chat, app, "不参加")
     # typed, on a channel without buttons: the word is the answer
     assert "先记为待定" in await chat.say("待定")

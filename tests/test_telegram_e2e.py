@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +25,21 @@ from sqlalchemy import func, select
 from bot.app import App, build_app
 from bot.config import load_settings
 from bot.demo import seed_demo
+from dialogs.engine.context import new_token, payload_of
+from dialogs.engine.dialog import action_value
+from dialogs.engine.types import Option, Reply
 from storage.invites import create_invite
 from storage.models import (
+    ActionToken,
     ChannelAddress,
     DialogSession,
     HealthReading,
+    Household,
     InviteCode,
     OutboxMessage,
+    OutboxStatus,
     Person,
+    ProcessedInbound,
     Visit,
 )
 from tests.conftest import START, TEST_DATA_KEY
@@ -336,6 +344,96 @@ def test_a_user_who_blocked_the_bot_is_marked_unreachable_and_the_coordinator_to
     address = world.scalar(select(ChannelAddress).where(ChannelAddress.address == "5602"))
     assert address.blocked_at is not None
     assert any(c.status == 403 for c in api.calls_of("sendMessage", 5602))
+
+
+# ------------------------------------------------- chats in parallel, each chat in order
+
+
+def test_a_slow_chat_does_not_hold_another_and_one_chat_stays_in_order(
+        api: FakeBotAPI, world: World, bot: BotProcess) -> None:
+    slow = linked(api, 5701, "10000000001")
+    quick = linked(api, 5702, "10000000002")
+    slow_before, quick_before = len(slow.messages()), len(quick.messages())
+    api.slow("sendMessage", 5701, 2.0)  # this chat's replies take two seconds to go out
+    try:
+        first, second = slow.text_update("菜单"), slow.text_update("帮助")
+        other = quick.text_update("菜单")
+        started = time.monotonic()
+        for update in (first, second, other):
+            api.push(update)
+        quick.wait_for("请选择", after=quick_before, timeout=10)
+        assert time.monotonic() - started < 1.5, "the other chat waited for the slow one"
+        assert slow.messages()[slow_before:] == [], "the slow chat's reply is still on its way"
+        assert first["update_id"] in api.unconfirmed(), \
+            "an update still being handled is not confirmed, though a later one is done"
+        api.wait_handled(second["update_id"], timeout=20)
+    finally:
+        api.slow("sendMessage", 5701, 0)
+    replies = slow.messages()[slow_before:]
+    assert len(replies) == 2
+    assert "请选择要做的事" in replies[0]["text"], "the first message was answered first"
+    assert "回复选项前面的数字" in replies[1]["text"], "the second message was answered second"
+
+
+def test_an_update_not_committed_at_a_crash_is_handled_once_after_the_restart(
+        api: FakeBotAPI, world: World, bot: BotProcess) -> None:
+    user = linked(api, 5711, "10000000004")
+    before = len(user.messages())
+    update = user.text_update("菜单")
+    holder = sqlite3.connect(world.url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the database: the step waits
+        api.push(update)
+        time.sleep(1.5)
+        bot.kill()  # SIGKILL while the step waits to commit
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert user.messages()[before:] == []
+    assert update["update_id"] in api.unconfirmed(), "the update was not confirmed before its commit"
+    bot.start()
+    api.wait_handled(update["update_id"], timeout=20)
+    replies = user.messages()[before:]
+    assert len(replies) == 1 and "请选择" in replies[0]["text"], replies
+    assert world.scalar(select(func.count()).select_from(ProcessedInbound).where(
+        ProcessedInbound.inbound_key == f"u{update['update_id']}")) == 1
+
+
+def test_a_steps_several_texts_arrive_as_one_message(api: FakeBotAPI, world: World,
+                                                      bot: BotProcess) -> None:
+    user = linked(api, 5721, "10000000002")
+    user.say("菜单")
+    replies = user.say("今天天气不错")  # not understood: the kind words and the menu, together
+    assert len(replies) == 1, [m.get("text") for m in replies]
+    assert replies[0]["text"].startswith("没太明白你的意思。\n\n")
+    assert "健康数据" in labels(replies[0]), "the menu's buttons are on that one message"
+
+
+def push_button(world: World, chat_id: int, text: str, label: str, value: str) -> None:
+    """A pushed message (as a digest is) with one button, queued for the delivery worker."""
+    token = new_token()
+    with world.app.db.session() as session:
+        session.add(ActionToken(token=token, channel="telegram", address=str(chat_id),
+                                action={"value": value}, created_at=START))
+        session.add(OutboxMessage(
+            idempotency_key=f"test-push:{token}", channel="telegram", address=str(chat_id),
+            kind="digest", payload=payload_of(Reply(text, (Option(label, value),)), [token]),
+            status=OutboxStatus.QUEUED, created_at=START, next_attempt_at=START))
+
+
+def test_a_pushed_button_acts_once_and_a_second_press_is_stale(api: FakeBotAPI, world: World,
+                                                                bot: BotProcess) -> None:
+    user = linked(api, 5731, "10000000001")
+    household = world.scalar(select(Household.id).where(Household.code == "QX001"))
+    push_button(world, 5731, "今日提醒：QX001 该走访了", "记录走访",
+                action_value("visit", household_id=household))
+    pushed = user.wait_for("今日提醒", timeout=15)
+    replies = user.press("记录走访", pushed)
+    assert "这个按钮已经过期了" not in text_of(replies) and "哪天" in text_of(replies)
+    again = user.send(user.press_update("记录走访", pushed))  # the same button, pressed again
+    assert "这个按钮已经过期了" in text_of(again)
+    assert "哪天" in text_of(again), "the question under way is shown again, not restarted"
+    assert len(again) == 1, "the stale notice and the question come as one message"
 
 
 # ------------------------------------------------------------------ webhook mode

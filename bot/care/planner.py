@@ -500,11 +500,12 @@ def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
                policy: Policy) -> list[HouseholdFacts]:
     """The facts of a chunk of households, in a fixed number of queries whatever its size."""
     facts: dict[int, HouseholdFacts] = {}
-    for hid, code, township, pref, pace, created in session.execute(
+    for hid, code, township, pref, pace, created, enrolled in session.execute(
         select(Household.id, Household.code, Household.township_id, Household.visit_preference,
-               Household.visit_pace_days, Household.created_at).where(Household.id.in_(_IDS)), {"ids": ids}
-    ):
-        facts[hid] = HouseholdFacts(hid, code, township, pref, pace, _local_date(created, tz))
+               Household.visit_pace_days, Household.created_at, Household.enrolled_on)
+        .where(Household.id.in_(_IDS)), {"ids": ids}
+    ):  # nothing is owed before the household was enrolled (or, without a date, created)
+        facts[hid] = HouseholdFacts(hid, code, township, pref, pace, enrolled or _local_date(created, tz))
     for hid, volunteer_id in session.execute(
         select(ContactAssignment.household_id, ContactAssignment.volunteer_id)
         .where(ContactAssignment.household_id.in_(_IDS), ContactAssignment.ended_on.is_(None))

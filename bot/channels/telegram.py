@@ -2,9 +2,13 @@
 
 PTB only parses updates and talks HTTP here; conversation state lives in our database, so the
 process can die between any two updates. Updates arrive by long polling (our own getUpdates
-loop, which confirms an update only after it was handled, so a crash re-delivers it and the
-runner's dedupe on update_id drops what was already done) or by webhook on `/telegram` of the
-one HTTP app, guarded by Telegram's secret-token header.
+loop, which confirms an update only once it and every earlier one were handled, so a crash
+re-delivers it and the runner's dedupe on update_id drops what was already done) or by webhook
+on `/telegram` of the one HTTP app, guarded by Telegram's secret-token header.
+
+Either way updates go through a `KeyedDispatcher` keyed by chat: different chats are handled
+side by side (at most `[core] max_concurrent_steps` at once), one chat's updates strictly in the
+order they arrived.
 
 Mapping: address = chat id; message_id = "u<update_id>"; a button press carries its opaque
 option token; `/start <code>` is a deep-link registration; a shared contact is matched by phone.
@@ -18,12 +22,10 @@ import hmac
 import json
 import logging
 import re
-import weakref
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -31,7 +33,9 @@ from starlette.routing import BaseRoute, Route
 from telegram import CallbackQuery, Message, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.warnings import PTBUserWarning
 
+from bot.channels.dispatch import KeyedDispatcher, max_concurrent_steps
 from bot.channels.telegram_sender import (
     CHANNEL,
     CONTACT_LABEL_KEY,
@@ -43,8 +47,9 @@ from bot.config import ConfigError
 from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import RetryPolicy
 from dialogs.engine import catalog
+from dialogs.engine.runner import Handled
 from dialogs.engine.types import Inbound, Outgoing
-from storage.models import ChannelAddress, DialogSession, Lease
+from storage.models import Lease
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -59,6 +64,14 @@ SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts 
 COMMAND_MENTION = re.compile(r"^(/\w+)@\w+")
 USERNAME_LEASE = "telegram:bot_username"
 WEBHOOK_PATH = "/telegram"
+MAX_IN_FLIGHT = 100  # getUpdates returns at most 100 updates: the unconfirmed window
+BUSY_POLL_SECONDS = 0.05  # while steps run, how long to wait for one to finish before asking again
+STOP_GRACE_SECONDS = 5.0
+
+# The poller fetches raw updates (Bot.do_api_request) so updates already being handled, which
+# getUpdates returns again until they are confirmed, are not parsed again; PTB warns about that
+# use of getUpdates, and only that warning is silenced.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,49 @@ def chosen_label(query: CallbackQuery) -> str | None:
     return None
 
 
+@dataclass
+class UpdateWindow:
+    """The polling offset: never past an update whose step is not committed.
+
+    Telegram forgets every update below the offset of the next getUpdates call, and returns
+    every update at or above it again. Updates are handled concurrently, so they finish out of
+    order; the offset is the oldest one still in flight (or one past the newest seen). Updates
+    that come back while in flight are recognised by id (Telegram numbers them increasingly)
+    and not handled twice; after a crash they come back to a new process, whose runner drops
+    any whose step had committed.
+    """
+
+    highest: int | None = None
+    in_flight: set[int] = field(default_factory=set)
+
+    @property
+    def offset(self) -> int | None:
+        if self.in_flight:
+            return min(self.in_flight)
+        return None if self.highest is None else self.highest + 1
+
+    def fresh(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The updates of a getUpdates answer not seen before, oldest first; marks them in flight."""
+        new = []
+        for data in raw:
+            uid = data.get("update_id") if isinstance(data, dict) else None
+            if not isinstance(uid, int) or (self.highest is not None and uid <= self.highest):
+                continue
+            self.highest = uid
+            self.in_flight.add(uid)
+            new.append(data)
+        return new
+
+    def done(self, uid: int) -> None:
+        self.in_flight.discard(uid)
+
+
+def chat_key(update: Update) -> str:
+    """The dispatcher key: the chat (an update without one is on its own)."""
+    chat = update.effective_chat
+    return str(chat.id) if chat is not None else f"update:{update.update_id}"
+
+
 class TelegramChannel:
     """One bot token, in polling or webhook mode; see the module docstring."""
 
@@ -188,7 +244,16 @@ class TelegramChannel:
         self._sender = TelegramSender(self.application.bot)
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._dispatch: KeyedDispatcher | None = None
+        self._limit = max_concurrent_steps(app.settings)
+        self._policy = RetryPolicy.from_settings(app.settings)
+
+    @property
+    def dispatcher(self) -> KeyedDispatcher:
+        """Made on first use, inside the running loop."""
+        if self._dispatch is None:
+            self._dispatch = KeyedDispatcher(self._limit, name="telegram")
+        return self._dispatch
 
     # ------------------------------------------------------------ Channel API
 
@@ -208,6 +273,8 @@ class TelegramChannel:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._dispatch is not None:  # steps under way may commit; the rest come again
+            await self._dispatch.close(STOP_GRACE_SECONDS)
         with contextlib.suppress(Exception):
             await self.application.shutdown()
 
@@ -262,18 +329,24 @@ class TelegramChannel:
             delay = min(self.config.reconnect_max, delay * 2)
 
     async def _poll(self) -> None:
-        """getUpdates, handle each update to the end, then ask for the next ones.
+        """getUpdates, hand each new update to the dispatcher, ask again; see `UpdateWindow`.
 
-        The offset moves past an update only on the call after it was handled, so a crash
-        re-delivers it; the runner's dedupe on update_id keeps that from repeating a step.
+        While steps are running, getUpdates answers at once with the unconfirmed ones; when an
+        answer brings nothing new the loop waits for a step to finish (or BUSY_POLL_SECONDS, so
+        a new chat is not held up by one slow step) instead of asking in a tight loop.
         """
-        offset: int | None = None
+        window = UpdateWindow()
+        progress = asyncio.Event()
         delay = self.config.reconnect_min
+        bot = self.application.bot
+        timeout = int(self.config.poll_timeout)
         while True:
+            progress.clear()
             try:
-                updates = await self.application.bot.get_updates(
-                    offset=offset, timeout=int(self.config.poll_timeout),
-                    allowed_updates=ALLOWED_UPDATES)
+                raw = await bot.do_api_request(
+                    "getUpdates", api_kwargs={"offset": window.offset, "timeout": timeout,
+                                              "allowed_updates": ALLOWED_UPDATES},
+                    read_timeout=timeout + 10)
             except RetryAfter as exc:
                 await asyncio.sleep(retry_after_seconds(exc))
                 continue
@@ -284,9 +357,30 @@ class TelegramChannel:
                 delay = min(self.config.reconnect_max, delay * 2)
                 continue
             delay = self.config.reconnect_min
-            for update in updates:
-                await self.application.process_update(update)
-                offset = update.update_id + 1
+            fresh = window.fresh(raw if isinstance(raw, list) else [])
+            for data in fresh:
+                self._dispatch_polled(data, window, progress)
+            if window.in_flight and (not fresh or len(window.in_flight) >= MAX_IN_FLIGHT):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(progress.wait(), BUSY_POLL_SECONDS)
+
+    def _dispatch_polled(self, data: dict[str, Any], window: UpdateWindow,
+                         progress: asyncio.Event) -> None:
+        uid = int(data["update_id"])
+        try:
+            update = Update.de_json(data, self.application.bot)
+        except Exception as exc:  # not an update PTB understands: confirm it, do nothing
+            log.warning("telegram update not understood error=%s", type(exc).__name__)
+            window.done(uid)
+            return
+
+        def finished(_done: object) -> None:
+            window.done(uid)
+            progress.set()
+
+        job = self.dispatcher.submit(chat_key(update),
+                                     lambda: self.application.process_update(update))
+        job.add_done_callback(finished)
 
     # ---------------------------------------------------------------- webhook
 
@@ -311,7 +405,8 @@ class TelegramChannel:
             update = Update.de_json(data, self.application.bot)
         except Exception:
             return Response("not a Telegram update", status_code=400)
-        await self.application.process_update(update)
+        await self.dispatcher.run(chat_key(update),
+                                  lambda: self.application.process_update(update))
         return Response(status_code=200)
 
     async def _read_body(self, request: Request) -> bytes | None:
@@ -342,35 +437,32 @@ class TelegramChannel:
         log.error("telegram update failed error=%s", type(context.error).__name__)
 
     async def handle_update(self, update: Update) -> None:
-        """One update to the end: acknowledge a press, run the step, show the choice, reply."""
+        """One update to the end: acknowledge a press, run the step, show the choice, reply.
+
+        The dispatcher has already put this chat's earlier updates behind us. The button's
+        spinner is stopped, and the pressed question marked, beside the step and its sending.
+        """
         inbound = inbound_of(update)
         if inbound is None:
             return
         query = update.callback_query
+        side: list[asyncio.Task[None]] = []
         if query is not None:
-            with contextlib.suppress(TelegramError):
-                await query.answer()  # stop the button's spinner at once
-        async with self._chat_lock(inbound.address):
-            was_newcomer = not await self._registered(inbound.address)
-            outgoing = await self.app.runner.handle(inbound)
-            if query is not None:
-                await self._show_choice(query)
-            outgoing = await self._with_keyboard(inbound.address, outgoing, was_newcomer)
-            try:
-                await deliver_now(self.app.db, self._sender, outgoing, self.app.services.now,
-                                  RetryPolicy.from_settings(self.app.settings))
-            except Exception as exc:  # the rows stay claimed; the delivery worker re-queues them
-                log.error("telegram fast path failed error=%s", type(exc).__name__)
+            side.append(asyncio.create_task(self._answer(query)))
+        handled = await self.app.runner.handle_step(inbound)
+        if query is not None:
+            side.append(asyncio.create_task(self._show_choice(query)))
+        try:
+            await deliver_now(self.app.db, self._sender, with_keyboard(handled),
+                              self.app.services.now, self._policy)
+        except Exception as exc:  # the rows stay claimed; the delivery worker re-queues them
+            log.error("telegram fast path failed error=%s", type(exc).__name__)
+        await asyncio.gather(*side, return_exceptions=True)
 
-    @contextlib.asynccontextmanager
-    async def _chat_lock(self, address: str) -> AsyncIterator[None]:
-        """One step at a time per chat, even when webhook requests arrive side by side."""
-        lock = self._locks.get(address)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[address] = lock
-        async with lock:
-            yield
+    @staticmethod
+    async def _answer(query: CallbackQuery) -> None:
+        with contextlib.suppress(TelegramError):
+            await query.answer()  # stop the button's spinner at once
 
     async def _show_choice(self, query: CallbackQuery) -> None:
         """Mark the pressed button's message with the choice and drop its keyboard, so the same
@@ -387,37 +479,28 @@ class TelegramChannel:
         except TelegramError as exc:  # too old to edit, or already edited by a double tap
             log.info("telegram could not mark the choice error=%s", type(exc).__name__)
 
-    async def _registered(self, address: str) -> bool:
-        async with self.app.db.async_session() as session:
-            return await session.scalar(select(ChannelAddress.id).where(
-                ChannelAddress.channel == CHANNEL, ChannelAddress.address == address)) is not None
 
-    async def _awaiting_code(self, address: str) -> bool:
-        async with self.app.db.async_session() as session:
-            row = await session.scalar(select(DialogSession).where(
-                DialogSession.channel == CHANNEL, DialogSession.address == address))
-            return row is not None and row.dialog == "register" and row.state == "code"
-
-    async def _with_keyboard(self, address: str, outgoing: list[Outgoing],
-                             was_newcomer: bool) -> list[Outgoing]:
-        """Offer a newcomer asked for a code the share-contact button; hide it once they are in."""
-        if not was_newcomer or not outgoing:
-            return outgoing
-        if await self._registered(address):
-            return _mark(outgoing, first=True, extra={KEYBOARD_KEY: "remove"})
-        if await self._awaiting_code(address):
-            return _mark(outgoing, first=False, extra={
-                KEYBOARD_KEY: "contact", CONTACT_LABEL_KEY: catalog.t("telegram.share_contact")},
-                hint=catalog.t("telegram.or_share_contact"))
+def with_keyboard(handled: Handled) -> list[Outgoing]:
+    """Offer a newcomer asked for a code the share-contact button; hide it once they are in."""
+    outgoing = handled.outgoing
+    if not handled.newcomer or not outgoing:
         return outgoing
+    if handled.registered:
+        # on the first message even if it has buttons: the sender then sends its last paragraph
+        # (the menu) with the buttons as a message of its own, one keyboard per message
+        return [_with(outgoing[0], {KEYBOARD_KEY: "remove"}), *outgoing[1:]]
+    if handled.wants_contact:
+        return _mark(outgoing, extra={
+            KEYBOARD_KEY: "contact", CONTACT_LABEL_KEY: catalog.t("telegram.share_contact")},
+            hint=catalog.t("telegram.or_share_contact"))
+    return outgoing
 
 
-def _mark(outgoing: list[Outgoing], *, first: bool, extra: dict[str, Any],
+def _mark(outgoing: list[Outgoing], *, extra: dict[str, Any],
           hint: str | None = None) -> list[Outgoing]:
-    """Copies of the outgoing messages with a reply keyboard on one that has no inline buttons
-    (Telegram allows one keyboard per message)."""
-    order = range(len(outgoing)) if first else range(len(outgoing) - 1, -1, -1)
-    for i in order:
+    """Copies of the outgoing messages with a reply keyboard on the last one that has no inline
+    buttons (Telegram allows one keyboard per message)."""
+    for i in range(len(outgoing) - 1, -1, -1):
         message = outgoing[i]
         if message.payload.get("options") or message.payload.get("attachment"):
             continue
@@ -427,3 +510,7 @@ def _mark(outgoing: list[Outgoing], *, first: bool, extra: dict[str, Any],
         changed = Outgoing(message.outbox_id, message.channel, message.address, payload)
         return [*outgoing[:i], changed, *outgoing[i + 1:]]
     return outgoing
+
+
+def _with(message: Outgoing, extra: dict[str, Any]) -> Outgoing:
+    return Outgoing(message.outbox_id, message.channel, message.address, {**message.payload, **extra})

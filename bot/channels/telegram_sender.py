@@ -123,7 +123,14 @@ class _Pacer:
         now = asyncio.get_running_loop().time()
         self.paused_until = max(self.paused_until, now + seconds)
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self, wait: bool = True) -> None:
+        """Take the next slot; `wait=False` (a reply to someone who just wrote) takes it at once
+        and pushes the bulk sends behind it back instead: Telegram's ~30/s is the limit for
+        bulk notifications, and a person waiting for an answer must not queue behind one."""
+        if not wait:
+            now = asyncio.get_running_loop().time()
+            self.next_at = max(now, self.next_at) + self.interval
+            return
         async with self._lock:
             now = asyncio.get_running_loop().time()
             delay = self.next_at - now
@@ -154,7 +161,7 @@ class TelegramSender:
         except ValueError:
             return SendResult.failed("bad_address")
         try:
-            message = await self._deliver(chat_id, request.payload)
+            message = await self._deliver(chat_id, request.payload, paced=request.kind != "reply")
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
             self._pacer.pause(seconds)
@@ -183,29 +190,37 @@ class TelegramSender:
             return SendResult.failed("empty_message")
         return SendResult.sent(str(message.message_id))
 
-    async def _deliver(self, chat_id: int, payload: dict[str, Any]) -> Message | None:
+    async def _deliver(self, chat_id: int, payload: dict[str, Any], *, paced: bool = True,
+                       ) -> Message | None:
         text, markup = render(payload)
         attachment = payload.get("attachment")
         if attachment:
-            return await self._send_file(chat_id, attachment, text, markup)
+            return await self._send_file(chat_id, attachment, text, markup, paced=paced)
         if not text.strip():
             return None
+        if payload.get(KEYBOARD_KEY) == "remove" and isinstance(markup, InlineKeyboardMarkup):
+            # one keyboard per message: the reply keyboard goes with the text before the menu
+            head, _, tail = text.rpartition("\n\n")
+            if head:
+                await self._pacer.wait_turn(paced)
+                await self.bot.send_message(chat_id, head, reply_markup=ReplyKeyboardRemove())
+                text = tail
         chunks = split_text(text)
         for chunk in chunks[:-1]:
-            await self._pacer.wait_turn()
+            await self._pacer.wait_turn(paced)
             await self.bot.send_message(chat_id, chunk)
-        await self._pacer.wait_turn()
+        await self._pacer.wait_turn(paced)
         return await self.bot.send_message(chat_id, chunks[-1], reply_markup=markup)
 
     async def _send_file(self, chat_id: int, attachment: dict[str, Any], text: str,
-                         markup: Markup | None) -> Message:
+                         markup: Markup | None, *, paced: bool = True) -> Message:
         """A chart as a photo, anything else as a document; a long text follows as messages."""
         path = Path(str(attachment.get("path") or ""))
         if not path.is_file():
             raise FileNotFoundError(path.name)
         filename = attachment.get("filename") or path.name
         caption_fits = len(text) <= MAX_CAPTION
-        await self._pacer.wait_turn()
+        await self._pacer.wait_turn(paced)
         with path.open("rb") as fh:
             file_kw: dict[str, Any] = {
                 "caption": (text or None) if caption_fits else None,
@@ -220,7 +235,7 @@ class TelegramSender:
             return message
         chunks = split_text(text)
         for i, chunk in enumerate(chunks):
-            await self._pacer.wait_turn()
+            await self._pacer.wait_turn(paced)
             message = await self.bot.send_message(
                 chat_id, chunk, reply_markup=markup if i == len(chunks) - 1 else None)
         return message

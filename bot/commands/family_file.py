@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.commands import open_app
+from bot.reports.cells import safe_cell
 from storage.audit import record_audit_sync
 from storage.family_file import collect, erase
 from storage.models import Household
@@ -95,7 +96,7 @@ def _write_private(path: Path, data: bytes) -> None:
 def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
-    return value
+    return safe_cell(value)
 
 
 def workbook_bytes(data: dict[str, Any]) -> bytes:

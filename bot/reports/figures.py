@@ -40,6 +40,7 @@ from storage.models import (
     Consent,
     Greeting,
     HealthReading,
+    Household,
     HouseholdMember,
     Invitation,
     OutboxMessage,
@@ -71,6 +72,15 @@ def _rows(table: Table, grouped: list[tuple[Group, dict[str, Any]]], fill: Any) 
     for group, values in grouped:
         table.add(level=group.level, name=group.name, **fill(values))
     return table
+
+
+def owed(enrolled: Any, due_days: list[date]) -> Any:
+    """How many of `due_days` fall on or after each household's enrolment, summed over the
+    households: a household owes nothing before it joined the program (no date: owes all)."""
+    if not due_days:
+        return literal(0)
+    return func.sum(sum((case((or_(enrolled.is_(None), enrolled <= day), 1), else_=0) for day in due_days),
+                        literal(0)))
 
 
 # ------------------------------------------------------------------------------ overview
@@ -112,7 +122,7 @@ def overview(f: Frame) -> Section:
         "refused": _n(v["refused"]), "served": _n(v["served"]),
         "served_pct": pct(_n(v["served"]), _n(v["households"]))})
     return Section("overview", "概况", [table], definition=(
-        "在册户数：期初未注销的家庭。期内服务户数：期内（截至报表日）至少有一次已完成的走访/联系、"
+        "在册户数：期末前已纳入项目、期初未注销的家庭（纳入之前的周、月、生日都不算应完成）。期内服务户数：期内（截至报表日）至少有一次已完成的走访/联系、"
         "一条健康数据或一次活动出席记录的家庭。按志愿者分组时，家庭归属于期内最近一次分配的联系人。"))
 
 
@@ -146,17 +156,21 @@ def weekly_greetings(f: Frame) -> Section:
             OutboxMessage.status == OutboxStatus.SENT, OutboxMessage.sent_at >= f.instant(first),
             OutboxMessage.sent_at < f.instant(last + timedelta(days=1)))
         u = union(visits, greetings).subquery("greeted_weeks")
-        metrics = select(u.c.household_id, func.count().label("greeted")).group_by(
-            u.c.household_id).subquery("greeted")
+        enrolled = Household.enrolled_on
+        owed_week = or_(enrolled.is_(None), u.c.week * seven + literal_column("6") >= day_number(enrolled, origin))
+        metrics = select(u.c.household_id, func.sum(case((owed_week, 1), else_=0)).label("greeted")).join(
+            Household, Household.id == u.c.household_id).group_by(u.c.household_id).subquery("greeted")
         greeted_expr = func.sum(func.coalesce(metrics.c.greeted, 0))
-    grouped = f.grouped({"households": func.count(d.c.household_id), "greeted": greeted_expr}, metrics)
+    grouped = f.grouped({"households": func.count(d.c.household_id), "greeted": greeted_expr,
+                         "expected": owed(d.c.enrolled_on, [w + timedelta(days=6) for w in weeks])}, metrics)
     _rows(table, grouped, lambda v: {
         "households": _n(v["households"]), "weeks": len(weeks),
-        "expected": _n(v["households"]) * len(weeks), "greeted": _n(v["greeted"]),
-        "greeted_pct": pct(_n(v["greeted"]), _n(v["households"]) * len(weeks))})
+        "expected": _n(v["expected"]), "greeted": _n(v["greeted"]),
+        "greeted_pct": pct(_n(v["greeted"]), _n(v["expected"]))})
     kinds = kinds_text(f.config.policy.greeting_kinds)
     return Section("greetings", "每周问候", [table], definition=(
-        "每周问候覆盖率 = 有问候的户周 ÷（户数 × 统计周数）。统计周：期内的 ISO 周（周一至周日，"
+        "每周问候覆盖率 = 有问候的户周 ÷ 应问候户周（每户从纳入项目那一周算起的统计周数之和）。"
+        "统计周：期内的 ISO 周（周一至周日，"
         "周四落在期内的周属于本期），只算报表日之前已经结束的周。一户一周内有一次已完成的联系"
         f"（方式：{kinds}）或一条已发出的暖心问候，即算已问候。"))
 
@@ -250,28 +264,33 @@ def health_services(f: Frame) -> Section:
         per_month_q = select(service_days.c.household_id, month_key(service_days.c.day).label("month"),
                              func.count().label("n")).group_by(
             service_days.c.household_id, month_key(service_days.c.day)).subquery("pm")
-        month_keys = [f"{y:04d}-{m:02d}" for y, m in complete]
+        enrolled = Household.enrolled_on
+        met_month = [and_(per_month_q.c.month == f"{y:04d}-{m:02d}",
+                          or_(enrolled.is_(None), enrolled <= date(y, m, 1))) for y, m in complete]
         metrics = select(
             per_month_q.c.household_id,
             func.sum(per_month_q.c.n).label("days"),
-            func.sum(case((and_(per_month_q.c.month.in_(month_keys), per_month_q.c.n >= per_month), 1),
-                          else_=0)).label("met"),
-        ).group_by(per_month_q.c.household_id).subquery("health")
+            func.sum(case((and_(or_(*met_month) if met_month else literal(False),
+                                per_month_q.c.n >= per_month), 1), else_=0)).label("met"),
+        ).join(Household, Household.id == per_month_q.c.household_id).group_by(
+            per_month_q.c.household_id).subquery("health")
         days_expr = func.sum(func.coalesce(metrics.c.days, 0))
         met_expr = func.sum(func.coalesce(metrics.c.met, 0))
     grouped = f.grouped({"households": func.count(d.c.household_id), "days": days_expr,
-                         "met": met_expr}, metrics)
+                         "met": met_expr,
+                         "expected": owed(d.c.enrolled_on, [date(y, m, 1) for y, m in complete])}, metrics)
     _rows(table, grouped, lambda v: {
         "households": _n(v["households"]), "service_days": _n(v["days"]),
         "per_household_month": ratio(_n(v["days"]), _n(v["households"]) * months),
-        "target": per_month, "expected_months": _n(v["households"]) * len(complete),
+        "target": per_month, "expected_months": _n(v["expected"]),
         "met_months": _n(v["met"]),
-        "met_pct": pct(_n(v["met"]), _n(v["households"]) * len(complete))})
+        "met_pct": pct(_n(v["met"]), _n(v["expected"]))})
     return Section("health", "健康服务", [table], definition=(
         "健康服务次数：一户有健康数据（血压、血糖等）记录的不同日期数，同一天多条只算一次；只有走访而"
         "没有测量记录的不算健康服务。户均每月次数 = 次数 ÷ 户数 ÷ 期内已过月数（不满一月按天数折算，"
         f"本期 {months:.2f} 个月）。目标每户每月 {per_month} 次；户月达标率只统计期内已经结束的整月"
-        f"（本期 {len(complete)} 个月），一户一月有 {per_month} 个或以上不同日期即达标。"))
+        f"（本期 {len(complete)} 个月），且从一户纳入项目后的第一个整月算起；"
+        f"一户一月有 {per_month} 个或以上不同日期即达标。"))
 
 
 # ----------------------------------------------------------------------- birthday visits
@@ -286,12 +305,14 @@ def birthday_visits(f: Frame) -> Section:
         rows = f.session.execute(
             select(HouseholdMember.household_id, HouseholdMember.birthday_calendar,
                    HouseholdMember.birth_date, HouseholdMember.lunar_birth_month,
-                   HouseholdMember.lunar_birth_day, HouseholdMember.lunar_birth_leap)
+                   HouseholdMember.lunar_birth_day, HouseholdMember.lunar_birth_leap, Household.enrolled_on)
+            .join(Household, Household.id == HouseholdMember.household_id)
             .where(HouseholdMember.household_id.in_(f.household_ids()), HouseholdMember.alive.is_(True),
                    HouseholdMember.relation.in_(PARENTS)))
-        for hid, cal, born, lm, ld, leap in rows:
+        for hid, cal, born, lm, ld, leap, enrolled in rows:
             birthday = Birthday.of(cal, born, lm, ld, leap)
-            days = birthdays_between(birthday, f.period.start, end) if birthday else []
+            since = max(f.period.start, enrolled) if enrolled else f.period.start
+            days = birthdays_between(birthday, since, end) if birthday and since <= end else []
             if days:
                 due[hid].extend(days)
     before = timedelta(days=policy.birthday_opens_days_before)
@@ -324,7 +345,7 @@ def birthday_visits(f: Frame) -> Section:
     _rows(table, grouped, lambda v: {"due": _n(v["due"]), "done": _n(v["done"]),
                                      "done_pct": pct(v["done"], v["due"])})
     return Section("birthdays", "生日走访", [table], definition=(
-        "应走访：期内（截至报表日）在世父母的生日（公历或农历，按登记的历法）人次。已走访：生日前 "
+        "应走访：期内（截至报表日）、家庭纳入项目之后在世父母的生日（公历或农历，按登记的历法）人次。已走访：生日前 "
         f"{policy.birthday_opens_days_before} 天至后 {policy.birthday_closes_days_after} 天内有一次记录为"
         f"“生日”的已完成走访（方式：{kinds_text(policy.birthday_kinds)}），一次走访只算一个生日。"))
 

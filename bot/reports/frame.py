@@ -108,10 +108,11 @@ class Frame:
         )
         query = (
             select(Household.id.label("household_id"), Household.code, Household.township_id,
-                   Household.hardship, Household.visit_preference,
+                   Household.hardship, Household.visit_preference, Household.enrolled_on,
                    ranked.c.volunteer_id)
             .outerjoin(ranked, and_(ranked.c.household_id == Household.id, ranked.c.rn == 1))
-            .where(or_(Household.erased_at.is_(None), Household.erased_at > self.start_instant))
+            .where(or_(Household.erased_at.is_(None), Household.erased_at > self.start_instant),
+                   or_(Household.enrolled_on.is_(None), Household.enrolled_on <= p.end))
         )
         if self.scope.township_id is not None:
             query = query.where(Household.township_id == self.scope.township_id)

@@ -1,6 +1,7 @@
 """Report files: XLSX (one sheet per section), CSV (one file per table), printable HTML.
 
 All three print the same rounded values from the `Report`; only the presentation differs.
+Every XLSX/CSV cell goes through `bot.reports.cells` (no text can become a formula).
 CSV files are UTF-8 with a byte-order mark so Excel opens the Chinese correctly; `--out` for CSV
 names a directory (one file per table, plus `00_说明.csv`), or a `.zip` file holding the same.
 """
@@ -15,7 +16,9 @@ import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from bot.reports.cells import safe_row
 from bot.reports.charts import ChartFont, report_charts
 from bot.reports.model import Column, Report, Table, Value
 
@@ -59,6 +62,10 @@ def _sheet_name(title: str, used: set[str]) -> str:
     return name
 
 
+def _append(sheet: Any, values: list[object]) -> None:
+    sheet.append(safe_row(values))
+
+
 def write_xlsx(report: Report, out: Path) -> list[Path]:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
@@ -67,10 +74,10 @@ def write_xlsx(report: Report, out: Path) -> list[Path]:
     wb = Workbook()
     info = wb.active
     info.title = "说明"
-    info.append([report.title])
+    _append(info, [report.title])
     info["A1"].font = Font(bold=True, size=14)
     for key, text in info_lines(report):
-        info.append([key, text])
+        _append(info, [key, text])
         info.cell(info.max_row, 2).alignment = Alignment(wrap_text=True, vertical="top")
     info.column_dimensions["A"].width = 18
     info.column_dimensions["B"].width = 100
@@ -78,19 +85,19 @@ def write_xlsx(report: Report, out: Path) -> list[Path]:
     head = PatternFill("solid", fgColor="DDE7F0")
     for section in report.sections:
         ws = wb.create_sheet(_sheet_name(section.title, used))
-        ws.append([f"{report.scope_label} · {report.period_label} · {section.title}"])
+        _append(ws, [f"{report.scope_label} · {report.period_label} · {section.title}"])
         ws["A1"].font = Font(bold=True, size=13)
         widths: dict[int, int] = {}
         for table in section.tables:
-            ws.append([])
-            ws.append([table.title])
+            _append(ws, [])
+            _append(ws, [table.title])
             ws.cell(ws.max_row, 1).font = Font(bold=True)
-            ws.append([c.label for c in table.columns])
+            _append(ws, [c.label for c in table.columns])
             for i, _c in enumerate(table.columns, start=1):
                 ws.cell(ws.max_row, i).font = Font(bold=True)
                 ws.cell(ws.max_row, i).fill = head
             for row in table.rows:
-                ws.append([row.get(c.key) for c in table.columns])
+                _append(ws, [row.get(c.key) for c in table.columns])
                 for i, c in enumerate(table.columns, start=1):
                     if c.kind in NUMBER_FORMATS:
                         ws.cell(ws.max_row, i).number_format = NUMBER_FORMATS[c.kind]
@@ -98,10 +105,10 @@ def write_xlsx(report: Report, out: Path) -> list[Path]:
                 longest = max([len(c.label) * 2] + [len(str(r.get(c.key) or "")) * 2 for r in table.rows])
                 widths[i] = max(widths.get(i, 8), min(longest, 50))
             if table.note:
-                ws.append([table.note])
+                _append(ws, [table.note])
         if section.definition:
-            ws.append([])
-            ws.append([f"口径：{section.definition}"])
+            _append(ws, [])
+            _append(ws, [f"口径：{section.definition}"])
             ws.cell(ws.max_row, 1).alignment = Alignment(wrap_text=False)
         for i, w in widths.items():
             ws.column_dimensions[get_column_letter(i)].width = w
@@ -120,7 +127,7 @@ def _csv_text(rows: Iterable[list[object]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(safe_row(["" if v is None else v for v in row]))
     return "\ufeff" + buf.getvalue()
 
 

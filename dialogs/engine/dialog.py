@@ -89,6 +89,10 @@ class Dialog:
     events: ClassVar[tuple[str, ...]] = ()
     # Text sent outside any dialog by someone with no menu goes here (a family's words).
     catches_free_text: ClassVar[bool] = False
+    # Someone the bot does not know yet comes here (a deep link's code, a shared contact, words).
+    for_newcomers: ClassVar[bool] = False
+    # States where sharing one's own phone number answers the question (Telegram offers a button).
+    contact_states: ClassVar[tuple[str, ...]] = ()
     _machine: ClassVar[Machine | None] = None
 
     # The dialog's answers as a typed structure (dialogs/engine/form.py); a dialog without one

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -16,6 +17,12 @@ class FloodGuard:
     window_seconds: float = 10.0
     _seen: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     _warned: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @classmethod
+    def from_section(cls, core: dict[str, Any]) -> FloodGuard:
+        """From `[core] flood_max_messages` and `flood_window_seconds` (bot/defaults/core.toml)."""
+        return cls(max_messages=int(core.get("flood_max_messages", cls.max_messages)),
+                   window_seconds=float(core.get("flood_window_seconds", cls.window_seconds)))
 
     def admit(self, key: tuple[str, str], now: float) -> bool:
         """True when this message may be processed now."""

@@ -49,6 +49,51 @@ MAX_AUTO_STEPS = 20
 class StepOutcome:
     replies: list[Reply]
     session: DialogSession
+    person: Person | None = None  # the sender after the step (registration links one)
+    newcomer: bool = False  # the sender was unknown before the step
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What one inbound message led to, for the channel that delivers it.
+
+    `outgoing` are the committed replies to send now (one message per step where possible).
+    The flags let a channel dress them without asking the database again: Telegram offers a
+    newcomer the share-contact keyboard while `wants_contact`, and removes it once `registered`.
+    """
+
+    outgoing: list[Outgoing]
+    newcomer: bool = False  # the sender was not registered before this step
+    registered: bool = False  # the sender is registered after it
+    wants_contact: bool = False  # the session waits where a shared phone number answers
+
+
+def merge_replies(replies: Sequence[Reply]) -> list[Reply]:
+    """A step's replies as the fewest messages: texts joined by a blank line.
+
+    A reply with options ends its message (the buttons go under the last words), and one with
+    an attachment travels alone (a caption has its own limit). Splitting a text longer than a
+    platform allows is the channel sender's job (Telegram: 4096 characters, buttons on the last
+    part). One message per step saves the platform's per-chat budget and keeps a fast answer
+    from racing the rest of the reply.
+    """
+    merged: list[Reply] = []
+    texts: list[str] = []
+    for reply in replies:
+        if reply.attachment is not None:
+            if texts:
+                merged.append(Reply("\n\n".join(texts)))
+                texts = []
+            merged.append(reply)
+            continue
+        if reply.text:
+            texts.append(reply.text)
+        if reply.options:
+            merged.append(Reply("\n\n".join(texts), reply.options))
+            texts = []
+    if texts:
+        merged.append(Reply("\n\n".join(texts)))
+    return merged
 
 
 class Runner:
@@ -59,36 +104,47 @@ class Runner:
         self.db = db
         self.services = services
         self.dialogs = {d.name: d for d in dialogs}
+        # where someone the bot does not know yet is taken (a code, a shared contact, any words)
+        self.welcome = next((d for d in dialogs if d.for_newcomers), None)
         self.flood = flood or FloodGuard()
 
     # ----------------------------------------------------------------- public
 
     async def handle(self, inbound: Inbound) -> list[Outgoing]:
         """Process one inbound message; returns the committed replies to deliver now."""
+        return (await self.handle_step(inbound)).outgoing
+
+    async def handle_step(self, inbound: Inbound) -> Handled:
+        """Process one inbound message: one transaction, its replies queued in the outbox."""
         key = (inbound.channel, inbound.address)
         instant = monotonic()
         if not self.flood.admit(key, instant):
             log.warning("flood: message dropped channel=%s", inbound.channel)
             if self.flood.should_warn(key, instant):
-                return [Outgoing(0, inbound.channel, inbound.address,
-                                 payload_of(Reply(catalog.t("engine.slow_down"))))]
-            return []
+                return Handled([Outgoing(0, inbound.channel, inbound.address,
+                                         payload_of(Reply(catalog.t("engine.slow_down"))))])
+            return Handled([])
         try:
             async with self.db.async_session() as session:
                 if not await self._first_time(session, inbound):
-                    return []
+                    return Handled([])
                 outcome = await self._step(session, inbound)
-                return await self._queue_replies(session, inbound, outcome)
+                outgoing = await self._queue_replies(session, inbound, outcome)
+                row = outcome.session
+                cls = self.dialogs.get(row.dialog or "")
+                return Handled(outgoing, newcomer=outcome.newcomer,
+                               registered=outcome.person is not None,
+                               wants_contact=cls is not None and row.state in cls.contact_states)
         except IntegrityError:
             # A concurrent copy of the same platform message won the race; it was handled there.
             if inbound.message_id:
                 log.info("duplicate inbound dropped channel=%s", inbound.channel)
-                return []
+                return Handled([])
             log.error("step failed: integrity error channel=%s", inbound.channel)
         except Exception as exc:  # one step = one transaction; report without personal data
             log.error("step failed channel=%s error=%s", inbound.channel, type(exc).__name__,
                       exc_info=log.isEnabledFor(logging.DEBUG))
-        return await self._apologise(inbound)
+        return Handled(await self._apologise(inbound))
 
     async def pending_prompt(self, channel: str, address: str) -> Reply | None:
         """The question a session is waiting on, to show first when someone comes back."""
@@ -192,6 +248,12 @@ class Runner:
         ctx = StepContext(session=session, services=self.services, channel=inbound.channel,
                           address=inbound.address, person=person,
                           locale=(person.locale if person else catalog.DEFAULT_LOCALE))
+        replies = await self._route(ctx, row, inbound)
+        return StepOutcome(replies, row, person=ctx.person, newcomer=person is None)
+
+    async def _route(self, ctx: StepContext, row: DialogSession, inbound: Inbound) -> list[Reply]:
+        """Interpret the input and drive the dialog it belongs to; the replies, in order."""
+        session, person, now = ctx.session, ctx.person, ctx.now()
         replies: list[Reply] = []
 
         if row.dialog and row.expires_at is not None and row.expires_at <= now:
@@ -208,36 +270,36 @@ class Runner:
             if answer_value is None:
                 replies.append(Reply(ctx.t("engine.stale_button")))
                 replies.extend(await self._reshow(ctx, row))
-                return StepOutcome(replies, row)
+                return replies
         elif inbound.event and (cls := self._for_event(inbound.event, person)) is not None:
             scene = {"code": inbound.start_payload} if inbound.start_payload else {}  # a QR's code
             answer_value = action_value(cls.name, event=inbound.event, **scene)
         elif inbound.event and not inbound.start_payload:
-            return StepOutcome([], row)  # an event nobody handles needs no reply
+            return []  # an event nobody handles needs no reply
         elif (interrupt := self._global_keyword(word, person)) is not None:
             if row.dialog and row.dialog != interrupt.name:
                 replies.append(Reply(ctx.t("engine.left_unsaved", dialog=self._title(ctx, row.dialog))))
             answer_value = action_value(interrupt.name, text=text)
-        elif inbound.start_payload:
-            answer_value = action_value("register", code=inbound.start_payload)
-        elif inbound.contact_phone and person is None:
-            answer_value = action_value("register", phone=inbound.contact_phone)
+        elif inbound.start_payload and self.welcome is not None:
+            answer_value = action_value(self.welcome.name, code=inbound.start_payload)
+        elif inbound.contact_phone and person is None and self.welcome is not None:
+            answer_value = action_value(self.welcome.name, phone=inbound.contact_phone)
         elif word in CANCEL_WORDS:
             had = row.dialog
             self._clear(row)
             replies.append(Reply(ctx.t("engine.cancelled" if had else "engine.nothing_to_cancel")))
             replies.extend(await self._menu(ctx, row))
-            return StepOutcome(replies, row)
+            return replies
         elif word in HELP_WORDS:
             replies.append(Reply(await self._help(ctx, row)))
             replies.extend(await self._reshow(ctx, row))
-            return StepOutcome(replies, row)
+            return replies
         elif word in MENU_WORDS:
             if row.dialog:
                 replies.append(Reply(ctx.t("engine.left_unsaved", dialog=self._title(ctx, row.dialog))))
             self._clear(row)
             replies.extend(await self._menu(ctx, row))
-            return StepOutcome(replies, row)
+            return replies
         else:
             # outside a dialog, a message pushed since the last step is what a number answers
             if not row.dialog:
@@ -251,7 +313,7 @@ class Runner:
             replies.extend(await self._continue(ctx, row, Answer(text, answer_value, inbound.text)))
         else:
             replies.extend(await self._unrouted(ctx, row, text, inbound.text))
-        return StepOutcome(replies, row)
+        return replies
 
     # -------------------------------------------------------------- dialogs
 
@@ -409,7 +471,7 @@ class Runner:
         token_row = await session.get(ActionToken, options[index].get("token", ""))
         if token_row is None or token_row.address != inbound.address:
             return None
-        return str(token_row.action.get("value"))
+        return self._use(token_row)
 
     async def _resolve_token(self, session: AsyncSession, row: DialogSession, inbound: Inbound) -> str | None:
         for token, value, _label in (row.data or {}).get("_opts") or []:
@@ -419,17 +481,22 @@ class Runner:
         if (token_row is None or token_row.channel != inbound.channel
                 or token_row.address != inbound.address):
             return None
+        return self._use(token_row)
+
+    def _use(self, token_row: ActionToken) -> str | None:
+        """A pushed button acts once: a second press (or its number typed again) is stale."""
         now = self.services.now()
-        if token_row.expires_at is not None and token_row.expires_at <= now:
+        if token_row.used_at is not None or (
+                token_row.expires_at is not None and token_row.expires_at <= now):
             return None
-        token_row.used_at = token_row.used_at or now
+        token_row.used_at = now
         return str(token_row.action.get("value"))
 
     async def _menu(self, ctx: StepContext, row: DialogSession, *, quiet: bool = False) -> list[Reply]:
         """The main menu for the sender's role; a newcomer is asked for an invite code."""
         if ctx.person is None:
-            if "register" in self.dialogs and not quiet:
-                return await self._start(ctx, row, {"start": "register"})
+            if self.welcome is not None and not quiet:
+                return await self._start(ctx, row, {"start": self.welcome.name})
             return []
         options = tuple(
             Option(ctx.t(f"{cls.name}.title"), action_value(cls.name))
@@ -453,8 +520,9 @@ class Runner:
         for cls in matched:
             if self._allowed(cls, ctx.person):
                 return await self._start(ctx, row, {"start": cls.name, "text": text})
-        if ctx.person is None and "register" in self.dialogs:
-            return await self._start(ctx, row, {"start": "register", "code": text} if text else {"start": "register"})
+        if ctx.person is None and self.welcome is not None:
+            start: dict[str, Any] = {"start": self.welcome.name}
+            return await self._start(ctx, row, {**start, "code": text} if text else start)
         fallback = [cls for cls in self.dialogs.values()
                     if cls.catches_free_text and self._allowed(cls, ctx.person)]
         if fallback and text:
@@ -476,11 +544,12 @@ class Runner:
             await session.flush()
         rows = []
         tokens_by_text = {o["label"]: o["token"] for o in (row.prompt or {}).get("options", [])}
-        for i, reply in enumerate(outcome.replies):
+        for i, reply in enumerate(merge_replies(outcome.replies)):
             tokens = [tokens_by_text.get(opt.label, "") for opt in reply.options]
             message = OutboxMessage(
                 idempotency_key=f"reply:{row.id}:{row.version}:{i}", channel=inbound.channel,
-                address=inbound.address, person_id=row.person_id, kind="reply",
+                address=inbound.address, kind="reply",
+                person_id=outcome.person.id if outcome.person is not None else row.person_id,
                 payload=payload_of(reply, tokens), status=OutboxStatus.SENDING,
                 claimed_by="fastpath", claimed_at=now, created_at=now, next_attempt_at=now,
             )

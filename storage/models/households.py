@@ -31,6 +31,10 @@ class Household(Base):
     visit_preference: Mapped[str] = mapped_column(String(16), default=VisitPreference.ACCEPTS)
     visit_pace_days: Mapped[int | None] = mapped_column(Integer)
     refused_at: Mapped[datetime | None]
+    # The day the household joined the program: it owes nothing before it (reports, planner).
+    # None for a household created without one (the demo county): the planner counts from the
+    # day its record was created, reports from the start of any period.
+    enrolled_on: Mapped[date | None]
     erased_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

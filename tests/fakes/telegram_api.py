@@ -72,6 +72,7 @@ class FakeBotAPI:
         self.blocked: set[int] = set()
         self.webhook: dict[str, Any] | None = None
         self._faults: list[Fault] = []
+        self._slow: dict[tuple[str, int], float] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
@@ -120,6 +121,15 @@ class FakeBotAPI:
         self.fail(method, 429, f"Too Many Requests: retry after {retry_after}", times=times,
                   retry_after=retry_after)
 
+    def slow(self, method: str, chat_id: int, seconds: float) -> None:
+        """Calls of `method` to `chat_id` are answered only after `seconds` (0: at once again),
+        like a slow network path to one user; other chats are not affected."""
+        with self._lock:
+            if seconds > 0:
+                self._slow[(method, chat_id)] = seconds
+            else:
+                self._slow.pop((method, chat_id), None)
+
     def push(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (numbered unless it carries its own update_id)."""
         with self._lock:
@@ -139,6 +149,11 @@ class FakeBotAPI:
         """Messages that reached this chat, oldest first (their current, possibly edited, form)."""
         with self._lock:
             return [m for (chat, _mid), m in sorted(self.messages.items()) if chat == chat_id]
+
+    def unconfirmed(self) -> list[int]:
+        """Ids of the updates the bot has not confirmed yet (getUpdates still returns them)."""
+        with self._lock:
+            return [int(u["update_id"]) for u in self._updates]
 
     def pending_updates(self) -> int:
         with self._lock:
@@ -160,6 +175,9 @@ class FakeBotAPI:
             return self._error(method, params, 401, "Unauthorized")
         if method == "getUpdates":
             return await self._get_updates(params)
+        delay = self._slow.get((method, params.get("chat_id")))  # type: ignore[arg-type]
+        if delay:
+            await asyncio.sleep(delay)
         with self._lock:
             fault = self._take_fault(method, params.get("chat_id"))
             if fault is not None:

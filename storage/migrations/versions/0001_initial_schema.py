@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:13:25.240250
+Create Date: 2026-12-01 15:37:55.136462
 """
 from __future__ import annotations
 
@@ -181,6 +181,7 @@ def upgrade() -> None:
     sa.Column('visit_preference', sa.String(length=16), nullable=False),
     sa.Column('visit_pace_days', sa.Integer(), nullable=True),
     sa.Column('refused_at', storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('enrolled_on', sa.Date(), nullable=True),
     sa.Column('erased_at', storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['township_id'], ['townships.id'], name=op.f('fk_households_township_id_townships')),
