@@ -6,7 +6,7 @@
     confirm --edit--> status
 Date states skip themselves unless the status needs them (applied: the day applied; active:
 start and expiry; expired: the expiry). Saving an insurance whose expiry is near makes a
-renewal task for the contact volunteer (dialogs/casework.py holds that rule).
+renewal task for the contact volunteer (domain/casework.py holds that rule).
 """
 
 from __future__ import annotations
