@@ -31,6 +31,7 @@ from storage.queries import contact_volunteer
 
 STOPPED_NOTE = "stopped by the family"
 IN_PERSON = "in_person"  # the channel of a consent a volunteer recorded face to face
+SMS = "sms"  # text messages to a basic phone: templates only, for families with no chat app
 RELATIONS = ("father", "mother", "grandchild", "other")
 
 
@@ -101,15 +102,20 @@ async def stop_all(session: AsyncSession, person_id: int, now: datetime) -> bool
 async def family_address(session: AsyncSession, person_id: int,
                          channel: str | None = None) -> ChannelAddress | None:
     """Where to reach a family member: their chosen channel if they can be reached there, else
-    the unblocked address they used last."""
+    the unblocked address they used last. SMS only for a member with no chat address at all: it
+    carries approved templates only, and a family that chats hears more warmly there."""
     query = select(ChannelAddress).where(ChannelAddress.person_id == person_id,
                                          ChannelAddress.blocked_at.is_(None))
     ordered = query.order_by(ChannelAddress.last_inbound_at.desc().nulls_last(), ChannelAddress.id.desc())
-    if channel:
-        chosen = (await session.scalars(ordered.where(ChannelAddress.channel == channel).limit(1))).first()
+    chat = ordered.where(ChannelAddress.channel != SMS)
+    if channel and channel != SMS:
+        chosen = (await session.scalars(chat.where(ChannelAddress.channel == channel).limit(1))).first()
         if chosen is not None:
             return chosen
-    return (await session.scalars(ordered.limit(1))).first()
+    found = (await session.scalars(chat.limit(1))).first()
+    if found is not None:
+        return found
+    return (await session.scalars(ordered.where(ChannelAddress.channel == SMS).limit(1))).first()
 
 
 async def queue_to_family(session: AsyncSession, *, person_id: int, text: str, kind: str, key: str,

@@ -256,11 +256,14 @@ async def plan_greetings(session: AsyncSession, at: datetime, config: GreetingSe
                 report.already += 1
                 continue
             volunteer = volunteers.get(c.member.household_id, config.signature_fallback)
-            text = config.text(occasion, address=address_of(c.member, c.person), volunteer=volunteer)
+            address = address_of(c.member, c.person)
+            text = config.text(occasion, address=address, volunteer=volunteer)
+            # the parts too, for channels that carry only approved templates (SMS, WeChat's)
             row = await queue_to_family(session, person_id=c.person.id, text=text, kind=KIND,
                                         key=key_of(c.person.id, occasion, today.year), now=at,
                                         not_before=max(at, not_before), expires_at=expires,
-                                        extra={"occasion": occasion})
+                                        extra={"occasion": occasion, "address": address,
+                                               "volunteer": volunteer})
             if row is None:  # nowhere to reach them now; a later tick today tries again
                 report.unreachable += 1
                 continue
