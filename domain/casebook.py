@@ -17,12 +17,14 @@ from datetime import date, datetime
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import casework, readings
+from domain import assessments, casework, readings
 from domain.alerts import alert_recipients
+from domain.family_card import CardFacts, card_facts
 from domain.messages import Reply, queue_message
 from domain.services import Services, TaskView
 from storage.audit import record_audit
 from storage.models import (
+    Assessment,
     FollowUp,
     HealthReading,
     Household,
@@ -63,6 +65,15 @@ class VisitRecord:
 class VisitSaved:
     visit_id: int
     paced_days: int | None  # the household's new contact rhythm after a declined visit
+
+
+@dataclass(frozen=True)
+class AssessmentRecord:
+    household_id: int
+    member_id: int | None
+    scores: dict[str, int]
+    current_problems: str | None
+    problems_to_solve: str | None
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,12 @@ class Casebook:
 
     async def last_contact(self, household_ids: list[int]) -> dict[int, date]:
         return await last_contact(self._session, household_ids)
+
+    async def card(self, household: Household) -> CardFacts:
+        """What the household's card shows (the caller got `household` through the scope rule);
+        the opening is audited."""
+        await self.audit("read", "household_card", household.id, household.id)
+        return await card_facts(self._session, household)
 
     async def due_tasks(self, household_id: int) -> list[TaskView]:
         return await self.services.tasks.for_household(self._session, household_id, self.now())
@@ -167,6 +184,36 @@ class Casebook:
                 await self.notify(person.id, Reply(alert_text), kind="alert",
                                   key=f"alert:reading:{row.id}:{person.id}")
         return ReadingSaved(row.id, bool(reasons))
+
+    async def previous_assessment(self, household_id: int, member_id: int | None,
+                                  before_id: int | None = None) -> Assessment | None:
+        return await assessments.previous_assessment(self._session, household_id, member_id, before_id)
+
+    async def record_assessment(self, record: AssessmentRecord, *, follow_up_text: str,
+                                alert_text: str) -> bool:
+        """Save an assessment; an urgent one opens a follow-up and alerts the township at once
+        (the follow-up counts as escalated: the coordinators already know). True if urgent."""
+        me = self._me()
+        now = self.now()
+        row = Assessment(household_id=record.household_id, member_id=record.member_id,
+                         volunteer_id=me.id, assessed_on=self.services.today(), **record.scores,
+                         current_problems=record.current_problems or None,
+                         problems_to_solve=record.problems_to_solve or None, recorded_at=now)
+        self._session.add(row)
+        await self._session.flush()
+        await self.audit("write", "assessment", row.id, record.household_id)
+        if not assessments.is_urgent(record.scores):
+            return False
+        follow = await casework.open_follow_up(
+            self._session, household_id=record.household_id, source="assessment",
+            source_id=row.id, text=follow_up_text, now=now, fallback_owner_id=me.id)
+        household = await self._session.get(Household, record.household_id)
+        assert household is not None
+        for person in await alert_recipients(self._session, household.township_id):
+            await self.notify(person.id, Reply(alert_text), kind="alert",
+                              key=f"alert:assessment:{row.id}:{person.id}")
+        follow.escalated_at = now
+        return True
 
     # ------------------------------------------------------------------ follow-ups
 

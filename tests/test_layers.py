@@ -18,8 +18,8 @@ FORBIDDEN = {"storage": ("domain", "dialogs", "bot"), "domain": ("dialogs", "bot
              "dialogs": ("bot",)}
 # Dialogs not yet moved onto the casebook (issue 15); the list only ever shrinks.
 NOT_YET_ON_THE_CASEBOOK = {
-    "activity_create", "activity_manage", "assessment", "family_consent", "family_line",
-    "family_preferences", "intake", "my_families", "registration", "report", "rsvp",
+    "activity_create", "activity_manage", "family_consent", "family_line",
+    "family_preferences", "intake", "registration", "report", "rsvp",
     "services_status",
 }
 
