@@ -31,6 +31,8 @@ from storage.models import (
     HouseholdMember,
     OutboxMessage,
     Person,
+    ServiceEntitlement,
+    Task,
     Visit,
     VisitOutcome,
 )
@@ -214,6 +216,40 @@ class Casebook:
                               key=f"alert:assessment:{row.id}:{person.id}")
         follow.escalated_at = now
         return True
+
+    # ------------------------------------------------------------------ services
+
+    async def entitlements(self, household_id: int, member_id: int | None,
+                           service: str | None = None) -> list[ServiceEntitlement]:
+        """A member's (or, with no member, the household's) services, oldest first."""
+        query = select(ServiceEntitlement).where(
+            ServiceEntitlement.household_id == household_id,
+            ServiceEntitlement.member_id.is_(None) if member_id is None else ServiceEntitlement.member_id == member_id)
+        if service is not None:
+            query = query.where(ServiceEntitlement.service == service)
+        return list(await self._session.scalars(query.order_by(ServiceEntitlement.id)))
+
+    async def save_entitlement(self, *, household_id: int, member_id: int | None, service: str,
+                               status: str, dates: dict[str, date | None],
+                               ) -> tuple[ServiceEntitlement, Task | None]:
+        """Record a service's status and dates; an insurance running out makes (or closes) the
+        contact volunteer's renewal task (domain/casework.py). Returns the row and that task."""
+        rows = await self.entitlements(household_id, member_id, service)
+        row = rows[-1] if rows else None
+        if row is None:
+            row = ServiceEntitlement(household_id=household_id, member_id=member_id,
+                                     service=service, status=status)
+            self._session.add(row)
+        row.status = status
+        for key, value in dates.items():
+            setattr(row, key, value)
+        row.updated_by_id = self._me().id
+        row.updated_at = self.now()
+        await self._session.flush()
+        await self.audit("write", "service", row.id, row.household_id, f"{row.service}:{row.status}")
+        task = await casework.sync_expiry_task(self._session, row, now=self.now(),
+                                               tz=self.services.timezone, policy=self.services.casework)
+        return row, task
 
     # ------------------------------------------------------------------ follow-ups
 

@@ -20,7 +20,6 @@ FORBIDDEN = {"storage": ("domain", "dialogs", "bot"), "domain": ("dialogs", "bot
 NOT_YET_ON_THE_CASEBOOK = {
     "activity_create", "activity_manage", "family_consent", "family_line",
     "family_preferences", "intake", "registration", "report", "rsvp",
-    "services_status",
 }
 
 
