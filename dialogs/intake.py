@@ -17,24 +17,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from dialogs.common import ChoosesHousehold, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid, Stay
-from dialogs.engine.recording import confirm_options, read_confirm
+from dialogs.engine.recording import Records, change_one_field, confirm_options
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import parse_date
-from domain.casework import open_follow_up
-from storage.models import (
-    CaseFile,
-    DeceasedChild,
-    Household,
-    HouseholdMember,
-    IntakeDraft,
-    Person,
-    VisitPreference,
-)
-from storage.queries import household_for, household_labels, households_for
+from domain.intake import CaseFileRecord, ChildRecord
+from storage.models import IntakeDraft, VisitPreference
 
 SECTIONS = ["children", "economic", "members", "difficulty", "needs", "expectation", "visits"]
 LONG = ("economic", "difficulty", "needs", "expectation")
@@ -51,7 +40,7 @@ MAX_TEXT = 2000
 MAX_CHILDREN = 5
 
 
-class Intake(ChoosesHousehold):
+class Intake(ChoosesHousehold, Records):
     name = "intake"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/intake", "建档", "建档走访", "intake")
@@ -64,34 +53,27 @@ class Intake(ChoosesHousehold):
         {"trigger": "again", "source": "members", "dest": "members"},
         {"trigger": "again", "source": "visits", "dest": "visits"},
         {"trigger": "goto_visits", "source": "confirm", "dest": "visits"},
-        *({"trigger": f"goto_{s}", "source": ["resume", "pick_field"], "dest": s} for s in SECTIONS),
+        *({"trigger": f"goto_{s}", "source": "resume", "dest": s} for s in SECTIONS),
         {"trigger": "goto_confirm", "source": "resume", "dest": "confirm"},
-        {"trigger": "review", "source": SECTIONS, "dest": "confirm"},
-        {"trigger": "edit", "source": "confirm", "dest": "pick_field"},
+        *change_one_field(SECTIONS),
     ]
+    editable = tuple(SECTIONS)
 
     # ------------------------------------------------------------ household
 
-    async def _without_file(self, households: list[Household]) -> list[Household]:
-        if not households:
-            return []
-        filed = set(await self.ctx.session.scalars(
-            select(CaseFile.household_id).where(CaseFile.household_id.in_([h.id for h in households]))))
-        return [h for h in households if h.id not in filed]
-
     async def ask_household(self) -> Reply | str | Finish:
+        book = self.ctx.book
         if self.data.get("household_id"):
-            household = await household_for(self.ctx.session, self._person(), int(self.data["household_id"]))
-            if household is not None and await self._without_file([household]):
-                self.data["household_label"] = (await household_labels(self.ctx.session, [household]))[household.id]
+            household = await book.household(int(self.data["household_id"]))
+            if household is not None and await book.unfiled([household]):
+                self.data["household_label"] = await book.label(household)
                 return "next"
             self.data.pop("household_id", None)
-        households = (await self._without_file(await households_for(self.ctx.session, self._person())))[:40]
+        households = (await book.unfiled(await book.households()))[:40]
         if not households:
             return Finish.with_text(self.t("all_filed"))
-        labels = await household_labels(self.ctx.session, households)
-        drafts = set(await self.ctx.session.scalars(
-            select(IntakeDraft.household_id).where(IntakeDraft.household_id.in_([h.id for h in households]))))
+        labels = await book.labels(households)
+        drafts = await book.drafts_among([h.id for h in households])
         options = tuple(Option(labels[h.id] + (self.t("has_draft") if h.id in drafts else ""), str(h.id))
                         for h in households)
         return Reply(self.t("ask_household"), options)
@@ -99,11 +81,11 @@ class Intake(ChoosesHousehold):
     async def on_household(self, answer: Answer) -> str | Invalid:
         if answer.value is None or not answer.value.isdigit():
             return Invalid(self.ctx.t("common.pick_household"))
-        household = await household_for(self.ctx.session, self._person(), int(answer.value))
-        if household is None or not await self._without_file([household]):
+        household = await self.ctx.book.household(int(answer.value))
+        if household is None or not await self.ctx.book.unfiled([household]):
             return Invalid(self.ctx.t("common.pick_household"))
         self.data["household_id"] = household.id
-        self.data["household_label"] = (await household_labels(self.ctx.session, [household]))[household.id]
+        self.data["household_label"] = await self.ctx.book.label(household)
         return "next"
 
     # ------------------------------------------------------------ pause and resume
@@ -115,29 +97,21 @@ class Intake(ChoosesHousehold):
         return await super().handle(answer)
 
     async def _draft(self) -> IntakeDraft | None:
-        return await self.ctx.session.scalar(
-            select(IntakeDraft).where(IntakeDraft.household_id == int(self.data["household_id"])))
+        return await self.ctx.book.intake_draft(int(self.data["household_id"]))
 
     async def _pause(self) -> Finish:
-        draft = await self._draft()
-        if draft is None:
-            draft = IntakeDraft(household_id=int(self.data["household_id"]), state="children", data={})
-            self.ctx.session.add(draft)
-        draft.volunteer_id = self._person().id
-        draft.state = "confirm" if self.state == "pick_field" else self.state
-        draft.data = {k: v for k, v in self.data.items() if k != "editing"}
-        draft.updated_at = self.ctx.now()
-        await self.ctx.session.flush()
-        await self.ctx.audit("write", "intake_draft", draft.id, draft.household_id)
+        await self.ctx.book.save_intake_draft(
+            int(self.data["household_id"]), "confirm" if self.state == "pick_field" else self.state,
+            {k: v for k, v in self.data.items() if k != "editing"})
         return Finish.with_text(self.t("paused"))
 
     async def ask_resume(self) -> Reply | str:
         draft = await self._draft()
         if draft is None:
             return "next"
-        who = await self.ctx.session.get(Person, draft.volunteer_id) if draft.volunteer_id else None
+        who = await self.ctx.book.person_name(draft.volunteer_id)
         when = self.ctx.services.local(draft.updated_at).date().isoformat()
-        return Reply(self.t("ask_resume", date=when, who=who.name if who else "—"),
+        return Reply(self.t("ask_resume", date=when, who=who or "—"),
                      (Option(self.t("resume_continue"), "continue"), Option(self.t("resume_restart"), "restart")))
 
     async def on_resume(self, answer: Answer) -> str | Invalid:
@@ -148,12 +122,12 @@ class Intake(ChoosesHousehold):
             self.data.update({k: v for k, v in draft.data.items() if k != "household_id"})
             return f"goto_{draft.state}"
         if answer.value == "restart":
-            await self.ctx.session.delete(draft)
+            await self.ctx.book.drop_intake_draft(draft.household_id)
             return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 
     def _done(self) -> str:
-        return "review" if self.data.get("editing") else "next"
+        return self.answered()
 
     # ------------------------------------------------------------ long answers
 
@@ -208,8 +182,7 @@ class Intake(ChoosesHousehold):
     # ------------------------------------------------------------ the deceased children
 
     async def _existing_children(self) -> list[dict[str, Any]]:
-        rows = await self.ctx.session.scalars(select(DeceasedChild).where(
-            DeceasedChild.household_id == int(self.data["household_id"])).order_by(DeceasedChild.id))
+        rows = await self.ctx.book.children_of(int(self.data["household_id"]))
         return [{"name": c.name or "", "birth": c.birth_date.isoformat() if c.birth_date else None,
                  "death": c.death_date.isoformat() if c.death_date else None, "cause": c.death_cause or ""}
                 for c in rows]
@@ -320,10 +293,7 @@ class Intake(ChoosesHousehold):
 
     async def _members(self) -> list[list[Any]]:
         if "members" not in self.data:
-            rows = list((await self.ctx.session.execute(
-                select(HouseholdMember, Person).join(Person, Person.id == HouseholdMember.person_id)
-                .where(HouseholdMember.household_id == int(self.data["household_id"]),
-                       HouseholdMember.alive.is_(True)).order_by(HouseholdMember.id))).all())
+            rows = await self.ctx.book.members(int(self.data["household_id"]))
             elders = [(m, p) for m, p in rows if m.relation in {"father", "mother"}] or rows
             self.data["members"] = [[m.id, p.name, m.relation] for m, p in elders]
         return self.data["members"]
@@ -406,74 +376,44 @@ class Intake(ChoosesHousehold):
         lines.append(self.t("s_visits", v=visits))
         return "\n".join(lines)
 
-    async def ask_confirm(self) -> Reply:
-        self.data.pop("editing", None)
-        options = (*confirm_options(self.ctx)[:2], Option(self.t("opt_pause"), PAUSE), confirm_options(self.ctx)[2])
-        return Reply(self.summary() + "\n" + self.t("ask_confirm"), options)
+    def confirm_choices(self) -> tuple[Option, ...]:
+        save, edit, discard = confirm_options(self.ctx)
+        return (save, edit, Option(self.t("opt_pause"), PAUSE), discard)
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = read_confirm(answer)
-        if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        if choice == "discard":
-            draft = await self._draft()
-            if draft is not None:
-                await self.ctx.session.delete(draft)
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit":
-            return "edit"
+    async def discarded(self) -> None:
+        await self.ctx.book.drop_intake_draft(int(self.data["household_id"]))
+
+    async def confirmed(self) -> str | Finish:
         if not self.data.get("accepts"):
-            self.data["editing"] = True
+            self.editing = True
             return "goto_visits"
         return await self.save()
 
-    async def ask_pick_field(self) -> Reply:
-        return Reply(self.ctx.t("common.which_field"),
-                     tuple(Option(self.t(f"field_{s}"), s) for s in SECTIONS))
-
-    async def on_pick_field(self, answer: Answer) -> str | Invalid:
-        if answer.value not in SECTIONS:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["editing"] = True
+    def start_editing(self, field: str) -> None:
         self.data["m_idx"], self.data["m_aspect"], self.data["cstep"] = 0, 0, "review"
         self.data.pop("vstep", None)
-        return f"goto_{answer.value}"
 
     async def save(self) -> Finish:
-        session, d, now = self.ctx.session, self.data, self.ctx.now()
-        household = await household_for(session, self._person(), int(d["household_id"]))
-        if household is None:
-            return Finish.with_text(self.ctx.t("engine.not_allowed"))
-        if await session.scalar(select(CaseFile.id).where(CaseFile.household_id == household.id)):
-            return Finish.with_text(self.t("already_filed"))
+        d = self.data
         notes = {str(mid): {"physical": (d.get("notes") or {}).get(str(mid), {}).get("physical") or None,
                             "psychological": (d.get("notes") or {}).get(str(mid), {}).get("psych") or None,
                             "hobbies": (d.get("notes") or {}).get(str(mid), {}).get("hobbies") or None}
                  for mid, _name, _rel in d.get("members") or []}
-        pace_days = PACES.get(d.get("pace") or "")
-        file = CaseFile(
-            household_id=household.id, economic_security=d.get("economic") or None,
-            biggest_difficulty=d.get("difficulty") or None, needs=d.get("needs") or None,
-            elder_care_expectation=d.get("expectation") or None, accepts_visits=d.get("accepts"),
-            visit_pace=self.t(d["pace"]) if d.get("pace") else None, member_notes=notes,
-            recorded_by_id=self._person().id, confirmed_at=now, updated_at=now,
-        )
-        session.add(file)
+        children = None
         if d.get("children_changed"):
-            await session.execute(delete(DeceasedChild).where(DeceasedChild.household_id == household.id))
-            for child in d.get("children") or []:
-                session.add(DeceasedChild(
-                    household_id=household.id, name=child.get("name") or None,
-                    birth_date=date.fromisoformat(child["birth"]) if child.get("birth") else None,
-                    death_date=date.fromisoformat(child["death"]) if child.get("death") else None,
-                    death_cause=child.get("cause") or None))
-        household.visit_preference = d["accepts"]
-        household.visit_pace_days = pace_days
-        household.refused_at = now if d["accepts"] == VisitPreference.REFUSED else household.refused_at
-        await session.flush()
-        if d.get("needs") and d["needs"] != self.ctx.t("engine.none"):
-            await open_follow_up(session, household_id=household.id, source="intake", source_id=file.id,
-                                 text=d["needs"], now=now, fallback_owner_id=self._person().id)
-        await session.execute(delete(IntakeDraft).where(IntakeDraft.household_id == household.id))
-        await self.ctx.audit("write", "case_file", file.id, household.id)
+            children = [ChildRecord(
+                name=child.get("name") or None,
+                birth_date=date.fromisoformat(child["birth"]) if child.get("birth") else None,
+                death_date=date.fromisoformat(child["death"]) if child.get("death") else None,
+                cause=child.get("cause") or None) for child in d.get("children") or []]
+        outcome = await self.ctx.book.file_case(CaseFileRecord(
+            household_id=int(d["household_id"]), economic=d.get("economic"),
+            difficulty=d.get("difficulty"), needs=d.get("needs"), expectation=d.get("expectation"),
+            accepts=d["accepts"], pace_label=self.t(d["pace"]) if d.get("pace") else None,
+            pace_days=PACES.get(d.get("pace") or ""), member_notes=notes, children=children,
+            needs_follow_up=bool(d.get("needs")) and d.get("needs") != self.ctx.t("engine.none")))
+        if outcome == "not_allowed":
+            return Finish.with_text(self.ctx.t("engine.not_allowed"))
+        if outcome == "already_filed":
+            return Finish.with_text(self.t("already_filed"))
         return Finish.with_text(self.t("saved"))

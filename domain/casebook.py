@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import assessments, casework, readings
+from domain import assessments, casework, intake, readings
 from domain.alerts import alert_recipients
 from domain.family_card import CardFacts, card_facts
 from domain.messages import Reply, queue_message
@@ -25,10 +26,12 @@ from domain.services import Services, TaskView
 from storage.audit import record_audit
 from storage.models import (
     Assessment,
+    DeceasedChild,
     FollowUp,
     HealthReading,
     Household,
     HouseholdMember,
+    IntakeDraft,
     OutboxMessage,
     Person,
     ServiceEntitlement,
@@ -216,6 +219,57 @@ class Casebook:
                               key=f"alert:assessment:{row.id}:{person.id}")
         follow.escalated_at = now
         return True
+
+    # ------------------------------------------------------------------ intake
+
+    async def unfiled(self, households: list[Household]) -> list[Household]:
+        """Those of `households` that have no case file yet."""
+        filed = await intake.filed_among(self._session, [h.id for h in households])
+        return [h for h in households if h.id not in filed]
+
+    async def drafts_among(self, household_ids: list[int]) -> set[int]:
+        return await intake.drafts_among(self._session, household_ids)
+
+    async def intake_draft(self, household_id: int) -> IntakeDraft | None:
+        return await intake.draft_of(self._session, household_id)
+
+    async def save_intake_draft(self, household_id: int, state: str, data: dict[str, Any]) -> None:
+        """Keep a paused intake's answers (by whoever paused it, now)."""
+        draft = await intake.draft_of(self._session, household_id)
+        if draft is None:
+            draft = IntakeDraft(household_id=household_id, state="children", data={})
+            self._session.add(draft)
+        draft.volunteer_id = self._me().id
+        draft.state = state
+        draft.data = data
+        draft.updated_at = self.now()
+        await self._session.flush()
+        await self.audit("write", "intake_draft", draft.id, draft.household_id)
+
+    async def drop_intake_draft(self, household_id: int) -> None:
+        draft = await intake.draft_of(self._session, household_id)
+        if draft is not None:
+            await self._session.delete(draft)
+
+    async def person_name(self, person_id: int | None) -> str | None:
+        person = await self._session.get(Person, person_id) if person_id else None
+        return person.name if person is not None else None
+
+    async def children_of(self, household_id: int) -> list[DeceasedChild]:
+        return list(await self._session.scalars(select(DeceasedChild).where(
+            DeceasedChild.household_id == household_id).order_by(DeceasedChild.id)))
+
+    async def file_case(self, record: intake.CaseFileRecord) -> str:
+        """Write the household's case file: "saved", "already_filed" or "not_allowed"."""
+        household = await self.household(record.household_id)
+        if household is None:
+            return "not_allowed"
+        if await intake.filed_among(self._session, [household.id]):
+            return "already_filed"
+        file = await intake.file_case(self._session, household, record, recorded_by_id=self._me().id,
+                                      now=self.now())
+        await self.audit("write", "case_file", file.id, household.id)
+        return "saved"
 
     # ------------------------------------------------------------------ services
 

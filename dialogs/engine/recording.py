@@ -78,26 +78,49 @@ class Records(Dialog):
     async def save(self) -> StepResult:
         raise NotImplementedError
 
+    @property
+    def editing(self) -> bool:
+        """True while one field is being changed (its answer leads back to the summary)."""
+        if self.form_type is not None:
+            return self.form.editing
+        return bool(self.data.get("editing"))  # a dialog whose answers are not typed yet
+
+    @editing.setter
+    def editing(self, value: bool) -> None:
+        if self.form_type is not None:
+            self.form.editing = value
+        elif value:
+            self.data["editing"] = True
+        else:
+            self.data.pop("editing", None)
+
     def answered(self) -> str:
         """The trigger after an answer: on to the next question, or back to the summary."""
-        return "review" if self.form.editing else "next"
+        return "review" if self.editing else "next"
+
+    def confirm_choices(self) -> tuple[Option, ...]:
+        """The confirm step's buttons; a dialog may add one (intake: pause)."""
+        return confirm_options(self.ctx)
 
     async def ask_confirm(self) -> Reply:
-        if self.form_type is not None:  # dialogs not yet typed keep no `editing` flag
-            self.form.editing = False
+        self.editing = False
         summary = self.summary()
         text = await summary if inspect.isawaitable(summary) else summary
-        return Reply(text + "\n" + self.t("ask_confirm"), confirm_options(self.ctx))
+        return Reply(text + "\n" + self.t("ask_confirm"), self.confirm_choices())
 
     async def on_confirm(self, answer: Answer) -> StepResult:
         choice = read_confirm(answer)
         if choice is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
         if choice == DISCARD:
+            await self.discarded()
             return Finish.with_text(self.ctx.t("common.discarded"))
         if choice == EDIT:
             return EDIT
         return await self.confirmed()
+
+    async def discarded(self) -> None:
+        """Hook: what discarding also throws away (intake: its paused draft)."""
 
     async def confirmed(self) -> StepResult:
         """What saving does; a dialog that goes on after saving (another service) overrides it."""
@@ -110,5 +133,9 @@ class Records(Dialog):
     async def on_pick_field(self, answer: Answer) -> str | Invalid:
         if answer.value not in self.editable:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.form.editing = True
+        self.editing = True
+        self.start_editing(answer.value)
         return f"goto_{answer.value}"
+
+    def start_editing(self, field: str) -> None:
+        """Hook: reset what asking `field` again needs (intake: start at the first member)."""
