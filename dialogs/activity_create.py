@@ -16,32 +16,24 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select
-
 from dialogs.engine.catalog import has
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import Records, change_one_field
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import chinese_number, normalize, parse_when
 from domain.invitations import (
     ACTIVITY_TYPES,
     CUSTOM,
-    SendWindow,
-    Status,
-    preview,
-    send_invitations,
     type_name,
     when_text,
 )
 from storage.audience import (
     AudienceKind,
     AudienceNotAllowed,
-    activity_township,
     audiences_for,
-    checked_audience,
     needs_township_choice,
 )
-from storage.models import Activity, Person, Township
-from storage.queries import household_labels, households_for
+from storage.models import Person
 
 STEPS = ["type", "title", "when", "place", "capacity", "audience", "township", "households",
          "message"]
@@ -81,25 +73,25 @@ def channel_name(ctx: Any, channel: str) -> str:
     return ctx.t(key) if has(key, ctx.locale) else channel
 
 
-class ActivityCreate(Dialog):
+class ActivityCreate(Records):
     name = "activity_create"
     roles = frozenset({"coordinator", "admin"})
     keywords = ("/activity", "/newactivity", "发布活动", "新活动")
     states = [*STEPS, "preview", "send_at", "pick_field"]
     transitions = [
         *({"trigger": "next", "source": a, "dest": b} for a, b in pairwise([*STEPS, "preview"])),
-        {"trigger": "review", "source": [*STEPS, "send_at"], "dest": "preview"},
         {"trigger": "schedule", "source": "preview", "dest": "send_at"},
-        {"trigger": "edit", "source": "preview", "dest": "pick_field"},
-        *({"trigger": f"goto_{f}", "source": "pick_field", "dest": f} for f in EDITABLE),
+        *change_one_field(EDITABLE, confirm="preview",
+                          extra_sources=[s for s in [*STEPS, "send_at"] if s not in EDITABLE]),
     ]
+    editable = tuple(EDITABLE)
 
     def _person(self) -> Person:
         assert self.ctx.person is not None
         return self.ctx.person
 
     def _done(self) -> str:
-        return "review" if self.data.get("editing") else "next"
+        return self.answered()
 
     # type
     async def ask_type(self) -> Reply | Finish:
@@ -193,13 +185,13 @@ class ActivityCreate(Dialog):
     async def ask_township(self) -> Reply | str:
         if not needs_township_choice(self._person(), self.data["audience"]["kind"]):
             return "next"
-        townships = list(await self.ctx.session.scalars(select(Township).order_by(Township.id)))
+        townships = await self.ctx.book.townships()
         return Reply(self.t("ask_township"), tuple(Option(t.name, str(t.id)) for t in townships))
 
     async def on_township(self, answer: Answer) -> str | Invalid:
         township = None
         if answer.value is not None and answer.value.isdigit():
-            township = await self.ctx.session.get(Township, int(answer.value))
+            township = await self.ctx.book.township(int(answer.value))
         if township is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
         self.data["audience"]["township_id"] = township.id
@@ -209,10 +201,10 @@ class ActivityCreate(Dialog):
     async def ask_households(self) -> Reply | str | Finish:
         if self.data["audience"]["kind"] != AudienceKind.HOUSEHOLDS:
             return self._done()
-        households = await households_for(self.ctx.session, self._person())
+        households = await self.ctx.book.households()
         if not households:
             return Finish.with_text(self.ctx.t("common.no_households"))
-        labels = await household_labels(self.ctx.session, households[:MAX_LISTED])
+        labels = await self.ctx.book.labels(households[:MAX_LISTED])
         self.data["listing"] = [h.id for h in households[:MAX_LISTED]]
         lines = [self.t("ask_households")]
         lines += [f"{i}. {labels[h.id]}" for i, h in enumerate(households[:MAX_LISTED], start=1)]
@@ -221,7 +213,7 @@ class ActivityCreate(Dialog):
         return Reply("\n".join(lines))
 
     async def on_households(self, answer: Answer) -> str | Invalid:
-        visible = {h.code.upper(): h for h in await households_for(self.ctx.session, self._person())}
+        visible = {h.code.upper(): h for h in await self.ctx.book.households()}
         by_id = {h.id: h for h in visible.values()}
         listing = self.data.get("listing") or []
         chosen: list[int] = []
@@ -258,7 +250,7 @@ class ActivityCreate(Dialog):
     async def _township_name(self, township_id: int | None) -> str:
         if township_id is None:
             return ""
-        township = await self.ctx.session.get(Township, township_id)
+        township = await self.ctx.book.township(township_id)
         return township.name if township else ""
 
     async def audience_text(self) -> str:
@@ -285,10 +277,9 @@ class ActivityCreate(Dialog):
         return "\n".join(lines)
 
     async def ask_preview(self) -> Reply:
-        self.data.pop("editing", None)
+        self.editing = False
         try:
-            report = await preview(self.ctx.session, self._person(), self.data["audience"],
-                                   self.data["type"])
+            report = await self.ctx.book.audience_preview(self.data["audience"], self.data["type"])
         except AudienceNotAllowed:
             return Reply(self.t("out_of_scope"), (Option(self.t("edit"), "edit"),
                                                   Option(self.ctx.t("common.discard"), "discard")))
@@ -333,37 +324,18 @@ class ActivityCreate(Dialog):
             return Invalid(self.t("send_after_start"))
         return await self.save(send_at=found)
 
-    # editing
-    async def ask_pick_field(self) -> Reply:
-        return Reply(self.ctx.t("common.which_field"),
-                     tuple(Option(self.t(f"field_{f}"), f) for f in EDITABLE))
-
-    async def on_pick_field(self, answer: Answer) -> str | Invalid:
-        if answer.value not in EDITABLE:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["editing"] = True
-        return f"goto_{answer.value}"
-
     # saving
     async def save(self, *, send_at: datetime | None) -> Finish:
-        person = self._person()
         d = self.data
         try:
-            audience = checked_audience(person, d["audience"])
+            activity = await self.ctx.book.create_activity(
+                activity_type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
+                place=d.get("place"), capacity=d.get("capacity"), audience=d["audience"],
+                message=d.get("message"), send_at=send_at)
         except AudienceNotAllowed:
             return Finish.with_text(self.t("out_of_scope"))
-        now = self.ctx.now()
-        activity = Activity(
-            township_id=activity_township(person, audience), created_by_id=person.id,
-            type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
-            place=d.get("place"), capacity=d.get("capacity"), audience=audience,
-            message=d.get("message"), status=Status.SCHEDULED if send_at else Status.DRAFT,
-            send_at=send_at, created_at=now)
-        self.ctx.session.add(activity)
-        await self.ctx.session.flush()
-        await self.ctx.audit("write", "activity", activity.id, None)
         if send_at is not None:
             return Finish.with_text(self.t("scheduled", when=when_text(send_at, self.ctx.services.timezone)))
-        report = await send_invitations(self.ctx.session, activity, now, SendWindow.of(self.ctx.services))
+        report = await self.ctx.book.send_invitations(activity)
         return Finish.with_text(self.t("sent", n=report.invited,
                                        v=channel_counts(self.ctx, report.by_channel)))

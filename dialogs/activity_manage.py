@@ -13,29 +13,19 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from dialogs.activity_create import channel_name, read_when
 from dialogs.common import read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
 from domain.invitations import (
-    SendWindow,
     Status,
-    attendance_list,
-    cancel_activity,
     describe,
-    mark_attendance,
-    reschedule_activity,
     when_text,
 )
 from storage.activity_stats import (
     ALL_CHANNELS,
     Counts,
-    count_query,
-    fold_counts,
-    visible_activities,
 )
 from storage.models import Activity, Invitation, Person
 
@@ -87,11 +77,7 @@ class ActivityManage(Dialog):
         activity_id = self.data.get("activity_id")
         if not isinstance(activity_id, int):
             return None
-        return await self.ctx.session.scalar(
-            visible_activities(self._person()).where(Activity.id == activity_id))
-
-    def _window(self) -> SendWindow:
-        return SendWindow.of(self.ctx.services)
+        return await self.ctx.book.activity(activity_id)
 
     async def begin(self, args: dict[str, Any]) -> None:
         if isinstance(args.get("activity_id"), int):
@@ -103,9 +89,7 @@ class ActivityManage(Dialog):
             return "next"
         self.data.pop("activity_id", None)
         since = self.ctx.now() - LISTED_SINCE
-        activities = list(await self.ctx.session.scalars(
-            visible_activities(self._person()).where(Activity.starts_at >= since)
-            .order_by(Activity.starts_at.desc()).limit(MAX_LISTED)))
+        activities = await self.ctx.book.recent_activities(since, MAX_LISTED)
         if not activities:
             return Finish.with_text(self.t("none"))
         tz = self.ctx.services.timezone
@@ -130,8 +114,7 @@ class ActivityManage(Dialog):
         if activity.status == Status.SCHEDULED and activity.send_at is not None:
             status = self.t("scheduled_at", when=when_text(activity.send_at, tz))
         lines.append(self.t("status", v=status))
-        rows = await self.ctx.session.execute(count_query([activity.id]))
-        per_channel = fold_counts(rows.all()).get(activity.id)
+        per_channel = await self.ctx.book.activity_counts(activity.id)
         if per_channel:
             lines += summary_lines(self.ctx, per_channel)
         return "\n".join(lines)
@@ -166,7 +149,7 @@ class ActivityManage(Dialog):
 
     # attendance
     async def ask_attendance(self) -> Reply | str:
-        listed = (await attendance_list(self.ctx.session, int(self.data["activity_id"])))[:MAX_ATTENDANCE]
+        listed = (await self.ctx.book.attendance_list(int(self.data["activity_id"])))[:MAX_ATTENDANCE]
         if not listed:
             self.data["flash"] = self.t("nobody_to_mark")
             return "marked"
@@ -202,9 +185,7 @@ class ActivityManage(Dialog):
                 return Invalid(self.t("bad_attendance", n=len(listed)))
         activity = await self._activity()
         assert activity is not None
-        came = await mark_attendance(self.ctx.session, activity, present, listed,
-                                     self._person().id, self.ctx.now(), self.ctx.services.timezone)
-        await self.ctx.audit("write", "attendance", activity.id, None)
+        came = await self.ctx.book.mark_attendance(activity, present, listed)
         self.data.pop("listed", None)
         self.data["flash"] = self.t("attendance_saved", n=came)
         return "marked"
@@ -221,8 +202,7 @@ class ActivityManage(Dialog):
         return "next"
 
     async def _invited(self) -> int:
-        return int(await self.ctx.session.scalar(select(func.count()).select_from(Invitation).where(
-            Invitation.activity_id == int(self.data["activity_id"]))) or 0)
+        return await self.ctx.book.invited_count(int(self.data["activity_id"]))
 
     async def ask_cancel_confirm(self) -> Reply:
         return Reply(self.t("confirm_cancel", n=await self._invited()), yes_no(self.ctx))
@@ -235,9 +215,7 @@ class ActivityManage(Dialog):
             return "back"
         activity = await self._activity()
         assert activity is not None
-        told = await cancel_activity(self.ctx.session, activity, self.ctx.now(), self._window(),
-                                     self.data.get("reason"))
-        await self.ctx.audit("write", "activity_cancel", activity.id, None)
+        told = await self.ctx.book.cancel_activity(activity, self.data.get("reason"))
         return Finish.with_text(self.t("cancelled", n=told))
 
     # reschedule
@@ -267,9 +245,6 @@ class ActivityManage(Dialog):
             return "back"
         activity = await self._activity()
         assert activity is not None
-        told = await reschedule_activity(self.ctx.session, activity,
-                                         datetime.fromisoformat(self.data["new_start"]),
-                                         self.ctx.now(), self._window())
-        await self.ctx.audit("write", "activity_reschedule", activity.id, None)
+        told = await self.ctx.book.reschedule_activity(activity, datetime.fromisoformat(self.data["new_start"]))
         when = when_text(activity.starts_at, self.ctx.services.timezone)
         return Finish.with_text(self.t("moved", when=when, n=told))

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from dialogs.engine.context import UNROUTED
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
-from domain.invitations import ANSWERS, SendWindow, Status, describe, record_rsvp, when_text
+from domain.invitations import ANSWERS, describe, when_text
 from storage.models import Activity, Invitation
 
 _WORDS = {
@@ -55,13 +52,7 @@ class Rsvp(Dialog):
             self.data["answer"] = answer
 
     async def _open(self) -> list[tuple[Invitation, Activity]]:
-        assert self.ctx.person is not None
-        rows = await self.ctx.session.execute(
-            select(Invitation, Activity).join(Activity, Activity.id == Invitation.activity_id)
-            .where(Invitation.person_id == self.ctx.person.id, Activity.status == Status.SENT,
-                   Activity.starts_at > self.ctx.now())
-            .order_by(Activity.starts_at).limit(MAX_LISTED))
-        return [(inv, act) for inv, act in rows.all()]
+        return await self.ctx.book.open_invitations(MAX_LISTED)
 
     async def ask_pick(self) -> Reply | str | Finish:
         if self.data.get("invitation_id"):
@@ -86,12 +77,10 @@ class Rsvp(Dialog):
     async def ask_answer(self) -> Reply | Finish:
         if self.data.get("answer"):
             return await self._record(self.data["answer"])
-        assert self.ctx.person is not None
-        invitation = await self.ctx.session.get(Invitation, int(self.data["invitation_id"]))
-        if invitation is None or invitation.person_id != self.ctx.person.id:
+        found = await self.ctx.book.my_invitation(int(self.data["invitation_id"]))
+        if found is None:
             return Finish.with_text(self.t("not_yours"))
-        activity = await self.ctx.session.get(Activity, invitation.activity_id)
-        assert activity is not None
+        _invitation, activity = found
         text = describe(activity, self.ctx.services.timezone, self.ctx.locale)
         return Reply(text + "\n" + self.t("ask_answer"),
                      tuple(Option(self.ctx.t(f"activity.answer_{a}"), a) for a in ANSWERS))
@@ -103,17 +92,10 @@ class Rsvp(Dialog):
         return await self._record(value)
 
     async def _record(self, answer: str) -> Finish:
-        assert self.ctx.person is not None
-        outcome = await record_rsvp(self.ctx.session, invitation_id=int(self.data["invitation_id"]),
-                                    person_id=self.ctx.person.id, answer=answer, now=self.ctx.now(),
-                                    window=SendWindow.of(self.ctx.services))
+        outcome = await self.ctx.book.record_rsvp(int(self.data["invitation_id"]), answer, self.ctx.channel)
         if outcome.status in {"not_found", "cancelled", "closed"}:
             return Finish.with_text(self.t(outcome.status))
         assert outcome.activity is not None and outcome.invitation is not None
-        if outcome.invitation.channel == UNROUTED:  # queued before they had an address
-            outcome.invitation.channel = self.ctx.channel
-        await self.ctx.audit("write", "rsvp", outcome.invitation.id, outcome.invitation.household_id,
-                             detail=answer)
         about = describe(outcome.activity, self.ctx.services.timezone, self.ctx.locale)
         if outcome.status == "waitlisted":
             head = self.t("waitlisted", n=outcome.position or 1)
