@@ -22,13 +22,10 @@ class ReportDialog(Dialog):
     transitions = [{"trigger": "again", "source": "show", "dest": "show"}]
 
     async def ask_show(self) -> Reply | Finish:
-        reports = self.ctx.services.reports
-        if reports is None:
+        if self.ctx.services.reports is None:
             return Finish.with_text(self.t("unavailable"))
-        assert self.ctx.person is not None
         try:
-            text, chart = await reports.for_person(self.ctx.session, self.ctx.person, self.ctx.now(),
-                                                   period=self.data.get("period"))
+            text, chart = await self.ctx.book.chat_report(self.data.get("period"))
         except ValueError:  # a typed period the reports cannot read: say so, offer the buttons
             self.data.pop("period", None)
             return Reply(self.t("bad_period"), self._options())

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import assessments, casework, intake, invitations, readings
 from domain.alerts import alert_recipients
 from domain.family_card import CardFacts, card_facts
-from domain.messages import UNROUTED, Reply, queue_message
+from domain.messages import UNROUTED, Attachment, Reply, queue_message
 from domain.services import Services, TaskView
 from storage.activity_stats import Counts, count_query, fold_counts, visible_activities
 from storage.audience import activity_township, checked_audience
@@ -442,6 +442,15 @@ class Casebook:
         item.acted_at = item.acted_at or self.now()
         item.status = status
         await self.audit("write", "follow_up", item.id, item.household_id, item.status)
+
+    # ------------------------------------------------------------------ reports
+
+    async def chat_report(self, period: str | None) -> tuple[str, Attachment | None]:
+        """The sender's scope summed up for chat (text and a chart); raises ValueError for a
+        period the reports cannot read. The reports service is wired in by `bot/`."""
+        reports = self.services.reports
+        assert reports is not None
+        return await reports.for_person(self._session, self._me(), self.now(), period=period)
 
     # ------------------------------------------------------------------ messages and audit
 
