@@ -17,23 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from dialogs.common import ChoosesHousehold
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
-from dialogs.family_preferences import PreferenceSteps, chain, member_facts, read_choice
+from dialogs.family_preferences import PreferenceSteps, chain, read_choice
 from domain.outreach import (
     IN_PERSON,
     RELATIONS,
     address_of,
     confirmed,
-    current_consent,
-    membership,
-    preference_of,
-    save_preference,
 )
-from storage.models import Consent, HouseholdMember, Person, Role
+from storage.models import HouseholdMember, Person
 
 PREF_STATES = ["festivals", "birthday", "parents_day", "activities"]
 
@@ -70,8 +64,8 @@ class FamilyWelcome(Dialog):
             if self.data.get("code"):
                 then["code"] = str(self.data["code"])[:64]
             return Finish((Reply(self.t("newcomer")),), then=then)
-        consent = await current_consent(self.ctx.session, person.id)
-        preference = await preference_of(self.ctx.session, person.id)
+        consent = await self.ctx.book.current_consent(person.id)
+        preference = await self.ctx.book.preference_of(person.id)
         if confirmed(consent) and (preference is None or preference.stopped_at is None):
             return Finish.with_text(self.t("back", name=person.name))
         return Finish((Reply(self.t("back", name=person.name)),), then={"start": "family_consent"})
@@ -94,15 +88,15 @@ class FamilyConsent(PreferenceSteps):
         return self.ctx.person
 
     async def _address(self) -> str:
-        found = await membership(self.ctx.session, self._me().id)
+        found = await self.ctx.book.membership(self._me().id)
         return address_of(found[0] if found else None, self._me())
 
     async def ask_intro(self) -> Reply | Finish:
         me = self._me()
-        self.data.update(await member_facts(self.ctx.session, me.id))
+        self.data.update(await self.ctx.book.member_facts(me.id))
         volunteer = self.data["volunteer"] or self.ctx.t("family_prefs.your_volunteer")
-        consent = await current_consent(self.ctx.session, me.id)
-        preference = await preference_of(self.ctx.session, me.id)
+        consent = await self.ctx.book.current_consent(me.id)
+        preference = await self.ctx.book.preference_of(me.id)
         if confirmed(consent):
             await self.load_preferences(me.id)
             if preference is not None and preference.stopped_at is not None:
@@ -115,7 +109,7 @@ class FamilyConsent(PreferenceSteps):
             self.data["mode"] = "proxy"
             self.data["consent_id"] = consent.id
             await self.load_preferences(me.id)
-            recorder = await self.ctx.session.get(Person, consent.recorded_by_id)
+            recorder = await self.ctx.book.person(consent.recorded_by_id)
             day = self.ctx.services.local(consent.given_at)
             text = "\n".join([
                 self.t("proxy_intro", recorder=recorder.name if recorder else volunteer,
@@ -143,12 +137,12 @@ class FamilyConsent(PreferenceSteps):
         if mode == "resume":
             if choice != "yes":
                 return Finish.with_text(self.t("still_stopped"))
-            await save_preference(self.ctx.session, me.id, now, stopped_at=None)
+            await self.ctx.book.save_preference(me.id, now, stopped_at=None)
             await self.ctx.audit("write", "preference", me.id, self.data.get("household_id"), "resumed")
             return Finish.with_text(self.t("resumed", volunteer=volunteer))
         if choice == "no":
             if mode == "proxy":
-                consent = await self.ctx.session.get(Consent, int(self.data["consent_id"]))
+                consent = await self.ctx.book.consent(int(self.data["consent_id"]))
                 if consent is not None and consent.withdrawn_at is None:
                     consent.withdrawn_at = now
                     await self.ctx.audit("write", "consent", consent.id, self.data.get("household_id"),
@@ -177,17 +171,16 @@ class FamilyConsent(PreferenceSteps):
         household_id = self.data.get("household_id")
         consent = None
         if self.data.get("mode") == "proxy":
-            consent = await self.ctx.session.get(Consent, int(self.data["consent_id"]))
+            consent = await self.ctx.book.consent(int(self.data["consent_id"]))
             if consent is not None and consent.withdrawn_at is None:
                 consent.confirmed_at = consent.confirmed_at or now
         if consent is None or consent.withdrawn_at is not None:
-            consent = Consent(person_id=me.id, household_id=household_id, channel=self.ctx.channel,
-                              wording_version=wording_version(self.ctx), given_at=now)
-            self.ctx.session.add(consent)
-            await self.ctx.session.flush()
-        preference = await preference_of(self.ctx.session, me.id)
+            consent = await self.ctx.book.give_consent(
+                person_id=me.id, household_id=household_id, channel=self.ctx.channel,
+                wording_version=wording_version(self.ctx))
+        preference = await self.ctx.book.preference_of(me.id)
         channel = self.ctx.channel if preference is None or not preference.channel else preference.channel
-        await save_preference(self.ctx.session, me.id, now, stopped_at=None, channel=channel, **self.chosen())
+        await self.ctx.book.save_preference(me.id, now, stopped_at=None, channel=channel, **self.chosen())
         await self.ctx.audit("write", "consent", consent.id, household_id, self.data.get("mode"))
         volunteer = self.data.get("volunteer") or self.ctx.t("family_prefs.your_volunteer")
         return Finish.with_text(self.t("thanks", volunteer=volunteer))
@@ -204,12 +197,7 @@ class ProxyConsent(ChoosesHousehold, PreferenceSteps):
     transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"}]
 
     async def _members(self) -> list[tuple[HouseholdMember, Person]]:
-        rows = await self.ctx.session.execute(
-            select(HouseholdMember, Person).join(Person, Person.id == HouseholdMember.person_id)
-            .where(HouseholdMember.household_id == int(self.data["household_id"]),
-                   HouseholdMember.alive.is_(True), Person.role == Role.FAMILY, Person.active.is_(True))
-            .order_by(HouseholdMember.id))
-        return [(m, p) for m, p in rows.all()]
+        return await self.ctx.book.family_members(int(self.data["household_id"]))
 
     async def ask_member(self) -> Reply | Finish:
         members = await self._members()
@@ -223,9 +211,9 @@ class ProxyConsent(ChoosesHousehold, PreferenceSteps):
         if chosen is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
         member, person = chosen
-        if confirmed(await current_consent(self.ctx.session, person.id)):
+        if confirmed(await self.ctx.book.current_consent(person.id)):
             return Finish.with_text(self.t("already", name=person.name))
-        self.data.update(await member_facts(self.ctx.session, person.id))
+        self.data.update(await self.ctx.book.member_facts(person.id))
         self.data.update(member_person_id=person.id, member_name=person.name, address=address_of(member, person))
         self.data["volunteer"] = self._person().name
         return "next"
@@ -257,14 +245,12 @@ class ProxyConsent(ChoosesHousehold, PreferenceSteps):
         if answer.value != "save" and answer.text not in {"保存", "确认", "好", "是", "对"}:
             return Invalid(self.ctx.t("engine.invalid_choice"))
         person_id = int(self.data["member_person_id"])
-        if confirmed(await current_consent(self.ctx.session, person_id)):
+        if confirmed(await self.ctx.book.current_consent(person_id)):
             return Finish.with_text(self.t("already", name=self.data.get("member_name", "")))
         now = self.ctx.now()
-        consent = Consent(person_id=person_id, household_id=int(self.data["household_id"]),
-                          channel=IN_PERSON, wording_version=wording_version(self.ctx), given_at=now,
-                          recorded_by_id=self._person().id)
-        self.ctx.session.add(consent)
-        await self.ctx.session.flush()
-        await save_preference(self.ctx.session, person_id, now, stopped_at=None, **self.chosen())
+        consent = await self.ctx.book.give_consent(
+            person_id=person_id, household_id=int(self.data["household_id"]), channel=IN_PERSON,
+            wording_version=wording_version(self.ctx), recorded_by_id=self._person().id)
+        await self.ctx.book.save_preference(person_id, now, stopped_at=None, **self.chosen())
         await self.ctx.audit("write", "consent", consent.id, int(self.data["household_id"]), "in person")
         return Finish.with_text(self.t("saved", name=self.data.get("member_name", "")))

@@ -16,8 +16,6 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select
-
 from dialogs.common import read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
@@ -25,14 +23,8 @@ from dialogs.family_line import receive_words
 from dialogs.parsing import clean_text
 from domain.outreach import (
     confirmed,
-    current_consent,
-    membership,
-    preference_of,
-    save_preference,
-    stop_all,
-    volunteer_of,
 )
-from storage.models import ChannelAddress, Person
+from storage.models import Person
 
 MIN_WORDS = 6  # typed words this long where a choice was expected are a message, not a typo
 PREFERENCE_FIELDS = ("festivals", "own_birthday", "mothers_day", "fathers_day", "activities")
@@ -54,17 +46,6 @@ def read_choice(answer: Answer) -> bool | None:
     if text.startswith(("愿意", "可以", "行", "好")):
         return True
     return None
-
-
-async def member_facts(session: Any, person_id: int) -> dict[str, Any]:
-    """What the questions need to know about a member: relation, a known birthday, volunteer."""
-    found = await membership(session, person_id)
-    member, household = found if found else (None, None)
-    volunteer = await volunteer_of(session, household.id if household else None)
-    has_birthday = member is not None and bool(member.birth_date or (member.lunar_birth_month and member.lunar_birth_day))
-    return {"relation": member.relation if member else "other", "has_birthday": has_birthday,
-            "household_id": household.id if household else None,
-            "volunteer": volunteer.name if volunteer else ""}
 
 
 class PreferenceSteps(Dialog):
@@ -159,7 +140,7 @@ class PreferenceSteps(Dialog):
 
     async def load_preferences(self, person_id: int) -> None:
         """Start from what the member chose before (defaults: festivals yes, the rest no)."""
-        preference = await preference_of(self.ctx.session, person_id)
+        preference = await self.ctx.book.preference_of(person_id)
         defaults = {"festivals": True, "own_birthday": False, "mothers_day": False,
                     "fathers_day": False, "activities": False}
         for field in PREFERENCE_FIELDS:
@@ -181,11 +162,11 @@ class FamilyPreferences(PreferenceSteps):
 
     async def ask_show(self) -> Reply | Finish:
         me = self._me()
-        self.data.update(await member_facts(self.ctx.session, me.id))
-        consent = await current_consent(self.ctx.session, me.id)
+        self.data.update(await self.ctx.book.member_facts(me.id))
+        consent = await self.ctx.book.current_consent(me.id)
         if not confirmed(consent):
             return Finish((), then={"start": "family_consent"})
-        preference = await preference_of(self.ctx.session, me.id)
+        preference = await self.ctx.book.preference_of(me.id)
         if preference is not None and preference.stopped_at is not None:
             return Reply(self.t("stopped_now"), (Option(self.t("resume"), "resume"),
                                                  Option(self.t("keep"), "keep")))
@@ -208,9 +189,7 @@ class FamilyPreferences(PreferenceSteps):
         return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
 
     async def _channels(self) -> list[str]:
-        rows = await self.ctx.session.scalars(select(ChannelAddress.channel).where(
-            ChannelAddress.person_id == self._me().id, ChannelAddress.blocked_at.is_(None)))
-        return sorted(set(rows))
+        return await self.ctx.book.channels_of(self._me().id)
 
     async def ask_channel(self) -> Reply | str:
         channels = await self._channels()
@@ -236,7 +215,7 @@ class FamilyPreferences(PreferenceSteps):
             return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
         me = self._me()
         now = self.ctx.now()
-        await save_preference(self.ctx.session, me.id, now, channel=self.data.get("channel"), **self.chosen())
+        await self.ctx.book.save_preference(me.id, now, channel=self.data.get("channel"), **self.chosen())
         await self.ctx.audit("write", "preference", me.id, self.data.get("household_id"))
         return Finish.with_text(self.t("saved"))
 
@@ -256,14 +235,14 @@ class FamilyStop(Dialog):
         if person is None:  # someone not registered: nothing is being sent to them
             return Finish.with_text(self.t("nothing_to_stop"))
         now = self.ctx.now()
-        newly = await stop_all(self.ctx.session, person.id, now)
-        facts = await member_facts(self.ctx.session, person.id)
+        newly = await self.ctx.book.stop_all(person.id, now)
+        facts = await self.ctx.book.member_facts(person.id)
         volunteer = self.data.get("volunteer") or facts["volunteer"]
         if newly:
             await self.ctx.audit("write", "preference", person.id, facts["household_id"], "stopped")
             if volunteer:
-                found = await membership(self.ctx.session, person.id)
-                helper = await volunteer_of(self.ctx.session, found[1].id if found else None)
+                found = await self.ctx.book.membership(person.id)
+                helper = await self.ctx.book.volunteer_of(found[1].id if found else None)
                 if helper is not None:  # so a person, not a machine, keeps in touch
                     await self.ctx.notify(helper.id, Reply(self.t("tell_volunteer", name=person.name)),
                                           kind="notice", key=f"stopped:{person.id}:{now.isoformat()}")

@@ -152,6 +152,18 @@ async def may_answer(session: AsyncSession, person_id: int) -> bool:
     return await family_address(session, person_id) is not None
 
 
+async def member_facts(session: AsyncSession, person_id: int) -> dict[str, object]:
+    """What the preference questions need to know about a member: relation, whether a birthday
+    is known, the household, and the contact volunteer's name."""
+    found = await membership(session, person_id)
+    member, household = found if found else (None, None)
+    volunteer = await volunteer_of(session, household.id if household else None)
+    has_birthday = member is not None and bool(member.birth_date or (member.lunar_birth_month and member.lunar_birth_day))
+    return {"relation": member.relation if member else "other", "has_birthday": has_birthday,
+            "household_id": household.id if household else None,
+            "volunteer": volunteer.name if volunteer else ""}
+
+
 def address_of(member: HouseholdMember | None, person: Person) -> str:
     """How a message addresses a family member: their form of address (王大爷), else their name."""
     if member is not None and member.form_of_address:

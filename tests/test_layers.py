@@ -18,7 +18,7 @@ FORBIDDEN = {"storage": ("domain", "dialogs", "bot"), "domain": ("dialogs", "bot
              "dialogs": ("bot",)}
 # Dialogs not yet moved onto the casebook (issue 15); the list only ever shrinks.
 NOT_YET_ON_THE_CASEBOOK = {
-    "family_consent", "family_line", "family_preferences", "registration", "report",
+    "registration",
 }
 
 
