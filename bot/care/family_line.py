@@ -22,9 +22,9 @@ from dialogs.engine import catalog
 from dialogs.engine.context import queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
-from dialogs.family_line import CALL_TASK, task_key
 from dialogs.services import OutreachPolicy
 from domain.alerts import alert_recipients
+from domain.family_line import CALL_TASK, task_key
 from domain.outreach import volunteer_of
 from storage.models import (
     FamilyMessage,
