@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Result, String, cast, delete, or_, select, update
+from sqlalchemy import CursorResult, Result, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.audit import record_audit_sync
@@ -129,10 +129,12 @@ def _scrub_mentions(session: Session, words: list[str]) -> tuple[int, int]:
     words = [w for w in words if w and len(w) >= 2]
     if not words:
         return 0, 0
-    forms = {form for w in words for form in (w, json.dumps(w)[1:-1])}  # JSON may escape non-ASCII
     outbox = 0
-    text = cast(OutboxMessage.payload, String)
-    for message in session.scalars(select(OutboxMessage).where(or_(*(text.contains(f) for f in forms)))):
+    # Bodies are encrypted, so they are searched here after decryption, not in SQL; purged
+    # bodies (NULL, see storage/body_retention.py) are not even loaded.
+    for message in session.scalars(select(OutboxMessage).where(OutboxMessage.payload.is_not(None))):
+        if not any(w in json.dumps(message.payload, ensure_ascii=False) for w in words):
+            continue
         message.payload = {"text": ERASED_TEXT, "options": []}
         if message.status in (OutboxStatus.QUEUED, OutboxStatus.FAILED):
             message.status = OutboxStatus.EXPIRED

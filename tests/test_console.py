@@ -74,16 +74,19 @@ def test_danger_alert_reaches_the_coordinator_console(tmp_path: Path) -> None:
     assert "已经通知协调员" in out and "120" in out
     engine = create_engine(f"sqlite:///{db}")
     with Session(engine) as session:
-        alert = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "alert"))
+        # (only the clear columns: the body is encrypted and this engine holds no key)
+        alert = session.execute(select(OutboxMessage.channel, OutboxMessage.status)
+                                .where(OutboxMessage.kind == "alert")).one()
         # the coordinator has never opened the bot: the alert waits, queued, for an address
-        assert alert is not None and alert.channel == "none" and alert.status == "queued"
+        assert alert.channel == "none" and alert.status == "queued"
     engine.dispose()
     coordinator = subprocess.run([sys.executable, "-m", "bot.cli", "--db", str(db), "chat", "--as", COORDINATOR],
                                  input="", capture_output=True, text=True, timeout=60).stdout
     assert "【健康预警】QX001" in coordinator and "190/115" in coordinator
     with Session(engine) as session:
-        alert = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "alert"))
-        assert alert is not None and alert.address == COORDINATOR and alert.status == "sent"
+        alert = session.execute(select(OutboxMessage.address, OutboxMessage.status)
+                                .where(OutboxMessage.kind == "alert")).one()
+        assert alert.address == COORDINATOR and alert.status == "sent"
     engine.dispose()
 
 

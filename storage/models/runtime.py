@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
+from storage.crypto import EncryptedJSON
 
 
 class DialogSession(Base):
@@ -24,8 +25,9 @@ class DialogSession(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     dialog: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str | None] = mapped_column(String(32))
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    prompt: Mapped[dict[str, Any] | None] = mapped_column()
+    # what the person has answered so far (intake answers, a family's words): encrypted
+    data: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
+    prompt: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON)
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
@@ -61,7 +63,9 @@ class OutboxMessage(Base):
     address: Mapped[str] = mapped_column(String(128))
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))  # reply | alert | reminder | greeting | ...
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # the message itself (visit notes, a family's words): encrypted; None once purged after
+    # delivery ([delivery] keep_bodies_days, storage/body_retention.py)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 15:37:55.136462
+Create Date: 2026-12-01 15:50:13.557886
 """
 from __future__ import annotations
 
@@ -163,8 +163,8 @@ def upgrade() -> None:
     sa.Column('person_id', sa.Integer(), nullable=True),
     sa.Column('dialog', sa.String(length=32), nullable=True),
     sa.Column('state', sa.String(length=32), nullable=True),
-    sa.Column('data', sa.JSON(), nullable=False),
-    sa.Column('prompt', sa.JSON(), nullable=True),
+    sa.Column('data', storage.crypto.EncryptedJSON(), nullable=False),
+    sa.Column('prompt', storage.crypto.EncryptedJSON(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('updated_at', storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', storage.base.UTCDateTime(timezone=True), nullable=True),
@@ -199,7 +199,7 @@ def upgrade() -> None:
     sa.Column('address', sa.String(length=128), nullable=False),
     sa.Column('person_id', sa.Integer(), nullable=True),
     sa.Column('kind', sa.String(length=24), nullable=False),
-    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('payload', storage.crypto.EncryptedJSON(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', storage.base.UTCDateTime(timezone=True), nullable=False),
