@@ -464,7 +464,7 @@ class Runner:
         if row.updated_at is not None and row.version:
             query = query.where(OutboxMessage.sent_at >= row.updated_at)
         pushed = await session.scalar(query)
-        options = (pushed.payload.get("options") or []) if pushed is not None else []
+        options = ((pushed.payload or {}).get("options") or []) if pushed is not None else []
         index = int(text) - 1
         if not 0 <= index < len(options):
             return None
@@ -556,7 +556,7 @@ class Runner:
             session.add(message)
             rows.append(message)
         await session.flush()
-        return [Outgoing(m.id, m.channel, m.address, m.payload) for m in rows]
+        return [Outgoing(m.id, m.channel, m.address, m.payload or {}) for m in rows]
 
     async def _apologise(self, inbound: Inbound) -> list[Outgoing]:
         reply = Reply(catalog.t("engine.failed"))
@@ -571,7 +571,7 @@ class Runner:
                 )
                 session.add(message)
                 await session.flush()
-                return [Outgoing(message.id, message.channel, message.address, message.payload)]
+                return [Outgoing(message.id, message.channel, message.address, message.payload or {})]
         except Exception as exc:
             log.error("could not queue the apology error=%s", type(exc).__name__)
             return [Outgoing(0, inbound.channel, inbound.address, payload_of(reply))]
