@@ -11,23 +11,14 @@ hands over to the consent dialog: nothing is sent to a family before they agree.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
-from dialogs.engine.context import route_waiting
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
-from storage.invites import hash_code, looks_like_code, normalize_code
+from storage.invites import looks_like_code
 from storage.models import (
-    ChannelAddress,
-    Household,
     HouseholdMember,
-    InviteCode,
-    InviteFailure,
     Person,
-    Township,
 )
-from storage.queries import members_of
 
 ROLE_KEYS = {"volunteer", "coordinator", "admin", "family"}
 RELATIONS = ("father", "mother", "grandchild", "other")
@@ -88,50 +79,29 @@ class Registration(Dialog):
 
     async def _try_code(self, text: str) -> str | None:
         """None when the code is good (and remembered), else the reason to show."""
-        now = self.ctx.now()
-        services = self.ctx.services
-        failures = await self.ctx.session.scalar(
-            select(func.count()).select_from(InviteFailure).where(
-                InviteFailure.channel == self.ctx.channel, InviteFailure.address == self.ctx.address,
-                InviteFailure.at > now - services.invite_failure_window))
-        if (failures or 0) >= services.invite_max_failures:
-            return self.t("locked")
-        if not looks_like_code(text):
-            return self.t("bad_code")  # not a guess: words, a greeting, a typo in length
-        invite = await self.ctx.session.scalar(
-            select(InviteCode).where(InviteCode.code_hash == hash_code(normalize_code(text))))
-        if invite is None or invite.used_at is not None or invite.expires_at <= now:
-            self.ctx.session.add(InviteFailure(channel=self.ctx.channel, address=self.ctx.address, at=now))
-            if invite is not None and invite.used_at is not None:
-                return self.t("used")
-            if invite is not None:
-                return self.t("expired")
-            return self.t("bad_code")
+        check = await self.ctx.book.check_invite(channel=self.ctx.channel, address=self.ctx.address,
+                                                 text=text, looks_like_code=looks_like_code(text))
+        if check.problem is not None or check.invite is None:
+            return self.t(check.problem or "bad_code")
+        invite = check.invite
         self.data["invite_id"] = invite.id
         self.data["role"] = invite.role
         if invite.household_id:
             self.data["household_id"] = invite.household_id
-        if invite.person_id:
-            person = await self.ctx.session.get(Person, invite.person_id)
-            if person is not None:
-                self.data["name"] = person.name
-        if invite.township_id:
-            township = await self.ctx.session.get(Township, invite.township_id)
-            self.data["township"] = township.name if township else ""
+        if check.person_name is not None:
+            self.data["name"] = check.person_name
+        if check.township_name is not None:
+            self.data["township"] = check.township_name
         return None
 
     async def _link_by_phone(self, phone: str) -> Finish | None:
         digits = "".join(ch for ch in normalize(phone) if ch.isdigit())
         if len(digits) > 11 and digits.startswith("86"):
             digits = digits[2:]
-        person = await self.ctx.session.scalar(select(Person).where(Person.phone == digits,
-                                                                    Person.active.is_(True)))
-        if person is None or person.role == "family":
+        person = await self.ctx.book.staff_by_phone(digits)
+        if person is None:
             return None
-        self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
-                                            address=self.ctx.address, created_at=self.ctx.now(),
-                                            last_inbound_at=self.ctx.now()))
-        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
+        await self.ctx.book.join(person, self.ctx.channel, self.ctx.address)
         self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, None, "phone")
         return Finish.with_text(self.t("welcome_back", name=person.name))
@@ -150,11 +120,7 @@ class Registration(Dialog):
 
     # a family invite: which member of the household is this?
     async def _family_members(self) -> list[tuple[HouseholdMember, Person]]:
-        household = await self.ctx.session.get(Household, int(self.data["household_id"]))
-        if household is None or household.erased_at is not None:
-            return []
-        return [(m, p) for m, p in await members_of(self.ctx.session, household.id)
-                if p.role == "family" and p.active]
+        return await self.ctx.book.registered_family(int(self.data["household_id"]))
 
     async def ask_member(self) -> Reply | str:
         members = await self._family_members()
@@ -206,25 +172,20 @@ class Registration(Dialog):
 
     async def _save(self) -> Finish:
         now = self.ctx.now()
-        invite = await self.ctx.session.get(InviteCode, int(self.data["invite_id"]))
+        book = self.ctx.book
+        invite = await book.invite(int(self.data["invite_id"]))
         if invite is None or invite.used_at is not None or invite.expires_at <= now:
             return Finish.with_text(self.t("used"))
-        person = await self.ctx.session.get(Person, invite.person_id) if invite.person_id else None
+        person = await book.person(invite.person_id)
         if person is None and invite.household_id is not None:
-            person = await self._family_person(invite)
+            person = await self._family_person(invite.household_id)
             if person is None:
                 return Finish.with_text(self.t("member_gone"))
         if person is None:
-            person = Person(name=self.data["name"], role=invite.role, township_id=invite.township_id,
-                            created_at=now)
-            self.ctx.session.add(person)
-            await self.ctx.session.flush()
-        self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
-                                            address=self.ctx.address, created_at=now,
-                                            last_inbound_at=now))
-        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
-        invite.used_at = now
-        invite.used_by_id = person.id
+            person = await book.new_person(name=self.data["name"], role=invite.role,
+                                           township_id=invite.township_id)
+            assert person is not None
+        await book.join(person, self.ctx.channel, self.ctx.address, invite)
         self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, invite.household_id, invite.role)
         if invite.household_id is not None and person.role == "family":
@@ -232,22 +193,14 @@ class Registration(Dialog):
         return Finish.with_text(self.t("done", name=person.name))
 
     async def _bound_person(self) -> bool:
-        invite = await self.ctx.session.get(InviteCode, int(self.data["invite_id"]))
+        invite = await self.ctx.book.invite(int(self.data["invite_id"]))
         return invite is not None and invite.person_id is not None
 
-    async def _family_person(self, invite: InviteCode) -> Person | None:
+    async def _family_person(self, household_id: int) -> Person | None:
         """The household member the newcomer said they are, or a new member of that household."""
-        now = self.ctx.now()
         if self.data.get("member_person_id"):
             wanted = int(self.data["member_person_id"])
             return next((p for _m, p in await self._family_members() if p.id == wanted), None)
-        household = await self.ctx.session.get(Household, invite.household_id)
-        if household is None or household.erased_at is not None:
-            return None
-        person = Person(name=self.data["name"], role="family", township_id=household.township_id,
-                        created_at=now)
-        self.ctx.session.add(person)
-        await self.ctx.session.flush()
-        self.ctx.session.add(HouseholdMember(household_id=household.id, person_id=person.id,
-                                             relation=self.data.get("relation") or "other"))
-        return person
+        return await self.ctx.book.new_person(name=self.data["name"], role="family", township_id=None,
+                                              household_id=household_id,
+                                              relation=self.data.get("relation") or "other")

@@ -18,7 +18,16 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import assessments, casework, family_line, intake, invitations, outreach, readings
+from domain import (
+    assessments,
+    casework,
+    enrolment,
+    family_line,
+    intake,
+    invitations,
+    outreach,
+    readings,
+)
 from domain.alerts import alert_recipients
 from domain.family_card import CardFacts, card_facts
 from domain.messages import UNROUTED, Attachment, Reply, queue_message
@@ -38,6 +47,7 @@ from storage.models import (
     Household,
     HouseholdMember,
     IntakeDraft,
+    InviteCode,
     Invitation,
     OutboxMessage,
     Person,
@@ -566,6 +576,54 @@ class Casebook:
         await family_line.record_answer(self._session, message=message, person=person,
                                         member=member, by=self._me(), mode=mode,
                                         today=self.services.today(), now=self.now())
+
+    # ------------------------------------------------------------------ joining
+
+    async def check_invite(self, *, channel: str, address: str, text: str,
+                           looks_like_code: bool) -> enrolment.CodeCheck:
+        """Check a typed invite code (a wrong one is counted against the address)."""
+        return await enrolment.check_code(
+            self._session, channel=channel, address=address, text=text, now=self.now(),
+            window=self.services.invite_failure_window,
+            max_failures=self.services.invite_max_failures, looks_like_code=looks_like_code)
+
+    async def invite(self, invite_id: int) -> InviteCode | None:
+        return await self._session.get(InviteCode, invite_id)
+
+    async def staff_by_phone(self, digits: str) -> Person | None:
+        """An active volunteer, coordinator or admin with this phone number."""
+        person = await self._session.scalar(select(Person).where(Person.phone == digits,
+                                                                 Person.active.is_(True)))
+        return None if person is None or person.role == Role.FAMILY else person
+
+    async def registered_family(self, household_id: int) -> list[tuple[HouseholdMember, Person]]:
+        return await enrolment.registered_family(self._session, household_id)
+
+    async def new_person(self, *, name: str, role: str, township_id: int | None,
+                         household_id: int | None = None, relation: str | None = None) -> Person | None:
+        """Someone new; with `household_id`, a new member of that (not erased) household."""
+        if household_id is not None:
+            household = await self._session.get(Household, household_id)
+            if household is None or household.erased_at is not None:
+                return None
+            township_id = household.township_id
+        person = Person(name=name, role=role, township_id=township_id, created_at=self.now())
+        self._session.add(person)
+        await self._session.flush()
+        if household_id is not None:
+            self._session.add(HouseholdMember(household_id=household_id, person_id=person.id,
+                                              relation=relation or "other"))
+        return person
+
+    async def join(self, person: Person, channel: str, address: str,
+                   invite: InviteCode | None = None) -> None:
+        """Bind the address to `person` (and use up the invite); the step now acts as them."""
+        now = self.now()
+        await enrolment.link_address(self._session, person, channel, address, now)
+        if invite is not None:
+            invite.used_at = now
+            invite.used_by_id = person.id
+        self.actor = person
 
     # ------------------------------------------------------------------ reports
 
