@@ -16,9 +16,11 @@ go to the township's coordinators. A reply through Warmline counts as a contact 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, action_value
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import clean_text
 from domain.outreach import address_of
@@ -80,6 +82,23 @@ async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
     return reply
 
 
+@dataclass
+class LineForm(Form):
+    """What started the line: the words as normalised and as typed, or a media event."""
+
+    text: str | None = None
+    raw: str | None = None
+    event: str | None = None
+
+
+@dataclass
+class ReplyForm(Form):
+    message_id: int | None = None
+    mode: str | None = None  # reply | call
+    reply: str | None = None
+    can_write: bool = False
+
+
 class FamilyLine(Dialog):
     name = "family_line"
     roles = frozenset({"family"})
@@ -88,11 +107,13 @@ class FamilyLine(Dialog):
     events = MEDIA_EVENTS
     states = ["text"]
     transitions: list[dict[str, Any]] = []
+    form_type = LineForm
+    form: LineForm
 
     async def ask_text(self) -> Reply | Finish:
-        if self.data.get("text") or self.data.get("event"):
-            raw = clean_text(str(self.data.get("raw") or ""))
-            return await self._receive(raw or str(self.data.get("text") or ""), self.data.get("event"))
+        if self.form.text or self.form.event:
+            raw = clean_text(self.form.raw or "")
+            return await self._receive(raw or (self.form.text or ""), self.form.event)
         facts = await self._volunteer_name()
         return Reply(self.t("ask_text", volunteer=facts))
 
@@ -124,6 +145,8 @@ class FamilyReply(Dialog):
         {"trigger": "next", "source": "compose", "dest": "confirm"},
         {"trigger": "edit", "source": "confirm", "dest": "compose"},
     ]
+    form_type = ReplyForm
+    form: ReplyForm
 
     def _me(self) -> Person:
         assert self.ctx.person is not None
@@ -133,10 +156,10 @@ class FamilyReply(Dialog):
         return await self.ctx.book.family_message(message_id)
 
     async def ask_pick(self) -> Reply | str | Finish:
-        if self.data.get("message_id"):
-            if await self._message(int(self.data["message_id"])) is not None:
+        if self.form.message_id:
+            if await self._message(int(self.form.message_id)) is not None:
                 return "next"
-            self.data.pop("message_id", None)
+            self.form.message_id = None
         rows = await self.ctx.book.waiting_family_messages(MAX_LISTED)
         if not rows:
             return Finish.with_text(self.t("none_waiting"))
@@ -155,11 +178,11 @@ class FamilyReply(Dialog):
     async def on_pick(self, answer: Answer) -> str | Invalid:
         if answer.value is None or not answer.value.isdigit() or await self._message(int(answer.value)) is None:
             return Invalid(self.t("pick"))
-        self.data["message_id"] = int(answer.value)
+        self.form.message_id = int(answer.value)
         return "next"
 
     async def _context(self) -> tuple[FamilyMessage, Person, HouseholdMember | None, str]:
-        message = await self._message(int(self.data["message_id"]))
+        message = await self._message(int(self.form.message_id))
         assert message is not None  # checked in pick; scope cannot shrink within one step
         person, member = await self.ctx.book.writer_of(message)
         return message, person, member, address_of(member, person)
@@ -177,32 +200,32 @@ class FamilyReply(Dialog):
         if message.answered_at is not None:
             lines.append(self.t("already_answered"))
         can_write = await self.ctx.book.may_answer(person.id)
-        self.data["can_write"] = can_write
+        self.form.can_write = can_write
         lines.append(self.t("ask_compose" if can_write else "cannot_write", who=address))
         return Reply("\n".join(lines), (Option(self.t("called"), "called"),))
 
     async def on_compose(self, answer: Answer) -> str | Invalid:
         if answer.value == "called" or answer.text in {"已电话联系", "打过电话了"}:
-            self.data["mode"] = "call"
-            self.data.pop("reply", None)
+            self.form.mode = "call"
+            self.form.reply = None
             return "next"
-        if not self.data.get("can_write"):
+        if not self.form.can_write:
             return Invalid(self.t("cannot_write_short"))
         text = (clean_text(answer.raw) or answer.text).strip()
         if not text:
             return Invalid(self.t("empty"))
         if len(text) > MAX_REPLY:
             return Invalid(self.t("too_long", limit=MAX_REPLY))
-        self.data["mode"] = "reply"
-        self.data["reply"] = text
+        self.form.mode = "reply"
+        self.form.reply = text
         return "next"
 
     async def ask_confirm(self) -> Reply:
         _message, _person, _member, address = await self._context()
-        if self.data.get("mode") == "call":
+        if self.form.mode == "call":
             return Reply(self.t("confirm_call", who=address),
                          (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("common.discard"), "discard")))
-        text = self.t("to_family", volunteer=self._me().name, text=self.data.get("reply", ""))
+        text = self.t("to_family", volunteer=self._me().name, text=(self.form.reply or ""))
         return Reply(self.t("confirm_reply", who=address, text=text),
                      (Option(self.t("send"), "save"), Option(self.ctx.t("engine.edit"), "edit"),
                       Option(self.ctx.t("common.discard"), "discard")))
@@ -211,7 +234,7 @@ class FamilyReply(Dialog):
         choice = answer.value or {"发送": "save", "保存": "save", "修改": "edit", "放弃": "discard"}.get(answer.text)
         if choice == "discard":
             return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit" and self.data.get("mode") == "reply":
+        if choice == "edit" and self.form.mode == "reply":
             return "edit"
         if choice != "save":
             return Invalid(self.ctx.t("engine.invalid_choice"))
@@ -220,10 +243,10 @@ class FamilyReply(Dialog):
     async def _save(self) -> Finish:
         message, person, _member, address = await self._context()
         me = self._me()
-        mode = self.data.get("mode")
+        mode = self.form.mode
         assert message.household_id is not None
         if mode == "reply":
-            text = self.t("to_family", volunteer=me.name, text=self.data.get("reply", ""))
+            text = self.t("to_family", volunteer=me.name, text=(self.form.reply or ""))
             if not await self.ctx.book.reply_to_family(message, person.id, text):
                 return Finish.with_text(self.t("not_sent", who=address))
         await self.ctx.book.record_family_answer(message, "reply" if mode == "reply" else "call")
