@@ -13,11 +13,13 @@ not know is skipped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
-from dialogs.common import read_yes_no
+from dialogs.common import HouseholdForm, read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 from dialogs.family_line import receive_words
 from dialogs.parsing import clean_text
@@ -48,16 +50,49 @@ def read_choice(answer: Answer) -> bool | None:
     return None
 
 
+@dataclass
+class FamilyForm(HouseholdForm):
+    """The answers of the family's consent and preference dialogs (and a volunteer's proxy)."""
+
+    relation: str | None = None
+    has_birthday: bool = False
+    volunteer: str | None = None
+    festivals: bool | None = None
+    own_birthday: bool | None = None
+    mothers_day: bool | None = None
+    fathers_day: bool | None = None
+    activities: bool | None = None
+    channel: str | None = None
+    mode: str | None = None  # consent: new | proxy | resume
+    consent_id: int | None = None
+    member_person_id: int | None = None
+    member_name: str | None = None
+    address: str | None = None
+
+
+@dataclass
+class StopForm(Form):
+    volunteer: str | None = None
+
+
 class PreferenceSteps(Dialog):
     """The preference questions. A subclass lists the states it uses and sets `proxy` when a
     volunteer answers for the family (the questions then speak of them, not to them)."""
+
+    form_type: ClassVar[type[Form] | None] = FamilyForm
+    form: FamilyForm
+
+    def _take_facts(self, facts: dict[str, object]) -> None:
+        """What `member_facts` knows: relation, birthday known, household, volunteer's name."""
+        for key, value in facts.items():
+            setattr(self.form, key, value)
 
     proxy: bool = False
 
     def pt(self, key: str, **values: Any) -> str:
         """A question in the right voice: to the member, or (proxy) about them."""
-        values.setdefault("volunteer", self.data.get("volunteer") or self.ctx.t("family_prefs.your_volunteer"))
-        values.setdefault("name", self.data.get("member_name", ""))
+        values.setdefault("volunteer", self.form.volunteer or self.ctx.t("family_prefs.your_volunteer"))
+        values.setdefault("name", (self.form.member_name or ""))
         prefix = "proxy_" if self.proxy else ""
         return self.ctx.t(f"family_prefs.{prefix}{key}", **values)
 
@@ -77,7 +112,7 @@ class PreferenceSteps(Dialog):
         value = read_choice(answer)
         if value is None:
             return await self.invalid(answer, self.ctx.t("family_prefs.pick_yes_no"))
-        self.data[field] = value
+        setattr(self.form, field, value)
         return "next"
 
     async def ask_festivals(self) -> Reply:
@@ -87,8 +122,8 @@ class PreferenceSteps(Dialog):
         return await self._answer("festivals", answer)
 
     async def ask_birthday(self) -> Reply | str:
-        if not self.data.get("has_birthday"):
-            self.data["own_birthday"] = False
+        if not self.form.has_birthday:
+            self.form.own_birthday = False
             return "next"
         return Reply(self.pt("ask_birthday"), self.yes_no())
 
@@ -96,12 +131,12 @@ class PreferenceSteps(Dialog):
         return await self._answer("own_birthday", answer)
 
     def _parents_day(self) -> str | None:
-        return {"mother": "mothers_day", "father": "fathers_day"}.get(self.data.get("relation") or "")
+        return {"mother": "mothers_day", "father": "fathers_day"}.get(self.form.relation or "")
 
     async def ask_parents_day(self) -> Reply | str:
         field = self._parents_day()
         if field is None:
-            self.data["mothers_day"] = self.data["fathers_day"] = False
+            self.form.mothers_day = self.form.fathers_day = False
             return "next"
         return Reply(self.pt(f"ask_{field}"), self.yes_no("want_greeting", "quiet_day"))
 
@@ -110,7 +145,7 @@ class PreferenceSteps(Dialog):
         if field is None:
             return "next"
         other = "fathers_day" if field == "mothers_day" else "mothers_day"
-        self.data[other] = False
+        setattr(self.form, other, False)
         return await self._answer(field, answer)
 
     async def ask_activities(self) -> Reply:
@@ -121,22 +156,22 @@ class PreferenceSteps(Dialog):
 
     def preference_lines(self) -> list[str]:
         t = self.ctx.t
-        lines = [t("family_prefs.s_festivals", v=self._word(self.data.get("festivals")))]
-        if self.data.get("has_birthday"):
-            lines.append(t("family_prefs.s_birthday", v=self._word(self.data.get("own_birthday"))))
+        lines = [t("family_prefs.s_festivals", v=self._word(self.form.festivals))]
+        if self.form.has_birthday:
+            lines.append(t("family_prefs.s_birthday", v=self._word(self.form.own_birthday)))
         field = self._parents_day()
         if field is not None:
-            lines.append(t(f"family_prefs.s_{field}", v=self._word(self.data.get(field))))
-        lines.append(t("family_prefs.s_activities", v=self._word(self.data.get("activities"))))
-        if self.data.get("channel"):
-            lines.append(t("family_prefs.s_channel", v=CHANNEL_NAMES.get(self.data["channel"], self.data["channel"])))
+            lines.append(t(f"family_prefs.s_{field}", v=self._word(getattr(self.form, field))))
+        lines.append(t("family_prefs.s_activities", v=self._word(self.form.activities)))
+        if self.form.channel:
+            lines.append(t("family_prefs.s_channel", v=CHANNEL_NAMES.get(self.form.channel, self.form.channel)))
         return lines
 
     def _word(self, value: object) -> str:
         return self.ctx.t("family_prefs.on" if value else "family_prefs.off")
 
     def chosen(self) -> dict[str, bool]:
-        return {f: bool(self.data.get(f)) for f in PREFERENCE_FIELDS}
+        return {f: bool(getattr(self.form, f)) for f in PREFERENCE_FIELDS}
 
     async def load_preferences(self, person_id: int) -> None:
         """Start from what the member chose before (defaults: festivals yes, the rest no)."""
@@ -144,9 +179,9 @@ class PreferenceSteps(Dialog):
         defaults = {"festivals": True, "own_birthday": False, "mothers_day": False,
                     "fathers_day": False, "activities": False}
         for field in PREFERENCE_FIELDS:
-            self.data[field] = bool(getattr(preference, field)) if preference is not None else defaults[field]
+            setattr(self.form, field, bool(getattr(preference, field)) if preference is not None else defaults[field])
         if preference is not None and preference.channel:
-            self.data["channel"] = preference.channel
+            self.form.channel = preference.channel
 
 
 class FamilyPreferences(PreferenceSteps):
@@ -162,7 +197,7 @@ class FamilyPreferences(PreferenceSteps):
 
     async def ask_show(self) -> Reply | Finish:
         me = self._me()
-        self.data.update(await self.ctx.book.member_facts(me.id))
+        self._take_facts(await self.ctx.book.member_facts(me.id))
         consent = await self.ctx.book.current_consent(me.id)
         if not confirmed(consent):
             return Finish((), then={"start": "family_consent"})
@@ -194,14 +229,14 @@ class FamilyPreferences(PreferenceSteps):
     async def ask_channel(self) -> Reply | str:
         channels = await self._channels()
         if len(channels) < 2:
-            self.data["channel"] = channels[0] if channels else self.data.get("channel")
+            self.form.channel = channels[0] if channels else self.form.channel
             return "next"
         return Reply(self.t("ask_channel"), tuple(Option(CHANNEL_NAMES.get(c, c), c) for c in channels))
 
     async def on_channel(self, answer: Answer) -> str | Invalid:
         if answer.value not in await self._channels():
             return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
-        self.data["channel"] = answer.value
+        self.form.channel = answer.value
         return "next"
 
     async def ask_confirm(self) -> Reply:
@@ -215,8 +250,8 @@ class FamilyPreferences(PreferenceSteps):
             return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
         me = self._me()
         now = self.ctx.now()
-        await self.ctx.book.save_preference(me.id, now, channel=self.data.get("channel"), **self.chosen())
-        await self.ctx.audit("write", "preference", me.id, self.data.get("household_id"))
+        await self.ctx.book.save_preference(me.id, now, channel=self.form.channel, **self.chosen())
+        await self.ctx.audit("write", "preference", me.id, self.form.household_id)
         return Finish.with_text(self.t("saved"))
 
 
@@ -229,6 +264,8 @@ class FamilyStop(Dialog):
     in_menu = False
     states = ["stop"]
     transitions: list[dict[str, Any]] = []
+    form_type = StopForm
+    form: StopForm
 
     async def ask_stop(self) -> Finish:
         person = self.ctx.person
@@ -237,7 +274,7 @@ class FamilyStop(Dialog):
         now = self.ctx.now()
         newly = await self.ctx.book.stop_all(person.id, now)
         facts = await self.ctx.book.member_facts(person.id)
-        volunteer = self.data.get("volunteer") or facts["volunteer"]
+        volunteer = self.form.volunteer or facts["volunteer"]
         if newly:
             await self.ctx.audit("write", "preference", person.id, facts["household_id"], "stopped")
             if volunteer:
