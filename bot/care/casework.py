@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app import App, casework_policy
 from bot.config import Settings
 from dialogs.engine import catalog
-from dialogs.engine.context import queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from domain.alerts import alert_recipients
 from domain.casework import EXPIRY_TASK, sync_expiry_task
+from domain.messages import queue_message
 from storage.models import FollowUp, Household, ServiceEntitlement, Task
 from storage.queries import contact_volunteer, household_labels
 

@@ -19,12 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
-from dialogs.engine.context import queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.services import OutreachPolicy
 from domain.alerts import alert_recipients
 from domain.family_line import CALL_TASK, task_key
+from domain.messages import queue_message
 from domain.outreach import volunteer_of
 from storage.models import (
     FamilyMessage,

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from bot.delivery.base import SendResult
-from dialogs.engine.context import queue_message
 from dialogs.engine.types import Reply
 from domain.alerts import alert_recipients
+from domain.messages import queue_message
 from storage.models import (
     ChannelAddress,
     HouseholdMember,
