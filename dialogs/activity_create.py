@@ -12,13 +12,14 @@ lives) both here and again when a scheduled send goes out.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 from dialogs.engine.catalog import has
 from dialogs.engine.dialog import Answer, Finish, Invalid
-from dialogs.engine.recording import Records, change_one_field
+from dialogs.engine.recording import RecordForm, Records, change_one_field
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import chinese_number, normalize, parse_when
 from domain.invitations import (
@@ -73,6 +74,21 @@ def channel_name(ctx: Any, channel: str) -> str:
     return ctx.t(key) if has(key, ctx.locale) else channel
 
 
+@dataclass
+class ActivityForm(RecordForm):
+    type: str | None = None
+    title: str | None = None
+    starts_at: str | None = None  # ISO date and time
+    place: str | None = None
+    capacity: int | None = None
+    audience: dict[str, Any] | None = None  # kind, township_id, household_ids (storage/audience.py)
+    household_codes: list[str] | None = None
+    listing: list[int] | None = None  # the households listed for choosing by number
+    message: str | None = None
+    send_at: str | None = None
+    recipients: int | None = None
+
+
 class ActivityCreate(Records):
     name = "activity_create"
     roles = frozenset({"coordinator", "admin"})
@@ -85,6 +101,8 @@ class ActivityCreate(Records):
                           extra_sources=[s for s in [*STEPS, "send_at"] if s not in EDITABLE]),
     ]
     editable = tuple(EDITABLE)
+    form_type = ActivityForm
+    form: ActivityForm
 
     def _person(self) -> Person:
         assert self.ctx.person is not None
@@ -105,12 +123,12 @@ class ActivityCreate(Records):
         kind = answer.value if answer.value in (*ACTIVITY_TYPES, CUSTOM) else None
         if kind is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["type"] = kind
+        self.form.type = kind
         return self._done()
 
     # title
     async def ask_title(self) -> Reply:
-        kind = self.data["type"]
+        kind = self.form.type
         if kind == CUSTOM:
             return Reply(self.t("ask_title_custom"))
         name = type_name(kind, self.ctx.locale)
@@ -122,7 +140,7 @@ class ActivityCreate(Records):
             return Invalid(self.t("need_text"))
         if len(text) > MAX_TITLE:
             return Invalid(self.t("too_long", limit=MAX_TITLE))
-        self.data["title"] = text
+        self.form.title = text
         return self._done()
 
     # when
@@ -133,9 +151,9 @@ class ActivityCreate(Records):
         found = read_when(answer.text, self.ctx.services)
         if isinstance(found, str):
             return Invalid(self.t(found))
-        self.data["starts_at"] = found.isoformat()
-        if self.data.get("send_at") and datetime.fromisoformat(self.data["send_at"]) >= found:
-            self.data.pop("send_at")
+        self.form.starts_at = found.isoformat()
+        if self.form.send_at and datetime.fromisoformat(self.form.send_at) >= found:
+            self.form.send_at = None
         return self._done()
 
     # place
@@ -146,7 +164,7 @@ class ActivityCreate(Records):
         text = "" if answer.value == "" else normalize(answer.clean)
         if len(text) > MAX_PLACE:
             return Invalid(self.t("too_long", limit=MAX_PLACE))
-        self.data["place"] = text or None
+        self.form.place = text or None
         return self._done()
 
     # capacity
@@ -157,12 +175,12 @@ class ActivityCreate(Records):
     async def on_capacity(self, answer: Answer) -> str | Invalid:
         text = normalize(answer.text).removesuffix("人").removesuffix("个").strip()
         if text in {"不限", "不限制", "没有", "无", "none", "no"}:
-            self.data["capacity"] = None
+            self.form.capacity = None
             return self._done()
         number = int(text) if text.isdigit() else chinese_number(text)
         if number is None or not 1 <= number <= MAX_CAPACITY:
             return Invalid(self.t("bad_capacity"))
-        self.data["capacity"] = number
+        self.form.capacity = number
         return self._done()
 
     # audience
@@ -177,13 +195,12 @@ class ActivityCreate(Records):
         kinds = [str(k) for k in audiences_for(self._person())]
         if answer.value not in kinds:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["audience"] = {"kind": answer.value}
-        self.data.pop("household_labels", None)
+        self.form.audience = {"kind": answer.value}
         return "next"  # township and households ask only what this audience needs
 
     # township (admins, township-bound audiences)
     async def ask_township(self) -> Reply | str:
-        if not needs_township_choice(self._person(), self.data["audience"]["kind"]):
+        if not needs_township_choice(self._person(), self.form.audience["kind"]):
             return "next"
         townships = await self.ctx.book.townships()
         return Reply(self.t("ask_township"), tuple(Option(t.name, str(t.id)) for t in townships))
@@ -194,18 +211,18 @@ class ActivityCreate(Records):
             township = await self.ctx.book.township(int(answer.value))
         if township is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["audience"]["township_id"] = township.id
+        self.form.audience["township_id"] = township.id
         return "next"
 
     # households (chosen households)
     async def ask_households(self) -> Reply | str | Finish:
-        if self.data["audience"]["kind"] != AudienceKind.HOUSEHOLDS:
+        if self.form.audience["kind"] != AudienceKind.HOUSEHOLDS:
             return self._done()
         households = await self.ctx.book.households()
         if not households:
             return Finish.with_text(self.ctx.t("common.no_households"))
         labels = await self.ctx.book.labels(households[:MAX_LISTED])
-        self.data["listing"] = [h.id for h in households[:MAX_LISTED]]
+        self.form.listing = [h.id for h in households[:MAX_LISTED]]
         lines = [self.t("ask_households")]
         lines += [f"{i}. {labels[h.id]}" for i, h in enumerate(households[:MAX_LISTED], start=1)]
         if len(households) > MAX_LISTED:
@@ -215,7 +232,7 @@ class ActivityCreate(Records):
     async def on_households(self, answer: Answer) -> str | Invalid:
         visible = {h.code.upper(): h for h in await self.ctx.book.households()}
         by_id = {h.id: h for h in visible.values()}
-        listing = self.data.get("listing") or []
+        listing = self.form.listing or []
         chosen: list[int] = []
         unknown: list[str] = []
         for part in re.split(r"[,，、;；\s]+", normalize(answer.text)):
@@ -230,9 +247,9 @@ class ActivityCreate(Records):
         if unknown or not chosen:
             return Invalid(self.t("bad_households", v="、".join(unknown[:5]) or answer.text[:20]))
         chosen = sorted(set(chosen))
-        self.data["audience"]["household_ids"] = chosen
-        self.data["household_codes"] = [by_id[i].code for i in chosen]
-        self.data.pop("listing", None)
+        self.form.audience["household_ids"] = chosen
+        self.form.household_codes = [by_id[i].code for i in chosen]
+        self.form.listing = None
         return self._done()
 
     # message
@@ -243,7 +260,7 @@ class ActivityCreate(Records):
         text = "" if answer.value == "" else answer.clean.strip()
         if len(text) > MAX_MESSAGE:
             return Invalid(self.t("too_long", limit=MAX_MESSAGE))
-        self.data["message"] = text or None
+        self.form.message = text or None
         return self._done()
 
     # preview
@@ -254,36 +271,36 @@ class ActivityCreate(Records):
         return township.name if township else ""
 
     async def audience_text(self) -> str:
-        audience = self.data["audience"]
+        audience = self.form.audience
         kind = audience["kind"]
         if kind == AudienceKind.HOUSEHOLDS:
-            return self.t("s_aud_households", v="、".join(self.data.get("household_codes", [])))
+            return self.t("s_aud_households", v="、".join(self.form.household_codes or []))
         township_id = audience.get("township_id", self._person().township_id)
         return self.t(f"s_aud_{kind}", township=await self._township_name(township_id))
 
     async def summary(self) -> str:
-        d = self.data
+        d = self.form
         tz = self.ctx.services.timezone
         lines = [
             self.t("summary_title"),
-            self.t("s_type", v=type_name(d["type"], self.ctx.locale)),
-            self.t("s_title", v=d["title"]),
-            self.t("s_when", v=when_text(datetime.fromisoformat(d["starts_at"]), tz)),
-            self.t("s_place", v=d.get("place") or self.t("no_place")),
-            self.t("s_capacity", v=d.get("capacity") or self.t("no_limit")),
+            self.t("s_type", v=type_name(d.type or "", self.ctx.locale)),
+            self.t("s_title", v=d.title),
+            self.t("s_when", v=when_text(datetime.fromisoformat(d.starts_at or ""), tz)),
+            self.t("s_place", v=d.place or self.t("no_place")),
+            self.t("s_capacity", v=d.capacity or self.t("no_limit")),
             self.t("s_audience", v=await self.audience_text()),
-            self.t("s_message", v=d.get("message") or self.t("no_message")),
+            self.t("s_message", v=d.message or self.t("no_message")),
         ]
         return "\n".join(lines)
 
     async def ask_preview(self) -> Reply:
         self.editing = False
         try:
-            report = await self.ctx.book.audience_preview(self.data["audience"], self.data["type"])
+            report = await self.ctx.book.audience_preview(self.form.audience, self.form.type)
         except AudienceNotAllowed:
             return Reply(self.t("out_of_scope"), (Option(self.t("edit"), "edit"),
                                                   Option(self.ctx.t("common.discard"), "discard")))
-        self.data["recipients"] = report.invited
+        self.form.recipients = report.invited
         if report.invited == 0:
             return Reply(await self.summary() + "\n" + self.t("nobody"),
                          (Option(self.t("edit"), "edit"), Option(self.ctx.t("common.discard"), "discard")))
@@ -304,7 +321,7 @@ class ActivityCreate(Records):
             return Finish.with_text(self.ctx.t("common.discarded"))
         if choice == "edit":
             return "edit"
-        if choice in {"send", "schedule"} and not self.data.get("recipients"):
+        if choice in {"send", "schedule"} and not self.form.recipients:
             return Invalid(self.t("nobody"))
         if choice == "schedule":
             return "schedule"
@@ -320,18 +337,18 @@ class ActivityCreate(Records):
         found = read_when(answer.text, self.ctx.services)
         if isinstance(found, str):
             return Invalid(self.t(found))
-        if found >= datetime.fromisoformat(self.data["starts_at"]):
+        if found >= datetime.fromisoformat(self.form.starts_at):
             return Invalid(self.t("send_after_start"))
         return await self.save(send_at=found)
 
     # saving
     async def save(self, *, send_at: datetime | None) -> Finish:
-        d = self.data
+        d = self.form
         try:
             activity = await self.ctx.book.create_activity(
-                activity_type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
-                place=d.get("place"), capacity=d.get("capacity"), audience=d["audience"],
-                message=d.get("message"), send_at=send_at)
+                activity_type=d.type or "", title=d.title or "", starts_at=datetime.fromisoformat(d.starts_at or ""),
+                place=d.place, capacity=d.capacity, audience=d.audience or {},
+                message=d.message, send_at=send_at)
         except AudienceNotAllowed:
             return Finish.with_text(self.t("out_of_scope"))
         if send_at is not None:

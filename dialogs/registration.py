@@ -11,7 +11,10 @@ hands over to the consent dialog: nothing is sent to a family before they agree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
 from storage.invites import looks_like_code
@@ -22,6 +25,20 @@ from storage.models import (
 
 ROLE_KEYS = {"volunteer", "coordinator", "admin", "family"}
 RELATIONS = ("father", "mother", "grandchild", "other")
+
+
+@dataclass
+class RegistrationForm(Form):
+    family_hint: bool = False  # came from the Official Account: a family's words
+    phone: str | None = None  # a shared contact, to link at once
+    pending_code: str | None = None  # a code that came with the start (a QR scan, a deep link)
+    invite_id: int | None = None
+    role: str | None = None
+    household_id: int | None = None
+    name: str | None = None
+    township: str | None = None
+    member_person_id: int | None = None
+    relation: str | None = None
 
 
 class Registration(Dialog):
@@ -42,36 +59,39 @@ class Registration(Dialog):
         {"trigger": "next", "source": "relation", "dest": "confirm"},
         {"trigger": "rechoose", "source": "confirm", "dest": "member"},
     ]
+    form_type = RegistrationForm
+    form: RegistrationForm
 
     async def begin(self, args: dict) -> None:
         if args.get("family"):
-            self.data["family_hint"] = True  # came from the Official Account: a family's words
+            self.form.family_hint = True  # came from the Official Account: a family's words
         if args.get("phone"):
-            self.data["phone"] = args["phone"]
+            self.form.phone = args["phone"]
         if args.get("code") and looks_like_code(str(args["code"])):
-            self.data["pending_code"] = str(args["code"])[:64]
+            self.form.pending_code = str(args["code"])[:64]
 
     async def ask_code(self) -> Reply | str | Finish:
-        if self.data.get("phone"):
-            linked = await self._link_by_phone(self.data.pop("phone"))
+        if self.form.phone:
+            phone, self.form.phone = self.form.phone, None
+            linked = await self._link_by_phone(phone)
             if linked is not None:
                 return linked
-        pending = self.data.pop("pending_code", None)
+        pending, self.form.pending_code = self.form.pending_code, None
         if pending:
             result = await self._try_code(pending)
             if result is None:
                 return self._after_code()
             return Reply(result + "\n" + self._ask_code_text())
-        if self.data.get("family_hint"):
+        if self.form.family_hint:
             return Reply(self._ask_code_text())
         return Reply(self.t("welcome") + "\n" + self.t("ask_code"))
 
     def _ask_code_text(self) -> str:
-        return self.t("ask_code_family" if self.data.get("family_hint") else "ask_code")
+        return self.t("ask_code_family" if self.form.family_hint else "ask_code")
 
     def _after_code(self) -> str:
         """A family invite not bound to one person asks who they are; anything else, the name."""
-        return "family" if self.data.get("household_id") and not self.data.get("name") else "next"
+        return "family" if self.form.household_id and not self.form.name else "next"
 
     async def on_code(self, answer: Answer) -> str | Invalid:
         problem = await self._try_code(answer.text)
@@ -84,14 +104,14 @@ class Registration(Dialog):
         if check.problem is not None or check.invite is None:
             return self.t(check.problem or "bad_code")
         invite = check.invite
-        self.data["invite_id"] = invite.id
-        self.data["role"] = invite.role
+        self.form.invite_id = invite.id
+        self.form.role = invite.role
         if invite.household_id:
-            self.data["household_id"] = invite.household_id
+            self.form.household_id = invite.household_id
         if check.person_name is not None:
-            self.data["name"] = check.person_name
+            self.form.name = check.person_name
         if check.township_name is not None:
-            self.data["township"] = check.township_name
+            self.form.township = check.township_name
         return None
 
     async def _link_by_phone(self, phone: str) -> Finish | None:
@@ -107,7 +127,7 @@ class Registration(Dialog):
         return Finish.with_text(self.t("welcome_back", name=person.name))
 
     async def ask_name(self) -> Reply | str:
-        if self.data.get("name"):
+        if self.form.name:
             return "next"
         return Reply(self.t("ask_name"))
 
@@ -115,12 +135,12 @@ class Registration(Dialog):
         name = answer.clean
         if not 1 <= len(name) <= 30 or any(ch.isdigit() for ch in name):
             return Invalid(self.t("bad_name"))
-        self.data["name"] = name
-        return "relation" if self.data.get("household_id") else "next"
+        self.form.name = name
+        return "relation" if self.form.household_id else "next"
 
     # a family invite: which member of the household is this?
     async def _family_members(self) -> list[tuple[HouseholdMember, Person]]:
-        return await self.ctx.book.registered_family(int(self.data["household_id"]))
+        return await self.ctx.book.registered_family(int(self.form.household_id))
 
     async def ask_member(self) -> Reply | str:
         members = await self._family_members()
@@ -132,13 +152,13 @@ class Registration(Dialog):
 
     async def on_member(self, answer: Answer) -> str | Invalid:
         if answer.value == "new":
-            self.data.pop("member_person_id", None)
+            self.form.member_person_id = None
             return "new"
         chosen = next((p for _m, p in await self._family_members() if answer.value == str(p.id)), None)
         if chosen is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["member_person_id"] = chosen.id
-        self.data["name"] = chosen.name
+        self.form.member_person_id = chosen.id
+        self.form.name = chosen.name
         return "next"
 
     async def ask_relation(self) -> Reply:
@@ -147,23 +167,23 @@ class Registration(Dialog):
     async def on_relation(self, answer: Answer) -> str | Invalid:
         if answer.value not in RELATIONS:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["relation"] = answer.value
+        self.form.relation = answer.value
         return "next"
 
     async def ask_confirm(self) -> Reply:
-        if self.data.get("household_id"):
-            return Reply(self.t("confirm_family", name=self.data.get("name", "")),
+        if self.form.household_id:
+            return Reply(self.t("confirm_family", name=(self.form.name or "")),
                          (Option(self.t("yes_register"), "save"), Option(self.t("not_me"), "edit")))
-        role = self.t(f"role_{self.data.get('role', 'volunteer')}")
-        text = self.t("confirm", name=self.data.get("name", ""), role=role,
-                      township=self.data.get("township") or self.t("county"))
+        role = self.t(f"role_{self.form.role or 'volunteer'}")
+        text = self.t("confirm", name=(self.form.name or ""), role=role,
+                      township=self.form.township or self.t("county"))
         return Reply(text, (Option(self.t("yes_register"), "save"), Option(self.t("change_name"), "edit")))
 
     async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
         if answer.value == "edit" or answer.text in {"修改", "改名"}:
-            self.data.pop("name", None)
-            if self.data.get("household_id") and not await self._bound_person():
-                self.data.pop("member_person_id", None)
+            self.form.name = None
+            if self.form.household_id and not await self._bound_person():
+                self.form.member_person_id = None
                 return "rechoose"
             return "edit"
         if answer.value != "save" and answer.text not in {"确认", "是", "好", "yes"}:
@@ -173,7 +193,7 @@ class Registration(Dialog):
     async def _save(self) -> Finish:
         now = self.ctx.now()
         book = self.ctx.book
-        invite = await book.invite(int(self.data["invite_id"]))
+        invite = await book.invite(int(self.form.invite_id))
         if invite is None or invite.used_at is not None or invite.expires_at <= now:
             return Finish.with_text(self.t("used"))
         person = await book.person(invite.person_id)
@@ -182,7 +202,7 @@ class Registration(Dialog):
             if person is None:
                 return Finish.with_text(self.t("member_gone"))
         if person is None:
-            person = await book.new_person(name=self.data["name"], role=invite.role,
+            person = await book.new_person(name=self.form.name, role=invite.role,
                                            township_id=invite.township_id)
             assert person is not None
         await book.join(person, self.ctx.channel, self.ctx.address, invite)
@@ -193,14 +213,14 @@ class Registration(Dialog):
         return Finish.with_text(self.t("done", name=person.name))
 
     async def _bound_person(self) -> bool:
-        invite = await self.ctx.book.invite(int(self.data["invite_id"]))
+        invite = await self.ctx.book.invite(int(self.form.invite_id))
         return invite is not None and invite.person_id is not None
 
     async def _family_person(self, household_id: int) -> Person | None:
         """The household member the newcomer said they are, or a new member of that household."""
-        if self.data.get("member_person_id"):
-            wanted = int(self.data["member_person_id"])
+        if self.form.member_person_id:
+            wanted = int(self.form.member_person_id)
             return next((p for _m, p in await self._family_members() if p.id == wanted), None)
-        return await self.ctx.book.new_person(name=self.data["name"], role="family", township_id=None,
+        return await self.ctx.book.new_person(name=self.form.name, role="family", township_id=None,
                                               household_id=household_id,
-                                              relation=self.data.get("relation") or "other")
+                                              relation=self.form.relation or "other")
