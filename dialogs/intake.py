@@ -14,10 +14,11 @@ waits 14 days for the next message. Nothing becomes the file until the volunteer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from dialogs.common import ChoosesHousehold, read_yes_no, yes_no
+from dialogs.common import ChoosesHousehold, HouseholdForm, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid, Stay
 from dialogs.engine.recording import Records, change_one_field, confirm_options
 from dialogs.engine.types import Option, Reply
@@ -40,6 +41,25 @@ MAX_TEXT = 2000
 MAX_CHILDREN = 5
 
 
+@dataclass
+class IntakeForm(HouseholdForm):
+    children: list[dict[str, Any]] | None = None  # name, birth, death (ISO), cause
+    child: dict[str, Any] | None = None  # the child being asked about
+    cstep: str | None = None  # review | name | birth | death | cause | more
+    children_changed: bool = False
+    economic: str | None = None
+    members: list[list[Any]] | None = None  # [member id, name, relation] of the parents asked about
+    m_idx: int = 0
+    m_aspect: int = 0
+    notes: dict[str, dict[str, str]] | None = None  # member id → physical | psych | hobbies
+    difficulty: str | None = None
+    needs: str | None = None
+    expectation: str | None = None
+    accepts: str | None = None
+    pace: str | None = None
+    vstep: str | None = None  # "pace" while the contact rhythm is asked
+
+
 class Intake(ChoosesHousehold, Records):
     name = "intake"
     roles = frozenset({"volunteer", "coordinator", "admin"})
@@ -58,17 +78,19 @@ class Intake(ChoosesHousehold, Records):
         *change_one_field(SECTIONS),
     ]
     editable = tuple(SECTIONS)
+    form_type = IntakeForm
+    form: IntakeForm
 
     # ------------------------------------------------------------ household
 
     async def ask_household(self) -> Reply | str | Finish:
         book = self.ctx.book
-        if self.data.get("household_id"):
-            household = await book.household(int(self.data["household_id"]))
+        if self.form.household_id:
+            household = await book.household(int(self.form.household_id))
             if household is not None and await book.unfiled([household]):
-                self.data["household_label"] = await book.label(household)
+                self.form.household_label = await book.label(household)
                 return "next"
-            self.data.pop("household_id", None)
+            self.form.household_id = None
         households = (await book.unfiled(await book.households()))[:40]
         if not households:
             return Finish.with_text(self.t("all_filed"))
@@ -84,8 +106,8 @@ class Intake(ChoosesHousehold, Records):
         household = await self.ctx.book.household(int(answer.value))
         if household is None or not await self.ctx.book.unfiled([household]):
             return Invalid(self.ctx.t("common.pick_household"))
-        self.data["household_id"] = household.id
-        self.data["household_label"] = await self.ctx.book.label(household)
+        self.form.household_id = household.id
+        self.form.household_label = await self.ctx.book.label(household)
         return "next"
 
     # ------------------------------------------------------------ pause and resume
@@ -97,12 +119,12 @@ class Intake(ChoosesHousehold, Records):
         return await super().handle(answer)
 
     async def _draft(self) -> IntakeDraft | None:
-        return await self.ctx.book.intake_draft(int(self.data["household_id"]))
+        return await self.ctx.book.intake_draft(int(self.form.household_id))
 
     async def _pause(self) -> Finish:
         await self.ctx.book.save_intake_draft(
-            int(self.data["household_id"]), "confirm" if self.state == "pick_field" else self.state,
-            {k: v for k, v in self.data.items() if k != "editing"})
+            int(self.form.household_id), "confirm" if self.state == "pick_field" else self.state,
+            {k: v for k, v in self.data.items() if k != "editing"})  # the form as JSON
         return Finish.with_text(self.t("paused"))
 
     async def ask_resume(self) -> Reply | str:
@@ -119,7 +141,7 @@ class Intake(ChoosesHousehold, Records):
         if draft is None:
             return "next"
         if answer.value == "continue":
-            self.data.update({k: v for k, v in draft.data.items() if k != "household_id"})
+            self.form = self.form.prefill({k: v for k, v in draft.data.items() if k != "household_id"})
             return f"goto_{draft.state}"
         if answer.value == "restart":
             await self.ctx.book.drop_intake_draft(draft.household_id)
@@ -132,17 +154,25 @@ class Intake(ChoosesHousehold, Records):
     # ------------------------------------------------------------ long answers
 
     def _slot(self, path: str) -> str | None:
-        node: Any = self.data
-        for part in path.split("."):
+        """A long answer by path: a field ("economic") or a member's note ("notes.12.psych")."""
+        first, *rest = path.split(".")
+        node: Any = getattr(self.form, first)
+        for part in rest:
             node = node.get(part) if isinstance(node, dict) else None
         return node if isinstance(node, str) else None
 
     def _set_slot(self, path: str, value: str) -> None:
-        parts = path.split(".")
-        node = self.data
-        for part in parts[:-1]:
+        first, *rest = path.split(".")
+        if not rest:
+            setattr(self.form, first, value)
+            return
+        node = getattr(self.form, first)
+        if node is None:
+            node = {}
+            setattr(self.form, first, node)
+        for part in rest[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[rest[-1]] = value
 
     def _long_options(self, path: str) -> tuple[Option, ...]:
         options = [Option(self.t("opt_next"), NEXT)]
@@ -182,7 +212,7 @@ class Intake(ChoosesHousehold, Records):
     # ------------------------------------------------------------ the deceased children
 
     async def _existing_children(self) -> list[dict[str, Any]]:
-        rows = await self.ctx.book.children_of(int(self.data["household_id"]))
+        rows = await self.ctx.book.children_of(int(self.form.household_id))
         return [{"name": c.name or "", "birth": c.birth_date.isoformat() if c.birth_date else None,
                  "death": c.death_date.isoformat() if c.death_date else None, "cause": c.death_cause or ""}
                 for c in rows]
@@ -193,14 +223,14 @@ class Intake(ChoosesHousehold, Records):
                       death=child.get("death") or unknown, cause=child.get("cause") or unknown)
 
     async def ask_children(self) -> Reply:
-        if "children" not in self.data:
-            self.data["children"] = await self._existing_children()
-            self.data["cstep"] = "review" if self.data["children"] else "name"
-        step = self.data.get("cstep") or "review"
-        if step == "review" and not self.data["children"]:
-            step = self.data["cstep"] = "name"
+        if self.form.children is None:
+            self.form.children = await self._existing_children()
+            self.form.cstep = "review" if self.form.children else "name"
+        step = self.form.cstep or "review"
+        if step == "review" and not self.form.children:
+            step = self.form.cstep = "name"
         if step == "review":
-            lines = [self.t("children_known"), *(self._child_line(c) for c in self.data["children"])]
+            lines = [self.t("children_known"), *(self._child_line(c) for c in self.form.children or [])]
             return Reply("\n".join([*lines, self.t("children_ok_q")]), (
                 Option(self.t("children_ok"), "ok"), Option(self.t("children_redo"), "redo"),
                 Option(self.t("children_add"), "add"), Option(self.t("opt_pause"), PAUSE)))
@@ -210,8 +240,12 @@ class Intake(ChoosesHousehold, Records):
         return Reply(self.t(f"ask_child_{step}"), options)
 
     async def on_children(self, answer: Answer) -> str | Invalid:
-        step = self.data.get("cstep") or "review"
-        child = self.data.setdefault("child", {})
+        step = self.form.cstep or "review"
+        if self.form.child is None:
+            self.form.child = {}
+        child = self.form.child
+        children = self.form.children if self.form.children is not None else []
+        self.form.children = children
         unknown = answer.value == "unknown" or answer.text in UNKNOWN_WORDS
         if step == "review":
             if answer.value not in {"ok", "redo", "add"}:
@@ -219,17 +253,17 @@ class Intake(ChoosesHousehold, Records):
             if answer.value == "ok":
                 return self._done()
             if answer.value == "redo":
-                self.data["children"] = []
-            elif len(self.data["children"]) >= MAX_CHILDREN:
+                self.form.children = []
+            elif len(children) >= MAX_CHILDREN:
                 return Invalid(self.t("too_many_children"))
-            self.data["children_changed"] = True
-            self.data["child"], self.data["cstep"] = {}, "name"
+            self.form.children_changed = True
+            self.form.child, self.form.cstep = {}, "name"
             return "again"
         if step == "name":
             name = "" if unknown else answer.clean.strip()
             if len(name) > 50:
                 return Invalid(self.t("too_long", limit=50))
-            child["name"], self.data["cstep"] = name, "birth"
+            child["name"], self.form.cstep = name, "birth"
             return "again"
         if step in {"birth", "death"}:
             day: date | None = None
@@ -243,24 +277,24 @@ class Intake(ChoosesHousehold, Records):
                 if step == "death" and born and day < date.fromisoformat(born):
                     return Invalid(self.t("death_before_birth"))
             child[step] = day.isoformat() if day else None
-            self.data["cstep"] = "death" if step == "birth" else "cause"
+            self.form.cstep = "death" if step == "birth" else "cause"
             return "again"
         if step == "cause":
             cause = "" if unknown else answer.clean.strip()
             if len(cause) > 200:
                 return Invalid(self.t("too_long", limit=200))
             child["cause"] = cause
-            self.data["children"].append(child)
-            self.data["children_changed"] = True
-            self.data["child"], self.data["cstep"] = {}, "more"
+            children.append(child)
+            self.form.children_changed = True
+            self.form.child, self.form.cstep = {}, "more"
             return "again"
         more = read_yes_no(answer)  # step == "more"
         if more is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        if more and len(self.data["children"]) < MAX_CHILDREN:
-            self.data["cstep"] = "name"
+        if more and len(children) < MAX_CHILDREN:
+            self.form.cstep = "name"
             return "again"
-        self.data["cstep"] = "review"
+        self.form.cstep = "review"
         return self._done()
 
     # ------------------------------------------------------------ household-level long answers
@@ -292,11 +326,11 @@ class Intake(ChoosesHousehold, Records):
     # ------------------------------------------------------------ each parent
 
     async def _members(self) -> list[list[Any]]:
-        if "members" not in self.data:
-            rows = await self.ctx.book.members(int(self.data["household_id"]))
+        if self.form.members is None:
+            rows = await self.ctx.book.members(int(self.form.household_id or 0))
             elders = [(m, p) for m, p in rows if m.relation in {"father", "mother"}] or rows
-            self.data["members"] = [[m.id, p.name, m.relation] for m, p in elders]
-        return self.data["members"]
+            self.form.members = [[m.id, p.name, m.relation] for m, p in elders]
+        return self.form.members
 
     def _relation(self, relation: str) -> str:
         key = f"families.rel_{relation}"
@@ -304,9 +338,9 @@ class Intake(ChoosesHousehold, Records):
 
     async def ask_members(self) -> Reply | str:
         members = await self._members()
-        index, aspect = int(self.data.get("m_idx", 0)), int(self.data.get("m_aspect", 0))
+        index, aspect = self.form.m_idx, self.form.m_aspect
         if index >= len(members):
-            self.data["m_idx"], self.data["m_aspect"] = 0, 0
+            self.form.m_idx, self.form.m_aspect = 0, 0
             return self._done()
         member_id, name, relation = members[index]
         question = self.t(f"ask_{ASPECTS[aspect]}", who=f"{name}（{self._relation(relation)}）")
@@ -314,7 +348,7 @@ class Intake(ChoosesHousehold, Records):
 
     async def on_members(self, answer: Answer) -> str | Stay:
         members = await self._members()
-        index, aspect = int(self.data.get("m_idx", 0)), int(self.data.get("m_aspect", 0))
+        index, aspect = self.form.m_idx, self.form.m_aspect
         if index >= len(members):
             return "again"
         result = self._long(f"notes.{members[index][0]}.{ASPECTS[aspect]}", answer, "again")
@@ -322,30 +356,30 @@ class Intake(ChoosesHousehold, Records):
             aspect += 1
             if aspect >= len(ASPECTS):
                 index, aspect = index + 1, 0
-            self.data["m_idx"], self.data["m_aspect"] = index, aspect
+            self.form.m_idx, self.form.m_aspect = index, aspect
         return result
 
     # ------------------------------------------------------------ visits and their pace
 
     async def ask_visits(self) -> Reply:
-        if self.data.get("vstep") == "pace":
+        if self.form.vstep == "pace":
             return Reply(self.t("ask_pace"), (*(Option(self.t(k), k) for k in PACES),
                                               Option(self.t("opt_pause"), PAUSE)))
         return Reply(self.t("ask_visits"), (
             *(Option(self.t(f"visits_{p}"), p) for p in VisitPreference), Option(self.t("opt_pause"), PAUSE)))
 
     async def on_visits(self, answer: Answer) -> str | Invalid:
-        if self.data.get("vstep") == "pace":
+        if self.form.vstep == "pace":
             if answer.value not in PACES:
                 return Invalid(self.ctx.t("engine.invalid_choice"))
-            self.data["pace"], self.data["vstep"] = answer.value, None
+            self.form.pace, self.form.vstep = answer.value, None
             return self._done()
         if answer.value not in {p.value for p in VisitPreference}:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["accepts"] = answer.value
-        self.data.pop("pace", None)
+        self.form.accepts = answer.value
+        self.form.pace = None
         if answer.value == VisitPreference.PACED:
-            self.data["vstep"] = "pace"
+            self.form.vstep = "pace"
             return "again"
         return self._done()
 
@@ -381,17 +415,17 @@ class Intake(ChoosesHousehold, Records):
         return (save, edit, Option(self.t("opt_pause"), PAUSE), discard)
 
     async def discarded(self) -> None:
-        await self.ctx.book.drop_intake_draft(int(self.data["household_id"]))
+        await self.ctx.book.drop_intake_draft(int(self.form.household_id))
 
     async def confirmed(self) -> str | Finish:
-        if not self.data.get("accepts"):
+        if not self.form.accepts:
             self.editing = True
             return "goto_visits"
         return await self.save()
 
     def start_editing(self, field: str) -> None:
-        self.data["m_idx"], self.data["m_aspect"], self.data["cstep"] = 0, 0, "review"
-        self.data.pop("vstep", None)
+        self.form.m_idx, self.form.m_aspect, self.form.cstep = 0, 0, "review"
+        self.form.vstep = None
 
     async def save(self) -> Finish:
         d = self.data
