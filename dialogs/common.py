@@ -25,21 +25,13 @@ class HouseholdForm(RecordForm):
 class ChoosesHousehold(Dialog):
     """A dialog whose first question is 'which family?', limited to the sender's own scope."""
 
-    # --- where the choice is kept: the typed form, or (dialogs not yet typed) the data dict
+    form: HouseholdForm
+
     def chosen_id(self) -> int | None:
-        if self.form_type is not None:
-            return self.form.household_id  # type: ignore[attr-defined, no-any-return]
-        value = self.data.get("household_id")
-        return int(value) if value else None
+        return self.form.household_id
 
     def _keep_choice(self, household_id: int | None, label: str = "") -> None:
-        if self.form_type is not None:
-            self.form.household_id = household_id  # type: ignore[attr-defined]
-            self.form.household_label = label  # type: ignore[attr-defined]
-        elif household_id is None:
-            self.data.pop("household_id", None)
-        else:
-            self.data["household_id"], self.data["household_label"] = household_id, label
+        self.form.household_id, self.form.household_label = household_id, label
 
     async def ask_household(self) -> Reply | str | Finish:
         book = self.ctx.book

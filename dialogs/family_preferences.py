@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, ClassVar
+from typing import Any
 
 from dialogs.common import HouseholdForm, read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
@@ -79,7 +79,7 @@ class PreferenceSteps(Dialog):
     """The preference questions. A subclass lists the states it uses and sets `proxy` when a
     volunteer answers for the family (the questions then speak of them, not to them)."""
 
-    form_type: ClassVar[type[Form] | None] = FamilyForm
+    form_type = FamilyForm
     form: FamilyForm
 
     def _take_facts(self, facts: dict[str, object]) -> None:

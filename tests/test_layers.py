@@ -63,3 +63,22 @@ def test_the_waiting_list_names_only_dialogs_that_still_wait() -> None:
     still = {path.stem for path in (ROOT / "dialogs").glob("*.py")
              if "ctx.session" in path.read_text(encoding="utf-8")}
     assert still == NOT_YET_ON_THE_CASEBOOK
+
+
+def test_every_dialog_keeps_its_answers_in_a_typed_form() -> None:
+    """No untyped `data` bag: each dialog names a dataclass form, and one that asks 'which
+    family?' or ends in a confirm step has the fields those steps keep."""
+    import dataclasses
+
+    from dialogs.common import ChoosesHousehold, HouseholdForm
+    from dialogs.engine.form import Form
+    from dialogs.engine.recording import RecordForm, Records
+    from dialogs.registry import ALL_DIALOGS
+
+    for cls in ALL_DIALOGS:
+        form = cls.form_type
+        assert form is not Form and dataclasses.is_dataclass(form) and issubclass(form, Form), cls.name
+        if issubclass(cls, ChoosesHousehold):
+            assert issubclass(form, HouseholdForm), cls.name
+        if issubclass(cls, Records):
+            assert issubclass(form, RecordForm), cls.name

@@ -95,23 +95,21 @@ class Dialog:
     contact_states: ClassVar[tuple[str, ...]] = ()
     _machine: ClassVar[Machine | None] = None
 
-    # The dialog's answers as a typed structure (dialogs/engine/form.py); a dialog without one
-    # keeps them in the plain `data` dict.
-    form_type: ClassVar[type[Form] | None] = None
+    # The dialog's answers as a typed structure (dialogs/engine/form.py), saved as the
+    # session's JSON between steps.
+    form_type: ClassVar[type[Form]] = Form
     form: Form
 
     state: str
 
     def __init__(self, ctx: StepContext, data: dict[str, Any]) -> None:
         self.ctx = ctx
-        self._data = data
-        if self.form_type is not None:
-            self.form = self.form_type.load(data)
+        self.form = self.form_type.load(data)
 
     @property
     def data(self) -> dict[str, Any]:
-        """The answers as the session stores them (JSON); a typed dialog's form, dumped."""
-        return self.form.dump() if self.form_type is not None else self._data
+        """The answers as the session stores them (JSON): the form, dumped. Read-only."""
+        return self.form.dump()
 
     @classmethod
     def machine(cls) -> Machine:
@@ -133,12 +131,7 @@ class Dialog:
 
     async def begin(self, args: dict[str, Any]) -> None:
         """Take what the caller pre-filled (a household chosen from a reminder, say)."""
-        if self.form_type is not None:
-            self.form = self.form.prefill(args)
-            return
-        for key, value in args.items():
-            if key != "start":
-                self._data[key] = value
+        self.form = self.form.prefill({k: v for k, v in args.items() if k != "start"})
 
     async def ask(self) -> Reply | str | Finish:
         """The question of the current state, or a trigger name to skip a state already answered."""

@@ -81,18 +81,11 @@ class Records(Dialog):
     @property
     def editing(self) -> bool:
         """True while one field is being changed (its answer leads back to the summary)."""
-        if self.form_type is not None:
-            return self.form.editing
-        return bool(self.data.get("editing"))  # a dialog whose answers are not typed yet
+        return self.form.editing
 
     @editing.setter
     def editing(self, value: bool) -> None:
-        if self.form_type is not None:
-            self.form.editing = value
-        elif value:
-            self.data["editing"] = True
-        else:
-            self.data.pop("editing", None)
+        self.form.editing = value
 
     def answered(self) -> str:
         """The trigger after an answer: on to the next question, or back to the summary."""
