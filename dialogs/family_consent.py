@@ -21,6 +21,7 @@ from typing import Any
 from dialogs.common import ChoosesHousehold
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.form import Form
+from dialogs.engine.recording import Records
 from dialogs.engine.types import Option, Reply
 from dialogs.family_preferences import PreferenceSteps, chain, read_choice
 from domain.outreach import (
@@ -84,11 +85,12 @@ class FamilyWelcome(Dialog):
         return await self.ask_welcome()
 
 
-class FamilyConsent(PreferenceSteps):
+class FamilyConsent(PreferenceSteps, Records):
     name = "family_consent"
     roles = frozenset({"family"})
     global_keywords = ("订阅", "恢复订阅", "subscribe", "resume")
     in_menu = False
+    can_discard = False
     states = ["intro", *PREF_STATES, "confirm"]
     transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"},
                    {"trigger": "edit", "source": "intro", "dest": "festivals"}]
@@ -164,15 +166,16 @@ class FamilyConsent(PreferenceSteps):
             await self.load_preferences(me.id)
         return "next" if mode == "new" else "edit"
 
-    async def ask_confirm(self) -> Reply:
-        text = "\n".join([self.t("summary"), *self.preference_lines(), self.t("ask_confirm")])
-        return Reply(text, (Option(self.t("confirm_yes"), "save"), Option(self.ctx.t("engine.edit"), "edit")))
+    def summary(self) -> str:
+        return "\n".join([self.t("summary"), *self.preference_lines()])
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        if answer.value == "edit" or answer.text in {"修改", "改"}:
-            return "edit"
-        if answer.value != "save" and answer.text not in {"确认", "好", "是", "对", "保存", "好的"}:
-            return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
+    def confirm_choices(self) -> tuple[Option, ...]:
+        return (Option(self.t("confirm_yes"), "save"), Option(self.ctx.t("engine.edit"), "edit"))
+
+    async def unclear(self, answer: Answer) -> Invalid:
+        return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
+
+    async def save(self) -> Finish:
         return await self._save()
 
     async def _save(self) -> Finish:
@@ -196,7 +199,7 @@ class FamilyConsent(PreferenceSteps):
         return Finish.with_text(self.t("thanks", volunteer=volunteer))
 
 
-class ProxyConsent(ChoosesHousehold, PreferenceSteps):
+class ProxyConsent(ChoosesHousehold, PreferenceSteps, Records):
     """A volunteer records, face to face, that a family member agreed; they confirm it later."""
 
     name = "proxy_consent"
@@ -242,19 +245,10 @@ class ProxyConsent(ChoosesHousehold, PreferenceSteps):
             return Finish.with_text(self.t("respected", name=(self.form.member_name or "")))
         return "next"
 
-    async def ask_confirm(self) -> Reply:
-        text = "\n".join([self.t("summary", name=(self.form.member_name or "")),
-                          *self.preference_lines(), self.t("ask_confirm")])
-        return Reply(text, (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("engine.edit"), "edit"),
-                            Option(self.ctx.t("common.discard"), "discard")))
+    def summary(self) -> str:
+        return "\n".join([self.t("summary", name=(self.form.member_name or "")), *self.preference_lines()])
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        if answer.value == "edit" or answer.text in {"修改", "改"}:
-            return "edit"
-        if answer.value == "discard" or answer.text in {"放弃", "不保存"}:
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if answer.value != "save" and answer.text not in {"保存", "确认", "好", "是", "对"}:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+    async def save(self) -> Finish:
         person_id = int(self.form.member_person_id)
         if confirmed(await self.ctx.book.current_consent(person_id)):
             return Finish.with_text(self.t("already", name=(self.form.member_name or "")))

@@ -20,6 +20,7 @@ from typing import Any
 from dialogs.common import HouseholdForm, read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.form import Form
+from dialogs.engine.recording import Records, confirm_options
 from dialogs.engine.types import Option, Reply
 from dialogs.family_line import receive_words
 from dialogs.parsing import clean_text
@@ -184,12 +185,13 @@ class PreferenceSteps(Dialog):
             self.form.channel = preference.channel
 
 
-class FamilyPreferences(PreferenceSteps):
+class FamilyPreferences(PreferenceSteps, Records):
     name = "family_preferences"
     roles = frozenset({"family"})
     keywords = ("设置", "消息设置", "我的设置", "/settings", "settings")
     states = ["show", "festivals", "birthday", "parents_day", "activities", "channel", "confirm"]
     transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"}]
+    can_discard = False
 
     def _me(self) -> Person:
         assert self.ctx.person is not None
@@ -239,15 +241,16 @@ class FamilyPreferences(PreferenceSteps):
         self.form.channel = answer.value
         return "next"
 
-    async def ask_confirm(self) -> Reply:
-        text = "\n".join([self.t("summary"), *self.preference_lines(), self.t("ask_confirm")])
-        return Reply(text, (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("engine.edit"), "edit")))
+    def summary(self) -> str:
+        return "\n".join([self.t("summary"), *self.preference_lines()])
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        if answer.value == "edit" or answer.text in {"修改", "改"}:
-            return "edit"
-        if answer.value != "save" and answer.text not in {"保存", "确认", "好", "是", "对"}:
-            return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
+    def confirm_choices(self) -> tuple[Option, ...]:
+        return confirm_options(self.ctx)[:2]  # save or change: one's own settings are not discarded
+
+    async def unclear(self, answer: Answer) -> Invalid:
+        return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
+
+    async def save(self) -> Finish:
         me = self._me()
         now = self.ctx.now()
         await self.ctx.book.save_preference(me.id, now, channel=self.form.channel, **self.chosen())

@@ -23,7 +23,7 @@ from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 
 SAVE, EDIT, DISCARD = "save", "edit", "discard"
-SAVE_WORDS = frozenset({"保存", "确认", "是", "对", "好", "save", "ok", "y", "yes"})
+SAVE_WORDS = frozenset({"保存", "确认", "是", "对", "好", "好的", "save", "ok", "y", "yes"})
 EDIT_WORDS = frozenset({"修改", "改", "edit", "change"})
 DISCARD_WORDS = frozenset({"放弃", "不保存", "discard"})
 
@@ -33,16 +33,17 @@ def confirm_options(ctx: Any) -> tuple[Option, ...]:
             Option(ctx.t("common.discard"), DISCARD))
 
 
-def read_confirm(answer: Answer) -> str | None:
+def read_confirm(answer: Answer, *, can_discard: bool = True) -> str | None:
     """save | edit | discard, from a button or the words people type; None if neither."""
-    if answer.value in {SAVE, EDIT, DISCARD}:
+    choices = {SAVE, EDIT, DISCARD} if can_discard else {SAVE, EDIT}
+    if answer.value in choices:
         return answer.value
     text = answer.text.lower()
     if text in SAVE_WORDS:
         return SAVE
     if text in EDIT_WORDS:
         return EDIT
-    if text in DISCARD_WORDS:
+    if can_discard and text in DISCARD_WORDS:
         return DISCARD
     return None
 
@@ -70,6 +71,8 @@ class Records(Dialog):
     # the states "change" lists (with catalogue keys `<dialog>.field_<state>`); empty: the
     # table's own `edit` transition says where change leads
     editable: ClassVar[tuple[str, ...]] = ()
+    # False where the confirm step offers no "discard" (a family's own settings: 修改 or 保存)
+    can_discard: ClassVar[bool] = True
     form: RecordForm
 
     def summary(self) -> str | Awaitable[str]:
@@ -102,15 +105,19 @@ class Records(Dialog):
         return Reply(text + "\n" + self.t("ask_confirm"), self.confirm_choices())
 
     async def on_confirm(self, answer: Answer) -> StepResult:
-        choice = read_confirm(answer)
+        choice = read_confirm(answer, can_discard=self.can_discard)
         if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+            return await self.unclear(answer)
         if choice == DISCARD:
             await self.discarded()
             return Finish.with_text(self.ctx.t("common.discarded"))
         if choice == EDIT:
             return EDIT
         return await self.confirmed()
+
+    async def unclear(self, answer: Answer) -> StepResult:
+        """Hook: an answer that is none of the three (family dialogs keep real words as a message)."""
+        return Invalid(self.ctx.t("engine.invalid_choice"))
 
     async def discarded(self) -> None:
         """Hook: what discarding also throws away (intake: its paused draft)."""
