@@ -21,6 +21,7 @@ from typing import Any
 
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, action_value
 from dialogs.engine.form import Form
+from dialogs.engine.recording import SAVE_WORDS, RecordForm, Records, confirm_options
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import clean_text
 from domain.outreach import address_of
@@ -92,7 +93,7 @@ class LineForm(Form):
 
 
 @dataclass
-class ReplyForm(Form):
+class ReplyForm(RecordForm):
     message_id: int | None = None
     mode: str | None = None  # reply | call
     reply: str | None = None
@@ -133,12 +134,13 @@ class FamilyLine(Dialog):
         return Finish.with_text(await receive_words(self.ctx, text, event))
 
 
-class FamilyReply(Dialog):
+class FamilyReply(Records):
     """A volunteer (or coordinator) answers a family's message: in writing, or 'I called'."""
 
     name = "family_reply"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("回复家属", "家属留言", "/familyreply")
+    save_words = SAVE_WORDS | {"发送"}
     states = ["pick", "compose", "confirm"]
     transitions = [
         {"trigger": "next", "source": "pick", "dest": "compose"},
@@ -220,24 +222,25 @@ class FamilyReply(Dialog):
         self.form.reply = text
         return "next"
 
-    async def ask_confirm(self) -> Reply:
+    async def confirm_text(self) -> str:
         _message, _person, _member, address = await self._context()
         if self.form.mode == "call":
-            return Reply(self.t("confirm_call", who=address),
-                         (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("common.discard"), "discard")))
+            return self.t("confirm_call", who=address)
         text = self.t("to_family", volunteer=self._me().name, text=(self.form.reply or ""))
-        return Reply(self.t("confirm_reply", who=address, text=text),
-                     (Option(self.t("send"), "save"), Option(self.ctx.t("engine.edit"), "edit"),
-                      Option(self.ctx.t("common.discard"), "discard")))
+        return self.t("confirm_reply", who=address, text=text)
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = answer.value or {"发送": "save", "保存": "save", "修改": "edit", "放弃": "discard"}.get(answer.text)
-        if choice == "discard":
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit" and self.form.mode == "reply":
+    def confirm_choices(self) -> tuple[Option, ...]:
+        save, edit, discard = confirm_options(self.ctx)
+        if self.form.mode == "call":
+            return (save, discard)
+        return (Option(self.t("send"), "save"), edit, discard)
+
+    async def change(self) -> str | Invalid:
+        if self.form.mode == "reply":
             return "edit"
-        if choice != "save":
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+        return Invalid(self.ctx.t("engine.invalid_choice"))  # a call is recorded or discarded
+
+    async def save(self) -> Finish:
         return await self._save()
 
     async def _save(self) -> Finish:

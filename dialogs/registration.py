@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
-from dialogs.engine.form import Form
+from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import RecordForm, Records
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
 from storage.invites import looks_like_code
@@ -28,7 +28,7 @@ RELATIONS = ("father", "mother", "grandchild", "other")
 
 
 @dataclass
-class RegistrationForm(Form):
+class RegistrationForm(RecordForm):
     family_hint: bool = False  # came from the Official Account: a family's words
     phone: str | None = None  # a shared contact, to link at once
     pending_code: str | None = None  # a code that came with the start (a QR scan, a deep link)
@@ -41,10 +41,11 @@ class RegistrationForm(Form):
     relation: str | None = None
 
 
-class Registration(Dialog):
+class Registration(Records):
     name = "register"
     roles = frozenset({"newcomer"})
     in_menu = False
+    can_discard = False
     for_newcomers = True
     contact_states = ("code",)
     states = ["code", "name", "confirm", "member", "relation"]
@@ -170,24 +171,25 @@ class Registration(Dialog):
         self.form.relation = answer.value
         return "next"
 
-    async def ask_confirm(self) -> Reply:
+    async def confirm_text(self) -> str:
         if self.form.household_id:
-            return Reply(self.t("confirm_family", name=(self.form.name or "")),
-                         (Option(self.t("yes_register"), "save"), Option(self.t("not_me"), "edit")))
+            return self.t("confirm_family", name=(self.form.name or ""))
         role = self.t(f"role_{self.form.role or 'volunteer'}")
-        text = self.t("confirm", name=(self.form.name or ""), role=role,
+        return self.t("confirm", name=(self.form.name or ""), role=role,
                       township=self.form.township or self.t("county"))
-        return Reply(text, (Option(self.t("yes_register"), "save"), Option(self.t("change_name"), "edit")))
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        if answer.value == "edit" or answer.text in {"修改", "改名"}:
-            self.form.name = None
-            if self.form.household_id and not await self._bound_person():
-                self.form.member_person_id = None
-                return "rechoose"
-            return "edit"
-        if answer.value != "save" and answer.text not in {"确认", "是", "好", "yes"}:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+    def confirm_choices(self) -> tuple[Option, ...]:
+        change = "not_me" if self.form.household_id else "change_name"
+        return (Option(self.t("yes_register"), "save"), Option(self.t(change), "edit"))
+
+    async def change(self) -> str:
+        self.form.name = None
+        if self.form.household_id and not await self._bound_person():
+            self.form.member_person_id = None
+            return "rechoose"
+        return "edit"
+
+    async def save(self) -> Finish:
         return await self._save()
 
     async def _save(self) -> Finish:

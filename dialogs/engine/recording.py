@@ -24,7 +24,7 @@ from dialogs.engine.types import Option, Reply
 
 SAVE, EDIT, DISCARD = "save", "edit", "discard"
 SAVE_WORDS = frozenset({"保存", "确认", "是", "对", "好", "好的", "save", "ok", "y", "yes"})
-EDIT_WORDS = frozenset({"修改", "改", "edit", "change"})
+EDIT_WORDS = frozenset({"修改", "改", "改名", "edit", "change"})
 DISCARD_WORDS = frozenset({"放弃", "不保存", "discard"})
 
 
@@ -33,13 +33,14 @@ def confirm_options(ctx: Any) -> tuple[Option, ...]:
             Option(ctx.t("common.discard"), DISCARD))
 
 
-def read_confirm(answer: Answer, *, can_discard: bool = True) -> str | None:
+def read_confirm(answer: Answer, *, can_discard: bool = True,
+                 save_words: frozenset[str] = SAVE_WORDS) -> str | None:
     """save | edit | discard, from a button or the words people type; None if neither."""
     choices = {SAVE, EDIT, DISCARD} if can_discard else {SAVE, EDIT}
     if answer.value in choices:
         return answer.value
     text = answer.text.lower()
-    if text in SAVE_WORDS:
+    if text in save_words:
         return SAVE
     if text in EDIT_WORDS:
         return EDIT
@@ -73,6 +74,8 @@ class Records(Dialog):
     editable: ClassVar[tuple[str, ...]] = ()
     # False where the confirm step offers no "discard" (a family's own settings: 修改 or 保存)
     can_discard: ClassVar[bool] = True
+    # what typed words mean "save" here (a reply to a family is sent: 发送)
+    save_words: ClassVar[frozenset[str]] = SAVE_WORDS
     form: RecordForm
 
     def summary(self) -> str | Awaitable[str]:
@@ -98,22 +101,30 @@ class Records(Dialog):
         """The confirm step's buttons; a dialog may add one (intake: pause)."""
         return confirm_options(self.ctx)
 
-    async def ask_confirm(self) -> Reply:
-        self.editing = False
+    async def confirm_text(self) -> str:
+        """What the confirm step shows: the summary and the question (a dialog may word it whole)."""
         summary = self.summary()
         text = await summary if inspect.isawaitable(summary) else summary
-        return Reply(text + "\n" + self.t("ask_confirm"), self.confirm_choices())
+        return text + "\n" + self.t("ask_confirm")
+
+    async def ask_confirm(self) -> Reply:
+        self.editing = False
+        return Reply(await self.confirm_text(), self.confirm_choices())
 
     async def on_confirm(self, answer: Answer) -> StepResult:
-        choice = read_confirm(answer, can_discard=self.can_discard)
+        choice = read_confirm(answer, can_discard=self.can_discard, save_words=self.save_words)
         if choice is None:
             return await self.unclear(answer)
         if choice == DISCARD:
             await self.discarded()
             return Finish.with_text(self.ctx.t("common.discarded"))
         if choice == EDIT:
-            return EDIT
+            return await self.change()
         return await self.confirmed()
+
+    async def change(self) -> StepResult:
+        """What "change" does: the `edit` trigger; a dialog may reset an answer first."""
+        return EDIT
 
     async def unclear(self, answer: Answer) -> StepResult:
         """Hook: an answer that is none of the three (family dialogs keep real words as a message)."""
