@@ -12,12 +12,14 @@ lives) both here and again when a scheduled send goes out.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 from dialogs.engine.catalog import has
+from dialogs.engine.context import StepContext
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.recording import RecordForm, Records, change_one_field
 from dialogs.engine.types import Option, Reply
@@ -25,6 +27,7 @@ from dialogs.parsing import chinese_number, normalize, parse_when
 from domain.invitations import (
     ACTIVITY_TYPES,
     CUSTOM,
+    SendReport,
     type_name,
     when_text,
 )
@@ -34,7 +37,7 @@ from storage.audience import (
     audiences_for,
     needs_township_choice,
 )
-from storage.models import Person
+from storage.models import Activity, Person
 
 STEPS = ["type", "title", "when", "place", "capacity", "audience", "township", "households",
          "message"]
@@ -61,6 +64,32 @@ def read_when(text: str, services: Any) -> datetime | str:
     if instant - services.now() > MAX_AHEAD:
         return "too_far"
     return instant
+
+
+def read_capacity(text: str) -> int | bool | None:
+    """Places as typed ("30", "三十人", "不限" = no limit → None), or False when unreadable."""
+    text = normalize(text).removesuffix("人").removesuffix("个").strip()
+    if text in {"不限", "不限制", "没有", "无", "none", "no"}:
+        return None
+    number = int(text) if text.isdigit() else chinese_number(text)
+    if number is None or not 1 <= number <= MAX_CAPACITY:
+        return False
+    return number
+
+
+async def create_activity(ctx: StepContext, person: Person, d: Mapping[str, Any], *,
+                          send_at: datetime | None) -> tuple[Activity, SendReport | None]:
+    """Save a planned activity (audience checked against the sender's scope once more), and send
+    its invitations now unless `send_at` schedules them. Raises AudienceNotAllowed. The chat
+    dialog and the web console both save through here, as `person` (the step's sender)."""
+    assert ctx.person is not None and ctx.person.id == person.id
+    activity = await ctx.book.create_activity(
+        activity_type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
+        place=d.get("place"), capacity=d.get("capacity"), audience=d["audience"],
+        message=d.get("message"), send_at=send_at)
+    if send_at is not None:
+        return activity, None
+    return activity, await ctx.book.send_invitations(activity)
 
 
 def channel_counts(ctx: Any, by_channel: dict[str, int]) -> str:
@@ -173,12 +202,8 @@ class ActivityCreate(Records):
         return Reply(self.t("ask_capacity"))
 
     async def on_capacity(self, answer: Answer) -> str | Invalid:
-        text = normalize(answer.text).removesuffix("人").removesuffix("个").strip()
-        if text in {"不限", "不限制", "没有", "无", "none", "no"}:
-            self.form.capacity = None
-            return self._done()
-        number = int(text) if text.isdigit() else chinese_number(text)
-        if number is None or not 1 <= number <= MAX_CAPACITY:
+        number = read_capacity(answer.text)
+        if number is False:
             return Invalid(self.t("bad_capacity"))
         self.form.capacity = number
         return self._done()
@@ -343,16 +368,12 @@ class ActivityCreate(Records):
 
     # saving
     async def save(self, *, send_at: datetime | None) -> Finish:
-        d = self.form
         try:
-            activity = await self.ctx.book.create_activity(
-                activity_type=d.type or "", title=d.title or "", starts_at=datetime.fromisoformat(d.starts_at or ""),
-                place=d.place, capacity=d.capacity, audience=d.audience or {},
-                message=d.message, send_at=send_at)
+            _activity, report = await create_activity(self.ctx, self._person(), self.data, send_at=send_at)
         except AudienceNotAllowed:
             return Finish.with_text(self.t("out_of_scope"))
-        if send_at is not None:
+        if report is None:
+            assert send_at is not None
             return Finish.with_text(self.t("scheduled", when=when_text(send_at, self.ctx.services.timezone)))
-        report = await self.ctx.book.send_invitations(activity)
         return Finish.with_text(self.t("sent", n=report.invited,
                                        v=channel_counts(self.ctx, report.by_channel)))

@@ -22,6 +22,7 @@ from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
 from domain.invitations import (
     Status,
+    attendance_open,
     describe,
     when_text,
 )
@@ -135,7 +136,7 @@ class ActivityManage(Dialog):
     def _options(self, activity: Activity) -> tuple[Option, ...]:
         now = self.ctx.now()
         options = [Option(self.t("refresh"), "refresh")]
-        if activity.status == Status.SENT and activity.starts_at <= now:
+        if attendance_open(activity, now):
             options.insert(0, Option(self.t("mark_attendance"), "attend"))
         if activity.status in (Status.SENT, Status.SCHEDULED) and activity.starts_at > now:
             options += [Option(self.t("reschedule"), "move"), Option(self.t("cancel"), "cancel")]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from domain.catalog import CATALOG_DIR, DEFAULT_LOCALE, has, keys, locales, t
+from domain.catalog import CATALOG_DIR, DEFAULT_LOCALE, _flatten, has, keys, locales, t
 
-__all__ = ["CATALOG_DIR", "DEFAULT_LOCALE", "has", "keys", "locales", "t"]
+__all__ = ["CATALOG_DIR", "DEFAULT_LOCALE", "_flatten", "has", "keys", "locales", "t"]
