@@ -12,7 +12,7 @@ whole step or nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -35,6 +35,7 @@ from domain.services import Services, TaskView
 from storage.activity_stats import Counts, count_query, fold_counts, visible_activities
 from storage.audience import activity_township, checked_audience
 from storage.audit import record_audit
+from storage.console_auth import issue_link
 from storage.models import (
     Activity,
     Assessment,
@@ -624,6 +625,12 @@ class Casebook:
             invite.used_at = now
             invite.used_by_id = person.id
         self.actor = person
+
+    # ------------------------------------------------------------------ the web console
+
+    async def console_link(self, ttl: timedelta) -> tuple[str, str] | None:
+        """A single-use sign-in link token and code for the sender, or None if they may not."""
+        return await issue_link(self._session, self._me(), self.now(), ttl)
 
     # ------------------------------------------------------------------ reports
 

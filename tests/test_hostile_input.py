@@ -176,6 +176,7 @@ UNREACHED: dict[str, set[str]] = {
     # answered and finished in the same step: these states never wait for input
     "family_stop": {"stop"},
     "family_welcome": {"welcome"},
+    "console_sign_in": {"link"},
     # need a world the demo county lacks: an invite code, a draft, a family's message, a past
     # activity, an admin's township choice (to add: seed them in `_prepare`)
     "register": {"name", "confirm", "member", "relation"},
