@@ -70,6 +70,7 @@ class MyFamilies(ChoosesHousehold):
         household = await self.ctx.book.household(self.form.household_id or 0)
         if household is None:  # scope changed between the two steps
             return Finish.with_text(self.ctx.t("engine.not_allowed"))
+        await self.ctx.audit("read", "household_card", household.id, household.id)
         facts = await self.ctx.book.card(household)
         return Reply(await self.card(household, facts), self.actions(household, facts))
 
@@ -88,7 +89,9 @@ class MyFamilies(ChoosesHousehold):
 
     # ------------------------------------------------------------ the card, section by section
 
-    async def card(self, household: Household, facts: CardFacts) -> str:
+    async def card(self, household: Household, facts: CardFacts | None = None) -> str:
+        """The card's text (also the web console's card, which passes no facts)."""
+        facts = facts or await self.ctx.book.card(household)
         label = await self.ctx.book.label(household)
         lines = [self.t("card_title", label=label)]
         lines += self._members(facts)

@@ -148,9 +148,8 @@ class Casebook:
         return await last_contact(self._session, household_ids)
 
     async def card(self, household: Household) -> CardFacts:
-        """What the household's card shows (the caller got `household` through the scope rule);
-        the opening is audited."""
-        await self.audit("read", "household_card", household.id, household.id)
+        """What the household's card shows (the caller got `household` through the scope rule
+        and audits the opening: chat and the web console each say where it was opened)."""
         return await card_facts(self._session, household)
 
     async def due_tasks(self, household_id: int) -> list[TaskView]:
