@@ -71,7 +71,9 @@ class FamilyWelcome(Dialog):
     async def ask_welcome(self) -> Finish:
         person = self.ctx.person
         if person is None:
-            then: dict[str, Any] = {"start": "register", "family": True}
+            from dialogs.registration import Registration  # it hands back to FamilyConsent
+
+            then: dict[str, Any] = Registration.start_action(family=True)
             if self.form.code:
                 then["code"] = str(self.form.code)[:64]
             return Finish((Reply(self.t("newcomer")),), then=then)
@@ -79,7 +81,7 @@ class FamilyWelcome(Dialog):
         preference = await self.ctx.book.preference_of(person.id)
         if confirmed(consent) and (preference is None or preference.stopped_at is None):
             return Finish.with_text(self.t("back", name=person.name))
-        return Finish((Reply(self.t("back", name=person.name)),), then={"start": "family_consent"})
+        return Finish((Reply(self.t("back", name=person.name)),), then=FamilyConsent.start_action())
 
     async def on_welcome(self, answer: Answer) -> Finish:
         return await self.ask_welcome()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, action_value
+from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.form import Form
 from dialogs.engine.recording import SAVE_WORDS, RecordForm, Records, confirm_options
 from dialogs.engine.types import Option, Reply
@@ -69,7 +69,7 @@ async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
         lines.append(_t(ctx, "forward_media"))
     lines.append(_t(ctx, "forward_footer"))
     forward = Reply("\n".join(lines), (Option(_t(ctx, "reply_option"),
-                                          action_value("family_reply", message_id=message.id)),))
+                                          FamilyReply.start_value(message_id=message.id)),))
     for recipient in recipients:
         await ctx.notify(recipient.id, forward, kind="family_message",
                          key=f"family_message:{message.id}:{recipient.id}")

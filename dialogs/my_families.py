@@ -15,10 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from dialogs.assessment import compare_lines
+from dialogs.assessment import AssessmentDialog, compare_lines
 from dialogs.common import ChoosesHousehold, HouseholdForm
-from dialogs.engine.dialog import Answer, Finish, Invalid, action_value
+from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
+from dialogs.health_reading import HealthReadingDialog
+from dialogs.intake import Intake
+from dialogs.services_status import ServicesStatus
+from dialogs.visit_report import VisitReport
 from domain.assessments import SCALES
 from domain.casework import needs_renewal_task, service_name
 from domain.family_card import CardFacts
@@ -79,12 +83,12 @@ class MyFamilies(ChoosesHousehold):
 
     def actions(self, household: Household, facts: CardFacts) -> tuple[Option, ...]:
         hid = household.id
-        options = [Option(self.ctx.t("visit.title"), action_value("visit", household_id=hid)),
-                   Option(self.ctx.t("reading.title"), action_value("reading", household_id=hid))]
+        options = [Option(VisitReport.title_in(self.ctx), VisitReport.start_value(household_id=hid)),
+                   Option(HealthReadingDialog.title_in(self.ctx), HealthReadingDialog.start_value(household_id=hid))]
         if not facts.has_case_file:
-            options.append(Option(self.ctx.t("intake.title"), action_value("intake", household_id=hid)))
-        options.append(Option(self.ctx.t("assessment.title"), action_value("assessment", household_id=hid)))
-        options.append(Option(self.ctx.t("services.title"), action_value("services", household_id=hid)))
+            options.append(Option(Intake.title_in(self.ctx), Intake.start_value(household_id=hid)))
+        options.append(Option(AssessmentDialog.title_in(self.ctx), AssessmentDialog.start_value(household_id=hid)))
+        options.append(Option(ServicesStatus.title_in(self.ctx), ServicesStatus.start_value(household_id=hid)))
         return tuple(options)
 
     # ------------------------------------------------------------ the card, section by section

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.recording import RecordForm, Records
 from dialogs.engine.types import Option, Reply
+from dialogs.family_consent import FamilyConsent
 from dialogs.parsing import normalize
 from storage.invites import looks_like_code
 from storage.models import (
@@ -211,7 +212,7 @@ class Registration(Records):
         self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, invite.household_id, invite.role)
         if invite.household_id is not None and person.role == "family":
-            return Finish((Reply(self.t("done_family", name=person.name)),), then={"start": "family_consent"})
+            return Finish((Reply(self.t("done_family", name=person.name)),), then=FamilyConsent.start_action())
         return Finish.with_text(self.t("done", name=person.name))
 
     async def _bound_person(self) -> bool:

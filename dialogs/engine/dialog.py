@@ -112,6 +112,17 @@ class Dialog:
         return self.form.dump()
 
     @classmethod
+    def start_value(cls, **args: Any) -> str:
+        """The option value of a button that starts this dialog, pre-filled: how menus, cards,
+        reminders and forwarded messages point at a dialog without knowing its name."""
+        return action_value(cls.name, **args)
+
+    @classmethod
+    def start_action(cls, **args: Any) -> dict[str, Any]:
+        """The same as an action, for `Finish(then=...)`: hand over to this dialog at once."""
+        return {"start": cls.name, **args}
+
+    @classmethod
     def machine(cls) -> Machine:
         if cls.__dict__.get("_machine") is None:
             cls._machine = Machine(
@@ -152,3 +163,8 @@ class Dialog:
 
     def title(self) -> str:
         return self.ctx.t(f"{self.name}.title")
+
+    @classmethod
+    def title_in(cls, ctx: StepContext) -> str:
+        """The dialog's title in the reader's language (a button that starts it)."""
+        return ctx.t(f"{cls.name}.title")
