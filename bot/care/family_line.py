@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
-from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
+from dialogs.family_line import FamilyReply
 from dialogs.services import OutreachPolicy
 from domain.alerts import alert_recipients
 from domain.family_line import CALL_TASK, task_key
@@ -103,7 +103,7 @@ async def escalate_unanswered(session: AsyncSession, now: datetime, policy: Outr
                                 hours=f"{policy.answer_within_hours:g}",
                                 volunteer=volunteer.name if volunteer else "—", text=text),
                       (Option(catalog.t("family_line.reply_option"),
-                              action_value("family_reply", message_id=item.id)),))
+                              FamilyReply.start_value(message_id=item.id)),))
         if household is not None:
             helpers = await alert_recipients(session, household.township_id)
         else:
