@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messages import route_waiting
+from domain.services import Services
 from storage.invites import hash_code, normalize_code
 from storage.models import (
     ChannelAddress,
@@ -61,10 +62,12 @@ async def check_code(session: AsyncSession, *, channel: str, address: str, text:
 
 
 async def link_address(session: AsyncSession, person: Person, channel: str, address: str,
-                       now: datetime) -> None:
+                       services: Services) -> None:
+    """Bind the address; messages that waited for one get it (in quiet hours, later)."""
+    now = services.now()
     session.add(ChannelAddress(person_id=person.id, channel=channel, address=address,
                                created_at=now, last_inbound_at=now))
-    await route_waiting(session, person.id, channel, address)
+    await route_waiting(session, person.id, channel, address, services)
 
 
 async def registered_family(session: AsyncSession, household_id: int) -> list[tuple[HouseholdMember, Person]]:

@@ -11,11 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialogs.engine import catalog
 from dialogs.engine.types import Reply
 from domain.casebook import Casebook
-from domain.messages import UNROUTED, new_token, payload_of, queue_message, route_waiting
+from domain.messages import (
+    UNROUTED,
+    ToQueue,
+    addresses_of,
+    enqueue_many,
+    new_token,
+    payload_of,
+    preferred_address,
+    queue_message,
+    route_waiting,
+)
 from domain.services import Services
 from storage.models import OutboxMessage, Person
 
-__all__ = ["UNROUTED", "StepContext", "new_token", "payload_of", "queue_message", "route_waiting"]
+# the outbox writer's names, for the callers that import them from here
+__all__ = ["UNROUTED", "StepContext", "ToQueue", "addresses_of", "enqueue_many", "new_token",
+           "payload_of", "preferred_address", "queue_message", "route_waiting"]
 
 @dataclass
 class StepContext:

@@ -58,7 +58,7 @@ class JoiningDesk(BookBase):
                    invite: InviteCode | None = None) -> None:
         """Bind the address to `person` (and use up the invite); the step now acts as them."""
         now = self.now()
-        await enrolment.link_address(self._session, person, channel, address, now)
+        await enrolment.link_address(self._session, person, channel, address, self.services)
         if invite is not None:
             invite.used_at = now
             invite.used_by_id = person.id
