@@ -25,7 +25,7 @@ from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import mark_unreachable
 from dialogs.engine import catalog
 from dialogs.engine.types import Inbound, Outgoing
-from dialogs.outreach import membership, volunteer_of
+from domain.outreach import membership, volunteer_of
 from storage.models import (
     ChannelAddress,
     FamilyMessage,
