@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 
 from bot.app import App
 from bot.care.calendar import occasions_in
-from bot.care.call_tasks import CALL_TASK
 from bot.care.greetings import greetings_job
 from bot.care.occasions import NAMES
 from bot.care.policy import Policy
@@ -29,6 +28,7 @@ from bot.delivery.worker import DeliveryWorker
 from bot.reports.periods import parse_period
 from bot.reports.service import make_report
 from dialogs.services import FixedClock
+from domain.call_tasks import CALL_TASK
 from storage.models import (
     ChannelAddress,
     Consent,
