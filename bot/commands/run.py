@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import importlib
 import logging
 import signal
 import socket
@@ -31,8 +30,6 @@ log = logging.getLogger("warmline.run")
 
 # Background services, each `async def run_x(app, senders, stop_event)`; they return when the
 # event is set.
-BACKGROUND = ("bot.delivery.worker:run_worker", "bot.care.scheduler:run_scheduler")
-
 Background = Callable[[App, dict[str, ChannelSender], asyncio.Event], Awaitable[None]]
 
 
@@ -91,18 +88,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _background(scheduler: bool) -> list[Background]:
-    found = []
-    for spec in BACKGROUND:
-        if not scheduler and "scheduler" in spec:
-            continue
-        module, _, name = spec.partition(":")
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real import error inside the module: do not hide it
-                raise
-            log.warning("%s is not installed; running without it", module)
-    return found
+    """The delivery worker, and the scheduler unless this process is told not to plan.
+    Imported here, not at module level, so `warmline --help` stays light."""
+    from bot.care.scheduler import run_scheduler
+    from bot.delivery.worker import run_worker
+
+    return [run_worker, run_scheduler] if scheduler else [run_worker]
 
 
 async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None = None,
@@ -128,7 +119,6 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     host, port = listen_address(app)
     server = uvicorn.Server(uvicorn.Config(build_http_app(routes), host=host, port=port,
                                            log_level="warning", lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     tasks = [asyncio.create_task(server.serve(sockets=[sock] if sock else None), name="http")]
     names = ", ".join(c.name for c in channels) or "无 / none"
     print(f"暖心已启动 / Warmline is running: http://{host}:{port} (/healthz)；渠道 / channels: {names}；"
