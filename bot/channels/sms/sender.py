@@ -57,9 +57,9 @@ class SmsSender:
         self.per_minute = int(section.get("per_number_per_minute", 1))
         self.per_hour = int(section.get("per_number_per_hour", 3))
         self.per_day = int(section.get("per_number_per_day", 5))
-        # one number at a time is the provider's rule too; the outbox counts do the rest
+        # the worker spaces a burst to one number; the per-number counts above come from the outbox
         self.limits = RateLimit(per_second=float(section.get("per_second", 50)),
-                                per_recipient_interval=60.0 / max(1, self.per_minute))
+                                per_recipient_interval=float(section.get("per_recipient_interval_seconds", 1.0)))
 
     async def send(self, request: SendRequest) -> SendResult:
         now = self.app.services.now()
