@@ -5,12 +5,16 @@
         family   → welcome back, then consent if there is none in force
     FamilyConsent:  intro → festivals → birthday → parents_day → activities → confirm
         intro: a new consent | confirming one a volunteer recorded in person | resuming after 退订
-    ProxyConsent (volunteers):  household → member → read → festivals → … → confirm
+    ProxyConsent (volunteers):  household → member → read → reach → phone → festivals → … → confirm
+        reach: the member's own chat app (they confirm later) | 短信 to a basic phone (phone asked)
 
 The consent records who, when, on which channel, and the version of the words they were shown
 (`wording_version` sits beside the words in the catalogue: change one, change the other). A
 consent a volunteer records face to face is marked as such (recorded_by) and no message goes out
-on it until the family confirms it themselves, the first time they reach Warmline.
+on it until the family confirms it themselves, the first time they reach Warmline — except for
+a member who has only a basic phone: they cannot confirm in a chat, so the volunteer's record
+stands as confirmed, and the first SMS (the `consent_notice` template, when approved) tells them
+what they will get and that TD stops it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from dialogs.engine.form import Form
 from dialogs.engine.recording import Records
 from dialogs.engine.types import Option, Reply
 from dialogs.family_preferences import PreferenceSteps, chain, read_choice
+from dialogs.parsing import normalize
 from domain.outreach import (
     IN_PERSON,
     RELATIONS,
+    SMS,
     address_of,
     confirmed,
 )
@@ -44,6 +50,15 @@ def wording(ctx: Any, *, address: str, volunteer: str) -> str:
 
 def relation_name(ctx: Any, relation: str | None) -> str:
     return ctx.t(f"family_prefs.relation_{relation if relation in RELATIONS else 'other'}")
+
+
+def mobile_number(text: str) -> str | None:
+    """A mainland mobile number from how people write it (１３９ 0000-0001, +86 139…), or None."""
+    digits = "".join(ch for ch in normalize(text) if ch.isdigit())
+    for prefix in ("0086", "86"):
+        if len(digits) == 11 + len(prefix) and digits.startswith(prefix):
+            digits = digits[len(prefix):]
+    return digits if len(digits) == 11 and digits.startswith("1") else None
 
 
 def wording_version(ctx: Any) -> str:
@@ -208,7 +223,7 @@ class ProxyConsent(ChoosesHousehold, PreferenceSteps, Records):
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("代登记同意", "登记同意", "/proxyconsent")
     proxy = True
-    states = ["household", "member", "read", *PREF_STATES, "confirm"]
+    states = ["household", "member", "read", "reach", "phone", *PREF_STATES, "confirm"]
     transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"}]
 
     async def _members(self) -> list[tuple[HouseholdMember, Person]]:
@@ -247,17 +262,62 @@ class ProxyConsent(ChoosesHousehold, PreferenceSteps, Records):
             return Finish.with_text(self.t("respected", name=(self.form.member_name or "")))
         return "next"
 
+    async def ask_reach(self) -> Reply:
+        return Reply(self.t("reach", name=(self.form.member_name or "")),
+                     (Option(self.t("reach_chat"), "chat"), Option(self.t("reach_sms"), SMS)))
+
+    async def on_reach(self, answer: Answer) -> str | Invalid:
+        value = answer.value or {"短信": SMS, "sms": SMS, "微信": "chat"}.get(answer.text.lower())
+        if value not in ("chat", SMS):
+            return Invalid(self.ctx.t("engine.invalid_choice"))
+        self.form.channel = SMS if value == SMS else None
+        return "next"
+
+    async def ask_phone(self) -> Reply | str:
+        if self.form.channel != SMS:
+            return "next"  # their own chat app: nothing to ask
+        known = await self.ctx.book.person(self.form.member_person_id)
+        options = (Option(known.phone, known.phone),) if known is not None and known.phone and \
+            mobile_number(known.phone) else ()
+        return Reply(self.t("phone", name=(self.form.member_name or "")), options)
+
+    async def on_phone(self, answer: Answer) -> str | Invalid:
+        number = mobile_number(answer.value or answer.text)
+        if number is None:
+            return Invalid(self.t("bad_phone"))
+        taken = await self.ctx.book.sms_number_owner(number)
+        if taken is not None and taken != self.form.member_person_id:
+            return Invalid(self.t("phone_taken"))
+        self.form.sms_phone = number
+        return "next"
+
     def summary(self) -> str:
-        return "\n".join([self.t("summary", name=(self.form.member_name or "")), *self.preference_lines()])
+        lines = [self.t("summary", name=(self.form.member_name or "")), *self.preference_lines()]
+        if self.form.channel == SMS and self.form.sms_phone:
+            lines.append(self.t("summary_sms", phone=self.form.sms_phone))
+        return "\n".join(lines)
 
     async def save(self) -> Finish:
         person_id = int(self.form.member_person_id)
         if confirmed(await self.ctx.book.current_consent(person_id)):
             return Finish.with_text(self.t("already", name=(self.form.member_name or "")))
         now = self.ctx.now()
+        by_sms = self.form.channel == SMS and bool(self.form.sms_phone)
+        if by_sms:
+            await self.ctx.book.link_sms_number(person_id, str(self.form.sms_phone))
         consent = await self.ctx.book.give_consent(
-            person_id=person_id, household_id=int(self.form.household_id), channel=IN_PERSON,
-            wording_version=wording_version(self.ctx), recorded_by_id=self._person().id)
-        await self.ctx.book.save_preference(person_id, now, stopped_at=None, **self.chosen())
-        await self.ctx.audit("write", "consent", consent.id, int(self.form.household_id), "in person")
-        return Finish.with_text(self.t("saved", name=(self.form.member_name or "")))
+            person_id=person_id, household_id=int(self.form.household_id),
+            channel=SMS if by_sms else IN_PERSON, wording_version=wording_version(self.ctx),
+            recorded_by_id=self._person().id, confirmed=by_sms)
+        await self.ctx.book.save_preference(person_id, now, stopped_at=None, **self.chosen(),
+                                            **({"channel": SMS} if by_sms else {}))
+        await self.ctx.audit("write", "consent", consent.id, int(self.form.household_id),
+                             "in person, sms" if by_sms else "in person")
+        name = self.form.member_name or ""
+        if not by_sms:
+            return Finish.with_text(self.t("saved", name=name))
+        await self.ctx.book.notify_family(
+            person_id, self.t("notice", address=(self.form.address or name), volunteer=(self.form.volunteer or "")),
+            kind="consent_notice", key=f"consent_notice:{consent.id}",
+            extra={"address": self.form.address or name, "volunteer": self.form.volunteer or ""})
+        return Finish.with_text(self.t("saved_sms", name=name, phone=str(self.form.sms_phone)))

@@ -69,6 +69,7 @@ class FamilyForm(HouseholdForm):
     member_person_id: int | None = None
     member_name: str | None = None
     address: str | None = None
+    sms_phone: str | None = None  # proxy consent for a basic phone
 
 
 @dataclass

@@ -41,6 +41,10 @@ class FamiliesForm(HouseholdForm):
     pass
 
 
+REACH_KINDS = frozenset({"sms", "stopped", "pending", "unreachable", "wechat", "telegram", "wecom",
+                         "console"})
+
+
 class MyFamilies(ChoosesHousehold):
     name = "families"
     roles = frozenset({"volunteer", "coordinator", "admin"})
@@ -120,6 +124,12 @@ class MyFamilies(ChoosesHousehold):
             relation = self.t(f"rel_{member.relation}") if member.relation in {"father", "mother", "grandchild"} else member.relation
             lines.append(self.t("member", name=person.name, relation=relation,
                                 age=self.t("age", n=age) if age is not None else ""))
+            how = facts.reach.get(person.id)
+            if how is not None:
+                kind, _, number = how.partition(":")
+                shown = self.t(f"reach_{kind}", number=number[:3] + "****" + number[-4:]) \
+                    if kind in REACH_KINDS else kind
+                lines.append(self.t("reach", how=shown))
         return lines
 
     def _contacts(self, facts: CardFacts) -> list[str]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from domain.assessments import previous_assessment
+from domain.outreach import SMS, confirmed, current_consent, family_address, preference_of
 from storage.models import (
     Assessment,
     CaseFile,
@@ -52,6 +53,25 @@ class CardFacts:
     volunteer: Person | None
     has_case_file: bool
     names: dict[int, str] = field(default_factory=dict)  # member id → name
+    # person id → how messages reach them: "stopped", "pending" (recorded, not yet confirmed),
+    # "sms:<number>", or the chat channel's name; members without consent are absent
+    reach: dict[int, str] = field(default_factory=dict)
+
+
+async def reach_of(session: AsyncSession, person_id: int) -> str | None:
+    """How greetings reach a member, for the card: the volunteer must know an SMS family."""
+    consent = await current_consent(session, person_id)
+    if consent is None:
+        return None
+    preference = await preference_of(session, person_id)
+    if preference is not None and preference.stopped_at is not None:
+        return "stopped"
+    if not confirmed(consent):
+        return "pending"
+    address = await family_address(session, person_id, preference.channel if preference else None)
+    if address is None:
+        return "unreachable"
+    return f"{SMS}:{address.address}" if address.channel == SMS else address.channel
 
 
 async def _last(session: AsyncSession, household_id: int, kinds: tuple[str, ...]) -> date | None:
@@ -97,4 +117,5 @@ async def card_facts(session: AsyncSession, household: Household) -> CardFacts:
         volunteer=await contact_volunteer(session, hid),
         has_case_file=await session.scalar(select(CaseFile.id).where(CaseFile.household_id == hid)) is not None,
         names={m.id: p.name for m, p in members},
+        reach={p.id: how for _m, p in members if (how := await reach_of(session, p.id)) is not None},
     )

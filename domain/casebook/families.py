@@ -41,15 +41,39 @@ class FamilyDesk(BookBase):
         return await self._session.get(Consent, consent_id)
 
     async def give_consent(self, *, person_id: int, household_id: int | None, channel: str,
-                           wording_version: str, recorded_by_id: int | None = None) -> Consent:
+                           wording_version: str, recorded_by_id: int | None = None,
+                           confirmed: bool = False) -> Consent:
         """A new consent: the member's own, or one a volunteer recorded face to face
-        (`recorded_by_id`), which counts only once the member confirms it."""
+        (`recorded_by_id`), which counts only once the member confirms it — or at once
+        (`confirmed`) for a member with only a basic phone, who has no chat to confirm in."""
         consent = Consent(person_id=person_id, household_id=household_id, channel=channel,
                           wording_version=wording_version, given_at=self.now(),
-                          recorded_by_id=recorded_by_id)
+                          recorded_by_id=recorded_by_id, confirmed_at=self.now() if confirmed else None)
         self._session.add(consent)
         await self._session.flush()
         return consent
+
+    async def sms_number_owner(self, number: str) -> int | None:
+        """Whose SMS address this mobile number is, if anyone's."""
+        return await self._session.scalar(select(ChannelAddress.person_id).where(
+            ChannelAddress.channel == outreach.SMS, ChannelAddress.address == number))
+
+    async def link_sms_number(self, person_id: int, number: str) -> None:
+        """The member's basic phone as their SMS address (one number, one member)."""
+        existing = await self._session.scalar(select(ChannelAddress).where(
+            ChannelAddress.person_id == person_id, ChannelAddress.channel == outreach.SMS))
+        if existing is None:
+            self._session.add(ChannelAddress(person_id=person_id, channel=outreach.SMS, address=number,
+                                             created_at=self.now()))
+        else:
+            existing.address, existing.blocked_at = number, None
+        await self._session.flush()
+
+    async def notify_family(self, person_id: int, text: str, *, kind: str, key: str,
+                            extra: dict[str, object] | None = None) -> None:
+        """A message to a family member on their own channel (see outreach.queue_to_family)."""
+        await outreach.queue_to_family(self._session, person_id=person_id, text=text, kind=kind, key=key,
+                                       now=self.now(), extra=extra)
 
     async def preference_of(self, person_id: int) -> Preference | None:
         return await outreach.preference_of(self._session, person_id)

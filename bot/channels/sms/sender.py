@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.care.call_tasks import ask_volunteer_to_call
 from bot.channels.sms.provider import SmsProvider, TemplateSms, Verdict
 from bot.channels.sms.templates import Template, choose, load_templates, variables
 from bot.delivery.base import RateLimit, SendRequest, SendResult
 from dialogs.engine import catalog
+from domain.call_tasks import ask_volunteer_to_call
 from storage.models import OutboxMessage, OutboxStatus
 
 if TYPE_CHECKING:
