@@ -155,13 +155,15 @@ async def addresses_of(session: AsyncSession, person_ids: Sequence[int]) -> dict
     """Each person's preferred address (as `preferred_address`: the most recently used one
     they have not blocked), for many people in one query."""
     out: dict[int, tuple[str, str]] = {}
-    rows = await session.execute(
-        select(ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)
-        .where(ChannelAddress.person_id.in_(list(person_ids)), ChannelAddress.blocked_at.is_(None))
-        .order_by(ChannelAddress.person_id, ChannelAddress.last_inbound_at.desc().nulls_last(),
-                  ChannelAddress.id.desc()))
-    for person_id, channel, address in rows:
-        out.setdefault(person_id, (channel, address))
+    wanted = list(person_ids)
+    for i in range(0, len(wanted), 10_000):  # PostgreSQL takes at most 65,535 parameters a statement
+        rows = await session.execute(
+            select(ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)
+            .where(ChannelAddress.person_id.in_(wanted[i:i + 10_000]), ChannelAddress.blocked_at.is_(None))
+            .order_by(ChannelAddress.person_id, ChannelAddress.last_inbound_at.desc().nulls_last(),
+                      ChannelAddress.id.desc()))
+        for person_id, channel, address in rows:
+            out.setdefault(person_id, (channel, address))
     return out
 
 
