@@ -126,11 +126,14 @@ async def preferred_addresses(session: AsyncSession, person_ids: Sequence[int]) 
     if not ids:
         return {}
     pairs: dict[int, list[tuple[str, str]]] = {}
-    for row in await session.execute(_by_recency(ids).with_only_columns(
-            ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)):
-        pairs.setdefault(row[0], []).append((row[1], row[2]))
-    chosen = dict((await session.execute(select(Preference.person_id, Preference.channel).where(
-        Preference.person_id.in_(list(pairs)), Preference.channel.is_not(None)))).all()) if pairs else {}
+    chosen: dict[int, str] = {}
+    for i in range(0, len(ids), 10_000):  # PostgreSQL takes at most 65,535 parameters a statement
+        part = ids[i:i + 10_000]
+        for row in await session.execute(_by_recency(part).with_only_columns(
+                ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)):
+            pairs.setdefault(row[0], []).append((row[1], row[2]))
+        chosen.update((await session.execute(select(Preference.person_id, Preference.channel).where(
+            Preference.person_id.in_(part), Preference.channel.is_not(None)))).all())
     out: dict[int, tuple[str, str]] = {}
     for person_id, found in pairs.items():
         pick = _pick(found, chosen.get(person_id))

@@ -65,7 +65,7 @@ async def queue_replies(session: AsyncSession, inbound: Inbound, replies: Sequen
         payload = payload_of(reply, [tokens.get(opt.label, "") for opt in reply.options])
         rows.append(await _fast_path_row(session, f"{key_prefix}:{i}", inbound, person_id, payload, now))
     await session.flush()
-    return [Outgoing(m.id, m.channel, m.address, m.payload) for m in rows]
+    return [Outgoing(m.id, m.channel, m.address, m.payload or {}) for m in rows]
 
 
 async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
@@ -74,4 +74,4 @@ async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
     message = await _fast_path_row(session, f"error:{inbound.channel}:{inbound.address}:{new_token()}",
                                    inbound, None, payload_of(Reply(text)), now)
     await session.flush()
-    return Outgoing(message.id, message.channel, message.address, message.payload)
+    return Outgoing(message.id, message.channel, message.address, message.payload or {})

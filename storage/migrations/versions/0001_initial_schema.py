@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 16:22:27.327097
+Create Date: 2026-12-01 17:31:32.247947
 """
 from __future__ import annotations
 
