@@ -22,7 +22,7 @@ from bot.app import App
 from bot.channels.base import Channel, configured_channels
 from bot.commands import open_app
 from bot.delivery.base import ChannelSender
-from bot.http import DEFAULT_HOST, DEFAULT_PORT, build_http_app
+from bot.http import DEFAULT_HOST, DEFAULT_PORT, HttpLimits, build_http_app, uvicorn_options
 
 log = logging.getLogger("warmline.run")
 
@@ -77,8 +77,9 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
             senders[sender.channel] = sender
     host = app.settings.get_env("WARMLINE_HTTP_HOST", DEFAULT_HOST) or DEFAULT_HOST
     port = int(app.settings.get_env("WARMLINE_HTTP_PORT", str(DEFAULT_PORT)) or DEFAULT_PORT)
-    server = uvicorn.Server(uvicorn.Config(build_http_app(routes), host=host, port=port,
-                                           log_level="warning", lifespan="off"))
+    limits = HttpLimits.from_section(app.settings.section("http"))  # deadlines and caps, bot/http.py
+    server = uvicorn.Server(uvicorn.Config(build_http_app(routes, limits), host=host, port=port,
+                                           log_level="warning", lifespan="off", **uvicorn_options(limits)))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     tasks = [asyncio.create_task(server.serve(), name="http")]
     for channel in channels:
