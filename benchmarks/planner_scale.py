@@ -4,7 +4,12 @@
 
 For each size a county is built once (benchmarks/synthetic.py; kept in --cache) and each
 measurement runs in its own fresh Python process, so its peak memory (ru_maxrss) is its own:
-- plan: `bot.care.planner.plan` over every household at 2026-11-20 09:00 (Asia/Shanghai);
+- plan: every task of every household at 2026-11-20 09:00 (Asia/Shanghai), computed by the bulk
+  planner as column batches (`iter_batches`, counted by kind and status: what reports use);
+- plan_digest: task objects for the due and overdue tasks only (what the morning digests use);
+- plan_objects: `bot.care.planner.plan`, every task as a sorted list of objects;
+- previous: the planner before the bulk rules (`iter_plan_per_household`: facts per chunk of
+  1,000 households, rules per household), measured in the same run;
 - report: the 2026-Q3 county report (`bot.reports.build.build_report`, with the planner);
 - baseline: benchmarks/planner_baseline.py, the per-household loop. On the larger counties it
   runs on an evenly spread sample of households and the time is scaled to the whole county
@@ -31,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import BENCH_DATA_KEY, SHANGHAI, START, fresh_sqlite, rss_of
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=SHANGHAI)
-GENERATOR_VERSION = 2  # bump when synthetic.py changes what it builds
+GENERATOR_VERSION = 3  # bump when synthetic.py or the schema changes what it builds
 
 
 def county_db(households: int, cache: Path) -> str:
@@ -76,9 +81,27 @@ def _measure(what: str, url: str, sample: int) -> dict[str, Any]:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     out: dict[str, Any] = {"households": households}
     with db.session() as s:
-        if what == "plan":
-            tasks = plan(s, AT, policy)
-            out["tasks"] = len(tasks)
+        if what == "plan":  # every task of the county, as column batches (what reports count)
+            from bot.care.planner import class_invitation_tasks, iter_batches
+
+            statuses: dict[str, int] = {}
+            for batch in iter_batches(s, AT, policy):
+                for (_kind, status), n in batch.counts().items():
+                    statuses[status] = statuses.get(status, 0) + n
+            for task in class_invitation_tasks(s, AT.date(), AT.tzinfo, policy):  # type: ignore[arg-type]
+                statuses[task.status] = statuses.get(task.status, 0) + 1
+            out["tasks"] = sum(statuses.values())
+            out["statuses"] = statuses
+        elif what == "plan_digest":  # objects for the due and overdue tasks only (the digests)
+            from bot.care.planner import iter_plan
+
+            out["tasks"] = sum(len(part) for part in iter_plan(s, AT, policy, statuses=("due", "overdue")))
+        elif what == "plan_objects":  # `plan()`: every task as an object, sorted
+            out["tasks"] = len(plan(s, AT, policy))
+        elif what == "previous":  # the planner before the bulk rules: per household, per chunk
+            from bot.care.planner import iter_plan_per_household
+
+            out["tasks"] = sum(len(part) for part in iter_plan_per_household(s, AT, policy))
         elif what == "baseline":
             from benchmarks.planner_baseline import plan_per_household
 
@@ -120,9 +143,10 @@ def measure(what: str, url: str, sample: int = 0) -> dict[str, Any]:
 
 
 def plans_equal(url: str) -> dict[str, Any]:
-    """The set-based plan and the per-household baseline, compared task for task."""
+    """The bulk plan, the previous (chunked, per-household rules) planner and the
+    per-household baseline, compared task for task."""
     from benchmarks.planner_baseline import plan_per_household
-    from bot.care.planner import plan
+    from bot.care.planner import iter_plan_per_household, plan, sort_key
     from bot.care.policy import Policy
     from bot.config import load_settings
     from storage.db import Database
@@ -134,11 +158,14 @@ def plans_equal(url: str) -> dict[str, Any]:
         fast = plan(s, AT, policy)
     with db.session() as s:
         slow = plan_per_household(s, AT, policy)
+    with db.session() as s:
+        previous = sorted((t for part in iter_plan_per_household(s, AT, policy) for t in part), key=sort_key)
     db.dispose()
     statuses: dict[str, int] = {}
     for t in fast:
         statuses[t.status] = statuses.get(t.status, 0) + 1
-    return {"equal": fast == slow, "tasks": len(fast), "baseline_tasks": len(slow), "statuses": statuses}
+    return {"equal": fast == slow == previous, "tasks": len(fast), "baseline_tasks": len(slow),
+            "statuses": statuses}
 
 
 def run(sizes: list[int], sample: int, cache: Path) -> dict[str, Any]:
@@ -150,13 +177,17 @@ def run(sizes: list[int], sample: int, cache: Path) -> dict[str, Any]:
             results["equality"] = plans_equal(url)
         row: dict[str, Any] = {}
         row["plan"] = measure("plan", url)
+        row["previous"] = measure("previous", url)
+        row["plan_digest"] = measure("plan_digest", url)
+        row["plan_objects"] = measure("plan_objects", url)
         row["baseline"] = measure("baseline", url, 0 if n == min(sizes) else sample)
         row["report"] = measure("report", url)
         row["speedup_cpu"] = row["baseline"]["cpu_s"] / row["plan"]["cpu_s"]
         row["speedup_wall"] = row["baseline"]["wall_s"] / row["plan"]["wall_s"]
+        row["previous_ratio_cpu"] = row["previous"]["cpu_s"] / row["plan"]["cpu_s"]
         results["sizes"][n] = row
-        print(f"  {n}: plan {row['plan']['wall_s']:.2f} s, baseline {row['baseline']['wall_s']:.1f} s, "
-              f"report {row['report']['wall_s']:.2f} s", file=sys.stderr)
+        print(f"  {n}: plan {row['plan']['wall_s']:.2f} s, previous {row['previous']['wall_s']:.1f} s, "
+              f"baseline {row['baseline']['wall_s']:.1f} s, report {row['report']['wall_s']:.2f} s", file=sys.stderr)
     return results
 
 

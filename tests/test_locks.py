@@ -12,6 +12,8 @@ from sqlalchemy import text
 
 from bot.app import App
 from bot.care import scheduler
+from dialogs.engine.runner import Runner
+from dialogs.registry import ALL_DIALOGS
 from dialogs.services import FixedClock
 from storage.db import Database
 from storage.locks import LeaderLock, leadership
@@ -74,13 +76,16 @@ async def test_two_schedulers_plan_once(app: App, clock: FixedClock, monkeypatch
     ticks: list[str] = []
 
     async def count(application: App, at: datetime) -> int:
-        ticks.append(application.db.url if application is app else "other")
+        # jobs run on a copy of the app with its own database (bot/care/scheduler.py JobThread);
+        # each process's copy keeps that process's runner
+        ticks.append("app" if application.runner is app.runner else "other")
         return 0
 
     monkeypatch.setattr(scheduler, "JOBS", [scheduler.Job("count", count)])
     app.settings.raw.setdefault("scheduler", {})["interval_seconds"] = 0.05
     other_db = _db(app)
-    other = App(settings=app.settings, db=other_db, services=app.services, runner=app.runner)
+    other = App(settings=app.settings, db=other_db, services=app.services,
+                runner=Runner(other_db, app.services, ALL_DIALOGS))
     stop = asyncio.Event()
     tasks = [asyncio.create_task(scheduler.run_scheduler(a, {}, stop)) for a in (app, other)]
     await asyncio.sleep(0.5)

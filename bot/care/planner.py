@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import calendar as _gregorian
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
@@ -266,11 +266,11 @@ def birthday_drafts(h: HouseholdFacts, today: date, policy: Policy) -> list[Draf
                   occasion=BIRTHDAY, member_id=p.member_id, member_name=p.name, ref=str(p.member_id),
                   visit_kinds=policy.birthday_kinds, need_occasion=BIRTHDAY)
             for p in h.parents if p.birthday is not None
-            for d in _birthdays(p.birthday, start, end)]
+            for d in birthdays_in(p.birthday, start, end)]
 
 
 @lru_cache(maxsize=65536)
-def _birthdays(birthday: Birthday, start: date, end: date) -> tuple[date, ...]:
+def birthdays_in(birthday: Birthday, start: date, end: date) -> tuple[date, ...]:
     """Celebrations in a range: many parents share a birthday, and lunar dates cost a conversion."""
     return tuple(birthdays_between(birthday, start, end))
 
@@ -464,7 +464,7 @@ _IDS = bindparam("ids", expanding=True)
 
 
 @lru_cache(maxsize=65536)
-def _birthday_of(calendar: str | None, born: date | None, lunar_month: int | None,
+def birthday_of(calendar: str | None, born: date | None, lunar_month: int | None,
                  lunar_day: int | None, lunar_leap: bool | None) -> Birthday | None:
     """`Birthday.of`, once per distinct birthday (a county has far fewer than members)."""
     return Birthday.of(calendar, born, lunar_month, lunar_day, lunar_leap)
@@ -520,11 +520,12 @@ def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
         .where(m.household_id.in_(_IDS), m.alive.is_(True), m.relation.in_(PARENTS)).order_by(m.id),
         {"ids": ids}
     ):
-        facts[hid].parents.append(_built(Parent, {"member_id": mid, "name": name, "birthday": _birthday_of(
+        facts[hid].parents.append(_built(Parent, {"member_id": mid, "name": name, "birthday": birthday_of(
             calendar, born, lunar_month, lunar_day, lunar_leap)}))
     for cid, hid, born, died in session.execute(
         select(DeceasedChild.id, DeceasedChild.household_id, DeceasedChild.birth_date,
-               DeceasedChild.death_date).where(DeceasedChild.household_id.in_(_IDS)), {"ids": ids}
+               DeceasedChild.death_date).where(DeceasedChild.household_id.in_(_IDS))
+        .order_by(DeceasedChild.id), {"ids": ids}
     ):
         facts[hid].children.append(_built(Child, {"id": cid, "birth_date": born, "death_date": died}))
     for hid, confirmed in session.execute(
@@ -563,17 +564,22 @@ def load_facts(session: Session, ids: Sequence[int], today: date, tz: ZoneInfo,
         .where((Task.done_at.is_(None)) | (Task.done_at >= lookback_start)), {"ids": ids}
     ):
         h = facts[task.household_id]
-        due = _local_date(task.due_at, tz)
-        window = Window(min(_local_date(task.created_at, tz), due), due, None)
-        h.manual.append(PlannedTask(
-            key=f"task:{task.id}", kind=task.kind, status=status_of(today, window, task.done_at is not None),
-            opens=window.opens, due=due, closes=None, township_id=h.township_id, household_id=h.id,
-            household_code=h.code, member_id=task.member_id, volunteer_id=task.assignee_id or -1,
-            task_id=task.id, detail=task.reason,
-        ))
-    for h in facts.values():  # a manual task without an assignee belongs to the contact volunteer
-        h.manual = [replace(t, volunteer_id=h.volunteer_id) if t.volunteer_id == -1 else t for t in h.manual]
+        h.manual.append(manual_task(task, today, tz, township_id=h.township_id, household_code=h.code,
+                                    volunteer_id=h.volunteer_id))
     return [facts[i] for i in ids if i in facts]
+
+
+def manual_task(task: Task, today: date, tz: ZoneInfo, *, township_id: int, household_code: str,
+                volunteer_id: int | None) -> PlannedTask:
+    """A task someone created by hand (or another feature did): open from its creation to done.
+    Without an assignee it belongs to the household's contact volunteer."""
+    due = _local_date(task.due_at, tz)
+    window = Window(min(_local_date(task.created_at, tz), due), due, None)
+    return PlannedTask(
+        key=f"task:{task.id}", kind=task.kind, status=status_of(today, window, task.done_at is not None),
+        opens=window.opens, due=due, closes=None, township_id=township_id, household_id=task.household_id,
+        household_code=household_code, member_id=task.member_id,
+        volunteer_id=task.assignee_id or volunteer_id, task_id=task.id, detail=task.reason)
 
 
 def class_invitation_tasks(session: Session, today: date, tz: ZoneInfo, policy: Policy,
@@ -607,8 +613,40 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 
 def iter_plan(session: Session, at: datetime, policy: Policy, *, volunteer_id: int | None = None,
               township_id: int | None = None, household_ids: Iterable[int] | None = None,
-              tz: ZoneInfo = DEFAULT_TZ, chunk: int = CHUNK) -> Iterator[list[PlannedTask]]:
-    """The plan one chunk of households at a time, so memory stays flat for a whole province."""
+              tz: ZoneInfo = DEFAULT_TZ, statuses: Collection[str] | None = None,
+              ) -> Iterator[list[PlannedTask]]:
+    """The plan one chunk of households at a time, so memory stays flat for a whole province.
+
+    The rules run over each chunk at once (bot/care/planner_bulk.py); task objects are built
+    only for the tasks kept (`statuses`: only tasks in these statuses)."""
+    for batch in iter_batches(session, at, policy, volunteer_id=volunteer_id, township_id=township_id,
+                              household_ids=household_ids, tz=tz):
+        yield batch.tasks(statuses, volunteer_id)
+    if volunteer_id is None and household_ids is None:
+        today = _local_date(at, tz)
+        yield [t for t in class_invitation_tasks(session, today, tz, policy, township_id)
+               if statuses is None or t.status in statuses]
+
+
+def iter_batches(session: Session, at: datetime, policy: Policy, *, volunteer_id: int | None = None,
+                 township_id: int | None = None, household_ids: Iterable[int] | None = None,
+                 tz: ZoneInfo = DEFAULT_TZ) -> Iterator[Any]:
+    """The plan as column batches (`planner_bulk.TaskBatch`), for callers that count."""
+    from bot.care.planner_bulk import iter_batches as batches  # it builds on this module's rules
+
+    ids = list(household_ids) if household_ids is not None else None
+    yield from batches(session, at, policy, volunteer_id=volunteer_id, township_id=township_id,
+                       household_ids=ids, tz=tz)
+
+
+def iter_plan_per_household(session: Session, at: datetime, policy: Policy, *,
+                            volunteer_id: int | None = None, township_id: int | None = None,
+                            household_ids: Iterable[int] | None = None, tz: ZoneInfo = DEFAULT_TZ,
+                            chunk: int = CHUNK) -> Iterator[list[PlannedTask]]:
+    """The reference: facts loaded per chunk, then `tasks_for` one household at a time.
+
+    Slower (a task object per task, rules run per household) but written the way the program
+    states its rules; tests require the bulk planner to give exactly this plan."""
     today = _local_date(at, tz)
     ids_filter = list(household_ids) if household_ids is not None else None
     ids = list(session.scalars(scope_query(volunteer_id=volunteer_id, township_id=township_id,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.care.enqueue import Outgoing, enqueue_many
 from bot.care.planner import (
     BIRTHDAY,
     CLASS_INVITATION,
@@ -38,11 +39,10 @@ from bot.care.planner import (
 from bot.care.policy import Policy
 from bot.care.wording import task_title, task_when
 from dialogs.engine import catalog
-from dialogs.engine.context import queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.registry import ALL_DIALOGS
-from storage.models import Household, Person, Role, Township
+from storage.models import ContactAssignment, Household, Person, Role, Task, Township
 from storage.queries import household_labels
 
 if TYPE_CHECKING:
@@ -75,6 +75,25 @@ class ScheduleReport:
 class _Inbox:
     own: list[PlannedTask] = field(default_factory=list)
     escalated: list[PlannedTask] = field(default_factory=list)
+
+
+@dataclass
+class _Digest:
+    """One person's digest as it is gathered township by township: the first lines of each
+    part (merged, in order) and how many lines each part has in all."""
+
+    own: list[PlannedTask] = field(default_factory=list)
+    own_total: int = 0
+    escalated: list[PlannedTask] = field(default_factory=list)
+    escalated_total: int = 0
+
+    def add(self, inbox: _Inbox) -> None:
+        # a household's tasks all come in one township's chunk, so lines merged per chunk stay merged
+        own, escalated = merge_same(inbox.own), merge_same(inbox.escalated)
+        self.own = sorted(self.own + own, key=sort_key)[:MAX_LINES]
+        self.own_total += len(own)
+        self.escalated = sorted(self.escalated + escalated, key=sort_key)[:MAX_LINES]
+        self.escalated_total += len(escalated)
 
 
 def digest_key(person_id: int, day: date) -> str:
@@ -135,7 +154,7 @@ async def _coordinators(session: AsyncSession, township_ids: set[int]) -> dict[i
     return out
 
 
-def _digest_text(person: Person, inbox: _Inbox, today: date, labels: dict[int, str],
+def _digest_text(person: _Person, inbox: _Digest, today: date, labels: dict[int, str],
                  names: dict[int, str], townships: dict[int, str], policy: Policy,
                  registered: set[str]) -> Reply:
     locale = person.locale or catalog.DEFAULT_LOCALE
@@ -145,7 +164,7 @@ def _digest_text(person: Person, inbox: _Inbox, today: date, labels: dict[int, s
 
     lines: list[str] = []
     options: list[Option] = []
-    own = merge_same(inbox.own)
+    own = inbox.own
     if own:
         lines.append(t("digest_title", name=person.name, date=f"{today.month}月{today.day}日"))
         for i, task in enumerate(own[:MAX_LINES], start=1):
@@ -156,9 +175,9 @@ def _digest_text(person: Person, inbox: _Inbox, today: date, labels: dict[int, s
             if value and len(options) < MAX_OPTIONS:
                 word = "option_reading" if task.kind == HEALTH_SERVICE else "option_visit"
                 options.append(Option(t(word, code=task.household_code, task=task_title(task, locale)), value))
-        if len(own) > MAX_LINES:
-            lines.append(t("digest_more", n=len(own) - MAX_LINES))
-    escalated = merge_same(inbox.escalated)
+        if inbox.own_total > MAX_LINES:
+            lines.append(t("digest_more", n=inbox.own_total - MAX_LINES))
+    escalated = inbox.escalated
     if escalated:
         if lines:
             lines.append("")
@@ -171,15 +190,79 @@ def _digest_text(person: Person, inbox: _Inbox, today: date, labels: dict[int, s
             who = (t("escalation_line_volunteer", volunteer=names[task.volunteer_id])
                    if task.volunteer_id in names else t("escalation_line_unassigned"))
             lines.append(f"{i}. {label} · {task_title(task, locale)} · {task_when(task, today, locale)}{who}")
-        if len(escalated) > MAX_LINES:
-            lines.append(t("digest_more", n=len(escalated) - MAX_LINES))
+        if inbox.escalated_total > MAX_LINES:
+            lines.append(t("digest_more", n=inbox.escalated_total - MAX_LINES))
     if options:
         lines.append(t("digest_footer"))
     return Reply("\n".join(lines), tuple(options))
 
 
+@dataclass(frozen=True)
+class _Person:
+    id: int
+    name: str
+    locale: str | None
+    active: bool
+
+
+async def _people(session: AsyncSession, ids: set[int], known: dict[int, _Person]) -> None:
+    """Fill `known` with the people of `ids` not in it yet (plain rows, never ORM objects)."""
+    wanted = sorted(ids - set(known))
+    for i in range(0, len(wanted), 1000):
+        for pid, name, locale, active in await session.execute(
+                select(Person.id, Person.name, Person.locale, Person.active)
+                .where(Person.id.in_(wanted[i:i + 1000]))):
+            known[pid] = _Person(pid, name, locale, bool(active))
+
+
+async def _labels(session: AsyncSession, household_ids: set[int]) -> dict[int, str]:
+    wanted = sorted(household_ids)
+    labels: dict[int, str] = {}
+    for i in range(0, len(wanted), 1000):
+        households = list(await session.scalars(select(Household).where(Household.id.in_(wanted[i:i + 1000]))))
+        labels.update(await household_labels(session, households))
+    session.expunge_all()  # what was read is in `labels`; flushes must not walk these objects
+    return labels
+
+
+async def _last_township(session: AsyncSession, townships: list[int],
+                         coordinators: dict[int, list[int]]) -> dict[int, int]:
+    """After which township (in processing order) each person can get nothing more: their
+    digest is complete and written then. A volunteer hears about the households they are the
+    contact for and the tasks assigned to them; a coordinator (or admin) about the townships
+    they stand for."""
+    order = {t: i for i, t in enumerate(townships)}
+    last: dict[int, int] = {}
+
+    def note(person: int, township: int) -> None:
+        if order.get(township, -1) > order.get(last.get(person, -1), -1):
+            last[person] = township
+
+    for person, township in await session.execute(
+            select(ContactAssignment.volunteer_id, Household.township_id).distinct()
+            .join(Household, Household.id == ContactAssignment.household_id)
+            .where(ContactAssignment.ended_on.is_(None))):
+        note(person, township)
+    for person, township in await session.execute(
+            select(Task.assignee_id, Household.township_id).distinct()
+            .join(Household, Household.id == Task.household_id)
+            .where(Task.assignee_id.is_not(None), Task.done_at.is_(None))):
+        note(person, township)
+    for township, people in coordinators.items():
+        for person in people:
+            note(person, township)
+    return last
+
+
 async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport:
-    """Plan everything due at instant `at` into the outbox (idempotent); see the module docstring."""
+    """Plan everything due at instant `at` into the outbox (idempotent); see the module docstring.
+
+    Township by township, one transaction each: the township's due and overdue tasks are
+    planned, routed and folded into each person's digest, and the digests of everyone who can
+    get nothing from a later township are written. A tick that stops half-way has committed
+    whole townships' digests; the next tick plans again and writes only the digests missing
+    (each has its idempotency key), so it carries on where the other stopped.
+    """
     at = at or app.services.now()
     tz = app.settings.timezone
     policy = Policy.from_settings(app.settings)
@@ -191,44 +274,52 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
     registered = {d.name for d in ALL_DIALOGS}
     next_digest = datetime.combine(today + timedelta(days=1), policy.digest_time, tzinfo=tz)
     async with app.db.async_session() as session:
-        def collect(sync_session: object) -> list[PlannedTask]:
-            wanted: list[PlannedTask] = []
-            for part in iter_plan(sync_session, at, policy, tz=tz):  # type: ignore[arg-type]
-                wanted.extend(t for t in part if t.status in (DUE, OVERDUE))
-            return wanted
+        township_names = {tid: tname for tid, tname in await session.execute(select(Township.id, Township.name))}
+        townships = sorted(township_names)
+        coordinators = await _coordinators(session, set(townships))
+        last_township = await _last_township(session, townships, coordinators)
+    people: dict[int, _Person] = {}
+    digests: dict[int, _Digest] = {}
 
-        tasks = await session.run_sync(collect)
-        volunteer_ids = {t.volunteer_id for t in tasks if t.volunteer_id is not None}
-        people = {p.id: p for p in await session.scalars(
-            select(Person).where(Person.id.in_(volunteer_ids)))}
-        active = {pid for pid, p in people.items() if p.active}
-        coordinators = await _coordinators(session, {t.township_id for t in tasks})
-        inboxes = route(tasks, today, policy, active, coordinators)
-        if not inboxes:
-            return report
-        recipients = {p.id: p for p in await session.scalars(select(Person).where(Person.id.in_(list(inboxes))))}
-        household_ids = {t.household_id for box in inboxes.values() for t in box.own + box.escalated
-                         if t.household_id is not None}
-        households = list(await session.scalars(select(Household).where(Household.id.in_(household_ids))))
-        labels = await household_labels(session, households)
+    async def write(session: AsyncSession, person_ids: list[int]) -> None:
+        ready = [pid for pid in sorted(person_ids) if pid in digests]
+        await _people(session, set(ready), people)
+        labels = await _labels(session, {t.household_id for pid in ready for t in digests[pid].own
+                                         + digests[pid].escalated if t.household_id is not None})
         names = {pid: p.name for pid, p in people.items()}
-        townships = {tid: tname for tid, tname in await session.execute(select(Township.id, Township.name))}
-        # Everything needed is read; a county's worth of loaded objects would make every flush
-        # below walk them all (measured: 12,500 digests over 100k households took a minute).
-        session.expunge_all()
-        for person_id, inbox in sorted(inboxes.items()):
-            person = recipients.get(person_id)
+        outgoing = []
+        for pid in ready:
+            digest, person = digests.pop(pid), people.get(pid)
             if person is None or not person.active:
                 continue
-            reply = _digest_text(person, inbox, today, labels, names, townships, policy, registered)
-            row = await queue_message(session, person_id=person_id, reply=reply, kind=DIGEST_KIND,
-                                      key=digest_key(person_id, today), now=at, expires_at=next_digest)
-            if row is None:
+            reply = _digest_text(person, digest, today, labels, names, township_names, policy, registered)
+            outgoing.append((Outgoing(pid, reply, DIGEST_KIND, digest_key(pid, today), expires_at=next_digest),
+                             digest.escalated_total))
+        written = await enqueue_many(session, [o for o, _ in outgoing], at)
+        for message, escalated in outgoing:
+            if message.key in written:
+                report.digests += 1
+                report.escalated_tasks += escalated
+                report.people.append(message.person_id)
+            else:
                 report.skipped_existing += 1
-                continue
-            report.digests += 1
-            report.escalated_tasks += len(merge_same(inbox.escalated))
-            report.people.append(person_id)
+
+    for township in townships:
+        async with app.db.async_session() as session:
+            def collect(sync_session: object, township: int = township) -> list[PlannedTask]:
+                return [t for part in iter_plan(sync_session, at, policy, tz=tz,  # type: ignore[arg-type]
+                                                township_id=township, statuses=(DUE, OVERDUE)) for t in part]
+
+            tasks = await session.run_sync(collect)
+            await _people(session, {t.volunteer_id for t in tasks if t.volunteer_id is not None}, people)
+            active = {pid for pid, p in people.items() if p.active}
+            for person_id, inbox in route(tasks, today, policy, active, coordinators).items():
+                digests.setdefault(person_id, _Digest()).add(inbox)
+            del tasks
+            await write(session, [pid for pid in digests if last_township.get(pid, township) == township])
+    if digests:  # anyone the forecast missed (records changed during the tick)
+        async with app.db.async_session() as session:
+            await write(session, list(digests))
     log.info("reminders planned digests=%d escalated=%d already=%d", report.digests,
              report.escalated_tasks, report.skipped_existing)
     return report

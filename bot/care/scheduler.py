@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,7 @@ from bot.care.family_line import family_messages_job
 from bot.care.greetings import greetings_job
 from bot.care.reminders import plan_reminders
 from bot.message_retention import purge_bodies_job
+from storage.db import Database
 from storage.locks import leadership
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from bot.delivery.base import ChannelSender
 
 log = logging.getLogger("warmline.scheduler")
+SWITCH_INTERVAL = 0.001  # seconds (Python's default is 0.005)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ async def run_jobs(app: App, at: datetime | None = None) -> dict[str, Any]:
     """Run every job once for instant `at`; one failing job does not stop the others."""
     at = at or app.services.now()
     results: dict[str, Any] = {}
+    started = time.monotonic()
     for job in JOBS:
         try:
             results[job.name] = await job.run(app, at)
@@ -69,19 +75,60 @@ async def run_jobs(app: App, at: datetime | None = None) -> dict[str, Any]:
             log.error("job failed job=%s error=%s", job.name, type(exc).__name__,
                       exc_info=log.isEnabledFor(logging.DEBUG))
             results[job.name] = exc
+    log.info("tick finished seconds=%.1f failed=%d", time.monotonic() - started,
+             sum(isinstance(r, Exception) for r in results.values()))
     return results
 
 
+class JobThread:
+    """The jobs' own thread, event loop and database connections, for the life of a scheduler.
+
+    Why: a tick at province scale plans hundreds of thousands of households and writes
+    thousands of digests. On the web process's event loop that work would hold every webhook
+    and /healthz until it ends (SQLite calls run inline on the loop). Here the loop only awaits
+    a future; the work runs in this thread with a `Database` of its own (its own engine and
+    connections), and the interpreter switches threads every few milliseconds, so requests
+    keep being answered while a tick runs.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.db = Database(app.db.url, keyring=app.db.keyring)
+        self.app = replace(app, db=self.db)
+        # the web thread waits at most this long for the interpreter while a job computes
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="warmline-jobs", daemon=True)
+        self.thread.start()
+
+    async def run(self, at: datetime) -> dict[str, Any]:
+        """One tick in the jobs' thread; the caller's loop stays free while it runs."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run_jobs(self.app, at), self.loop))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.db.adispose(), self.loop))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self.thread.join, 10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
 async def run_scheduler(app: App, senders: dict[str, ChannelSender], stop: asyncio.Event) -> None:
-    """Tick until `stop` is set. Senders are not used: jobs only write the outbox."""
+    """Tick until `stop` is set. Senders are not used: jobs only write the outbox.
+
+    The lock is held from this loop; each tick's jobs run in a `JobThread`."""
     interval = float(app.settings.section("scheduler").get("interval_seconds", 60))
     log.info("scheduler started interval=%ss jobs=%s", interval, [j.name for j in JOBS])
     lease = timedelta(seconds=max(3 * interval, 90))  # outlives a slow tick; renewed every tick
-    async with leadership(app.db, "scheduler", ttl=lease, now=app.services.now) as lock:
-        while not stop.is_set():
-            # only the leader plans; `stop` again, as a leader stepping down may hand over meanwhile
-            if await lock.try_acquire() and not stop.is_set():
-                await run_jobs(app, app.services.now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+    jobs = JobThread(app)
+    try:
+        async with leadership(app.db, "scheduler", ttl=lease, now=app.services.now) as lock:
+            while not stop.is_set():
+                # only the leader plans; `stop` again, as a leader stepping down may hand over meanwhile
+                if await lock.try_acquire() and not stop.is_set():
+                    await jobs.run(app.services.now())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        await jobs.close()
     log.info("scheduler stopped")

@@ -44,6 +44,7 @@ def build_report(session: Session, *, period: Period, as_of: date, scope: Scope,
     sections.append(money)
     spent = money.table("money").rows[0]["spent"]
     sections.append(budget(frame, round(float(spent or 0) * 100)))
+    frame.close()  # on an error the transaction's rollback takes the temporary table with it
     warnings = []
     if period.elapsed_end(as_of) is None:
         warnings.append(f"本期（{period.label}）还没有开始，各项数字为零。")

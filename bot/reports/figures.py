@@ -27,9 +27,9 @@ from sqlalchemy import (
     union,
 )
 
-from bot.care.birthdays import Birthday, birthdays_between
 from bot.care.calendar import occurrences_between
 from bot.care.occasions import NAMES
+from bot.care.planner import birthday_of, birthdays_in
 from bot.reports.frame import LEVEL_COLUMNS, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
 from bot.reports.model import Column, Section, Table, pct, ratio
 from bot.reports.sqlfuncs import date_literal, day_number, month_key
@@ -310,9 +310,12 @@ def birthday_visits(f: Frame) -> Section:
             .where(HouseholdMember.household_id.in_(f.household_ids()), HouseholdMember.alive.is_(True),
                    HouseholdMember.relation.in_(PARENTS)))
         for hid, cal, born, lm, ld, leap, enrolled in rows:
-            birthday = Birthday.of(cal, born, lm, ld, leap)
+            # many parents share a birthday: each distinct one is computed once (planner caches)
+            birthday = birthday_of(cal, born, lm, ld, leap)
+            if birthday is None:
+                continue
             since = max(f.period.start, enrolled) if enrolled else f.period.start
-            days = birthdays_between(birthday, since, end) if birthday and since <= end else []
+            days = [d for d in birthdays_in(birthday, f.period.start, end) if d >= since]
             if days:
                 due[hid].extend(days)
     before = timedelta(days=policy.birthday_opens_days_before)
@@ -646,10 +649,14 @@ def planner_snapshot(f: Frame) -> Table | None:
         return None
     at = datetime.combine(end, datetime.max.time().replace(microsecond=0), tzinfo=f.tz)
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"overdue": 0, "missed": 0, "due": 0})
-    for part in planner.iter_plan(f.session, at, f.config.policy, township_id=f.scope.township_id, tz=f.tz):
-        for task in part:
-            if task.status in ("overdue", "missed", "due"):
-                counts[(task.kind, "")][task.status] += 1
+    for batch in planner.iter_batches(f.session, at, f.config.policy, township_id=f.scope.township_id,
+                                      tz=f.tz):  # counted per chunk: no task objects
+        for (kind, status), n in batch.counts().items():
+            if status in ("overdue", "missed", "due"):
+                counts[(kind, "")][status] += n
+    for task in planner.class_invitation_tasks(f.session, end, f.tz, f.config.policy, f.scope.township_id):
+        if task.status in ("overdue", "missed", "due"):
+            counts[(task.kind, "")][task.status] += 1
     table = Table("planned_tasks", f"计划任务状态（{end.isoformat()}）", [
         Column("kind", "任务类型", "text"), Column("due", "待办"), Column("overdue", "逾期"),
         Column("missed", "错过")])

@@ -85,3 +85,63 @@ def date_literal(day: date) -> ColumnElement[date]:
 
 def local_day(ts: ColumnElement[Any], zone: str, offset_minutes: int) -> ColumnElement[date]:
     return local_date(ts, literal(zone, String()), literal(offset_minutes, Integer()))
+
+
+class epoch_day(FunctionElement[int]):
+    """Days from 1970-01-01 to a date column (NULL stays NULL): the planner's day numbers."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "epoch_day"
+
+
+@compiles(epoch_day)
+def _epoch_day_default(element: epoch_day, compiler: SQLCompiler, **kw: Any) -> str:
+    (day,) = list(element.clauses)
+    return f"({compiler.process(day, **kw)} - DATE '1970-01-01')"
+
+
+@compiles(epoch_day, "sqlite")
+def _epoch_day_sqlite(element: epoch_day, compiler: SQLCompiler, **kw: Any) -> str:
+    (day,) = list(element.clauses)
+    return f"CAST(julianday({compiler.process(day, **kw)}) - 2440587.5 AS INTEGER)"
+
+
+class epoch_seconds(FunctionElement[int]):
+    """Whole seconds from 1970-01-01 UTC to a timestamp column (rounded down)."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "epoch_seconds"
+
+
+@compiles(epoch_seconds)
+def _epoch_seconds_default(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    (ts,) = list(element.clauses)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(ts, **kw)})) AS BIGINT)"
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    (ts,) = list(element.clauses)
+    return f"CAST(strftime('%s', {compiler.process(ts, **kw)}) AS INTEGER)"
+
+
+class month_number(FunctionElement[int]):
+    """The month (1–12) of a date column."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "month_number"
+
+
+@compiles(month_number)
+def _month_number_default(element: month_number, compiler: SQLCompiler, **kw: Any) -> str:
+    (day,) = list(element.clauses)
+    return f"CAST(EXTRACT(MONTH FROM {compiler.process(day, **kw)}) AS INTEGER)"
+
+
+@compiles(month_number, "sqlite")
+def _month_number_sqlite(element: month_number, compiler: SQLCompiler, **kw: Any) -> str:
+    (day,) = list(element.clauses)
+    return f"CAST(strftime('%m', {compiler.process(day, **kw)}) AS INTEGER)"
