@@ -11,13 +11,13 @@ hands over to the consent dialog: nothing is sent to a family before they agree.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from dialogs.engine.context import route_waiting
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize
-from storage.invites import hash_code, looks_like_code, normalize_code
+from storage.invites import guessing_locked, hash_code, looks_like_code, normalize_code
 from storage.models import (
     ChannelAddress,
     Household,
@@ -90,11 +90,9 @@ class Registration(Dialog):
         """None when the code is good (and remembered), else the reason to show."""
         now = self.ctx.now()
         services = self.ctx.services
-        failures = await self.ctx.session.scalar(
-            select(func.count()).select_from(InviteFailure).where(
-                InviteFailure.channel == self.ctx.channel, InviteFailure.address == self.ctx.address,
-                InviteFailure.at > now - services.invite_failure_window))
-        if (failures or 0) >= services.invite_max_failures:
+        if await guessing_locked(self.ctx.session, channel=self.ctx.channel, address=self.ctx.address, now=now,
+                                 window=services.invite_failure_window, per_address=services.invite_max_failures,
+                                 county_wide=services.invite_max_failures_global):
             return self.t("locked")
         if not looks_like_code(text):
             return self.t("bad_code")  # not a guess: words, a greeting, a typo in length
