@@ -72,7 +72,19 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         casework=casework_policy(settings),
         outreach=outreach_policy(settings),
         reports=chat_reports(settings),
+        console_url=console_url(settings),
+        console_link_ttl=timedelta(minutes=float(settings.section("console")["link_minutes"])),
     )
+
+
+def console_url(settings: Settings) -> str:
+    """Where the web console is reached: WARMLINE_CONSOLE_URL, else the HTTP host and port."""
+    explicit = settings.get_env("WARMLINE_CONSOLE_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    host = settings.get_env("WARMLINE_HTTP_HOST", "127.0.0.1")
+    port = settings.get_env("WARMLINE_HTTP_PORT", "8080")
+    return f"http://{host}:{port}/console"
 
 
 def chat_reports(settings: Settings) -> ChatReports:

@@ -24,6 +24,7 @@ from dialogs.engine.types import Option, Reply
 from dialogs.invitations import (
     ACTIVITY_TYPES,
     CUSTOM,
+    SendReport,
     SendWindow,
     Status,
     preview,
@@ -68,6 +69,37 @@ def read_when(text: str, services: Any) -> datetime | str:
     if instant - services.now() > MAX_AHEAD:
         return "too_far"
     return instant
+
+
+def read_capacity(text: str) -> int | bool | None:
+    """Places as typed ("30", "三十人", "不限" = no limit → None), or False when unreadable."""
+    text = normalize(text).removesuffix("人").removesuffix("个").strip()
+    if text in {"不限", "不限制", "没有", "无", "none", "no"}:
+        return None
+    number = int(text) if text.isdigit() else chinese_number(text)
+    if number is None or not 1 <= number <= MAX_CAPACITY:
+        return False
+    return number
+
+
+async def create_activity(ctx: Any, person: Person, d: dict[str, Any], *,
+                          send_at: datetime | None) -> tuple[Activity, SendReport | None]:
+    """Save a planned activity (audience checked against the sender's scope once more), and send
+    its invitations now unless `send_at` schedules them. Raises AudienceNotAllowed."""
+    audience = checked_audience(person, d["audience"])
+    now = ctx.now()
+    activity = Activity(
+        township_id=activity_township(person, audience), created_by_id=person.id,
+        type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
+        place=d.get("place"), capacity=d.get("capacity"), audience=audience,
+        message=d.get("message"), status=Status.SCHEDULED if send_at else Status.DRAFT,
+        send_at=send_at, created_at=now)
+    ctx.session.add(activity)
+    await ctx.session.flush()
+    await ctx.audit("write", "activity", activity.id, None)
+    if send_at is not None:
+        return activity, None
+    return activity, await send_invitations(ctx.session, activity, now, SendWindow.of(ctx.services))
 
 
 def channel_counts(ctx: Any, by_channel: dict[str, int]) -> str:
@@ -163,12 +195,8 @@ class ActivityCreate(Dialog):
         return Reply(self.t("ask_capacity"))
 
     async def on_capacity(self, answer: Answer) -> str | Invalid:
-        text = normalize(answer.text).removesuffix("人").removesuffix("个").strip()
-        if text in {"不限", "不限制", "没有", "无", "none", "no"}:
-            self.data["capacity"] = None
-            return self._done()
-        number = int(text) if text.isdigit() else chinese_number(text)
-        if number is None or not 1 <= number <= MAX_CAPACITY:
+        number = read_capacity(answer.text)
+        if number is False:
             return Invalid(self.t("bad_capacity"))
         self.data["capacity"] = number
         return self._done()
@@ -346,24 +374,12 @@ class ActivityCreate(Dialog):
 
     # saving
     async def save(self, *, send_at: datetime | None) -> Finish:
-        person = self._person()
-        d = self.data
         try:
-            audience = checked_audience(person, d["audience"])
+            _activity, report = await create_activity(self.ctx, self._person(), self.data, send_at=send_at)
         except AudienceNotAllowed:
             return Finish.with_text(self.t("out_of_scope"))
-        now = self.ctx.now()
-        activity = Activity(
-            township_id=activity_township(person, audience), created_by_id=person.id,
-            type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
-            place=d.get("place"), capacity=d.get("capacity"), audience=audience,
-            message=d.get("message"), status=Status.SCHEDULED if send_at else Status.DRAFT,
-            send_at=send_at, created_at=now)
-        self.ctx.session.add(activity)
-        await self.ctx.session.flush()
-        await self.ctx.audit("write", "activity", activity.id, None)
-        if send_at is not None:
+        if report is None:
+            assert send_at is not None
             return Finish.with_text(self.t("scheduled", when=when_text(send_at, self.ctx.services.timezone)))
-        report = await send_invitations(self.ctx.session, activity, now, SendWindow.of(self.ctx.services))
         return Finish.with_text(self.t("sent", n=report.invited,
                                        v=channel_counts(self.ctx, report.by_channel)))

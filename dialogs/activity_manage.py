@@ -23,6 +23,7 @@ from dialogs.invitations import (
     SendWindow,
     Status,
     attendance_list,
+    attendance_open,
     cancel_activity,
     describe,
     mark_attendance,
@@ -139,7 +140,7 @@ class ActivityManage(Dialog):
     def _options(self, activity: Activity) -> tuple[Option, ...]:
         now = self.ctx.now()
         options = [Option(self.t("refresh"), "refresh")]
-        if activity.status == Status.SENT and activity.starts_at <= now:
+        if attendance_open(activity, now):
             options.insert(0, Option(self.t("mark_attendance"), "attend"))
         if activity.status in (Status.SENT, Status.SCHEDULED) and activity.starts_at > now:
             options += [Option(self.t("reschedule"), "move"), Option(self.t("cancel"), "cancel")]

@@ -424,6 +424,11 @@ async def send_due(session: AsyncSession, now: datetime, window: SendWindow) -> 
 # -------------------------------------------------------------------- attendance
 
 
+def attendance_open(activity: Activity, now: datetime) -> bool:
+    """Attendance is marked once invitations went out and the activity has begun."""
+    return activity.status == Status.SENT and activity.starts_at <= now
+
+
 async def attendance_list(session: AsyncSession, activity_id: int) -> list[tuple[Invitation, str]]:
     """Who might have come, with names: those who said yes (places first), then maybe."""
     rows = await session.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dialogs.activity_create import ActivityCreate
 from dialogs.activity_manage import ActivityManage
 from dialogs.assessment import AssessmentDialog
+from dialogs.console_sign_in import ConsoleSignIn
 from dialogs.engine.dialog import Dialog
 from dialogs.family_consent import FamilyConsent, FamilyWelcome, ProxyConsent
 from dialogs.family_line import FamilyLine, FamilyReply
@@ -23,4 +24,4 @@ ALL_DIALOGS: list[type[Dialog]] = [VisitReport, HealthReadingDialog, MyFamilies,
                                    AssessmentDialog, ServicesStatus, Registration,
                                    ActivityCreate, ActivityManage, Rsvp, ReportDialog,
                                    FamilyReply, ProxyConsent, FamilyLine, FamilyPreferences,
-                                   FamilyStop, FamilyConsent, FamilyWelcome]
+                                   FamilyStop, FamilyConsent, FamilyWelcome, ConsoleSignIn]

@@ -177,6 +177,10 @@ class Services:
     invite_failure_window: timedelta = timedelta(hours=1)
     # local hours when no message goes to a family ([program] quiet_hours): (start, end)
     quiet_hours: tuple[time, time] = (time(21, 0), time(8, 0))
+    # the web console's address as people open it (https://host/console), and how long a
+    # sign-in link sent in chat stays usable
+    console_url: str = "http://127.0.0.1:8080/console"
+    console_link_ttl: timedelta = timedelta(minutes=10)
 
     def now(self) -> datetime:
         return self.clock.now()

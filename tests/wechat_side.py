@@ -2,7 +2,8 @@
 
 `live_http` runs the real Starlette app under uvicorn on 127.0.0.1 (an ephemeral port) in the
 test's event loop; `Poster` signs (and in safe mode encrypts) message XML the way WeChat's and
-WeCom's servers do, and reads encrypted passive replies back.
+WeCom's servers do — each try with the real time and a fresh nonce — and reads encrypted
+passive replies back.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -84,22 +87,32 @@ class Poster:
         self.token = token
         self.crypto = crypto
         self.wecom = wecom
-        self._nonces = itertools.count(7000)
+
+    @staticmethod
+    def stamp() -> tuple[str, str]:
+        """The (timestamp, nonce) of one try: the real time, as the platform's servers sign it."""
+        return str(int(time.time())), str(secrets.randbelow(10**10))
 
     async def plain(self, xml: str, **override: str) -> httpx.Response:
-        timestamp, nonce = str(next(_times)), str(next(self._nonces))
+        timestamp, nonce = self.stamp()
         params = {"signature": sign(self.token, timestamp, nonce), "timestamp": timestamp,
                   "nonce": nonce, "openid": "ignored", **override}
         return await self.client.post(self.path, params=params, content=xml.encode())
 
-    async def encrypted(self, xml: str, **override: str) -> httpx.Response:
-        timestamp, nonce = str(next(_times)), str(next(self._nonces))
+    def seal(self, xml: str, timestamp: str | None = None, nonce: str | None = None) -> tuple[dict[str, str], bytes]:
+        """The query parameters and body of one encrypted try, as the platform builds them."""
+        fresh_timestamp, fresh_nonce = self.stamp()
+        timestamp, nonce = timestamp or fresh_timestamp, nonce or fresh_nonce
         sealed = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, timestamp))["xml"]
         body = f"<xml><ToUserName>{cdata('gh_warmline_test')}</ToUserName><Encrypt>{cdata(sealed['Encrypt'])}</Encrypt></xml>"
         params = {"timestamp": timestamp, "nonce": nonce, "msg_signature": sealed["MsgSignature"]}
         if not self.wecom:
             params |= {"signature": sign(self.token, timestamp, nonce), "encrypt_type": "aes"}
-        return await self.client.post(self.path, params={**params, **override}, content=body.encode())
+        return params, body.encode()
+
+    async def encrypted(self, xml: str, **override: str) -> httpx.Response:
+        params, body = self.seal(xml)
+        return await self.client.post(self.path, params={**params, **override}, content=body)
 
     def open_reply(self, response: httpx.Response) -> dict[str, Any]:
         """A passive reply as a dict, decrypted (and its signature checked) when it was sealed."""
@@ -109,3 +122,36 @@ class Poster:
         plain = self.crypto.decrypt_message(response.text, outer["MsgSignature"], outer["TimeStamp"],
                                             outer["Nonce"])
         return dict(xmltodict.parse(plain)["xml"])
+
+
+class HeldWrites:
+    """Another writer holding the database, so a step must wait (SQLite: the write lock;
+    PostgreSQL: the outbox table, which every step writes its replies to)."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.pool import NullPool
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            import sqlite3
+
+            self._sqlite = sqlite3.connect(str(parsed.database), timeout=5, isolation_level=None)
+            self._sqlite.execute("BEGIN IMMEDIATE")
+            self._pg = None
+        else:
+            self._sqlite = None
+            engine = create_engine(parsed.set(drivername="postgresql+psycopg"), poolclass=NullPool)
+            self._pg = engine.connect()
+            self._pg.execute(text("LOCK TABLE outbox IN EXCLUSIVE MODE"))
+
+    def release(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+            self._sqlite = None
+        if self._pg is not None:
+            self._pg.rollback()
+            self._pg.close()
+            self._pg = None

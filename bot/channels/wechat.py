@@ -1,9 +1,11 @@
 """The WeChat Official Account (公众号) channel: where families follow the association.
 
-`/wechat` answers WeChat's URL check (GET with echostr) and receives messages and events (POST),
-in plain mode (`signature`) and in safe mode (AES, `msg_signature`). A request whose signature is
-missing or wrong gets 403 and is not looked at further; an oversized body gets 413; XML that
-cannot be read gets 400. Text and events become an `Inbound` for the dialog runner, which
+`/wechat` answers WeChat's URL check (GET with echostr) and receives messages and events (POST).
+With an AES key configured only safe mode is accepted (`encrypt_type=aes` with `msg_signature`,
+which covers the ciphertext); without one, plain mode (`signature`, which does not cover the body:
+safe only on a trusted network). A POST whose signature is missing or wrong, whose timestamp is
+more than 300 s off, or whose (timestamp, nonce, signature) was seen before gets 403 and is not
+looked at further (bot/channels/wx_guard.py); an oversized body gets 413; unreadable XML 400. Text and events become an `Inbound` for the dialog runner, which
 processes each WeChat retry once (MsgId, or FromUserName:CreateTime for events). Unfollowing
 (unsubscribe) withdraws the member's consent to messages at once, here, in one transaction with
 the record that the event was handled — there is nobody left to reply to.
@@ -14,8 +16,11 @@ numbers in `[wechat]` (bot/defaults/wechat.toml).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -23,12 +28,18 @@ from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from wechatpy import parse_message
-from wechatpy.crypto import WeChatCrypto
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.replies import TextReply
-from wechatpy.utils import check_signature
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException
 
 from bot.channels.wechat_sender import OfficialAccountClient, WeChatSender
+from bot.channels.wx_guard import (
+    Forbidden,
+    SeenRequests,
+    check_fresh,
+    check_parts,
+    check_signature,
+    open_sealed,
+)
 from bot.channels.wx_inbound import (
     BodyTooLarge,
     PumpedWebhookChannel,
@@ -37,6 +48,7 @@ from bot.channels.wx_inbound import (
     safe_xml,
     success,
 )
+from bot.channels.wx_reply import text_reply
 from bot.channels.wx_token import api_base
 from bot.config import ConfigError
 from dialogs.engine.types import Inbound
@@ -63,10 +75,6 @@ MEDIA = frozenset({"image", "voice", "video", "shortvideo", "location", "link", 
 # Events that say nothing to answer: link clicks, location reports, receipts of our own sends.
 SILENT_EVENTS = frozenset({"view", "location", "templatesendjobfinish", "masssendjobfinish",
                            "subscribe_msg_sent_event", "view_miniprogram"})
-
-
-class Forbidden(Exception):
-    """The request is not proven to come from WeChat."""
 
 
 def from_app(app: App) -> OfficialAccountChannel | None:
@@ -98,6 +106,8 @@ class OfficialAccountChannel(PumpedWebhookChannel):
         self.appid = appid
         self.token = token
         self.crypto = crypto
+        self.wall_clock: Callable[[], float] = time.time  # WeChat's timestamps are real time
+        self.seen = SeenRequests(app.db, CHANNEL, lambda: self.wall_clock())
         config = app.settings.section("wechat")
         self.max_body = int(config.get("max_body_bytes", 65536))
         base = api_base(app.settings.get_env("WARMLINE_WECHAT_API_BASE"), DEFAULT_API_BASE)
@@ -107,37 +117,34 @@ class OfficialAccountChannel(PumpedWebhookChannel):
     # ------------------------------------------------------------------ Channel protocol
 
     def _verify(self, request: Request) -> Response:
-        """WeChat's URL check: echo `echostr` back when the signature is ours."""
+        """WeChat's URL check: echo `echostr` back when the signature is ours (it changes nothing)."""
         q = request.query_params
         try:
-            self._check_plain(q.get("signature"), q.get("timestamp"), q.get("nonce"))
+            timestamp, nonce, signature = check_parts(q.get("timestamp"), q.get("nonce"), q.get("signature"))
+            check_signature((self.token, timestamp, nonce), signature)
         except Forbidden:
             return refuse(403, "forbidden")
         return PlainTextResponse(q.get("echostr", ""))
 
-    def _check_plain(self, signature: str | None, timestamp: str | None, nonce: str | None) -> None:
-        if not signature or not timestamp or not nonce:
-            raise Forbidden
-        try:
-            check_signature(self.token, signature, timestamp, nonce)
-        except InvalidSignatureException as exc:
-            raise Forbidden from exc
-
-    def _open(self, request: Request, body: bytes) -> tuple[str | bytes, bool]:
-        """The message XML, checked (plain mode) or checked and decrypted (safe mode)."""
+    def _open(self, request: Request, body: bytes) -> tuple[str | bytes, bool, tuple[str, str, str]]:
+        """The message XML, checked (plain mode) or checked and decrypted (safe mode), and the
+        (timestamp, nonce, signature) that proved it. With an AES key only safe mode is accepted."""
         q = request.query_params
+        if self.crypto is None:
+            parts = check_parts(q.get("timestamp"), q.get("nonce"), q.get("signature"))
+            check_fresh(parts[0], self.wall_clock)
+            check_signature((self.token, parts[0], parts[1]), parts[2])
+            return body, False, parts
         if q.get("encrypt_type", "").lower() != "aes":
-            self._check_plain(q.get("signature"), q.get("timestamp"), q.get("nonce"))
-            return body, False
-        signature, timestamp, nonce = q.get("msg_signature"), q.get("timestamp"), q.get("nonce")
-        if self.crypto is None or not signature or not timestamp or not nonce:
-            raise Forbidden
+            raise Forbidden  # a plain-mode body would be signed without its content
+        parts = check_parts(q.get("timestamp"), q.get("nonce"), q.get("msg_signature"))
+        check_fresh(parts[0], self.wall_clock)
         try:
-            return self.crypto.decrypt_message(body, signature, timestamp, nonce), True
-        except (InvalidSignatureException, InvalidAppIdException) as exc:
+            return open_sealed(self.crypto, PrpCrypto, body, *parts), True, parts
+        except InvalidAppIdException as exc:
             raise Forbidden from exc
 
-    async def _receive(self, request: Request) -> Response:
+    async def _receive(self, request: Request, deadline: float) -> Response:
         try:
             body = await read_body(request, self.max_body)
         except BodyTooLarge:
@@ -145,36 +152,39 @@ class OfficialAccountChannel(PumpedWebhookChannel):
         if not safe_xml(body):
             return refuse(400, "bad request")
         try:
-            xml, encrypted = self._open(request, body)
+            xml, encrypted, parts = self._open(request, body)
             if not safe_xml(xml):
                 return refuse(400, "bad request")
             message = parse_message(xml)
             data: dict[str, Any] = dict(getattr(message, "_data", None) or {})
             openid = str(data.get("FromUserName") or "")
         except Forbidden:
-            log.warning("wechat post refused: bad or missing signature")
+            log.warning("wechat post refused: bad, stale or missing signature")
             return refuse(403, "forbidden")
         except Exception as exc:  # malformed XML, missing fields, bad ciphertext
             log.warning("wechat post unreadable error=%s", type(exc).__name__)
             return refuse(400, "bad request")
         if message is None or not OPENID.match(openid):
             return refuse(400, "bad request")
-        text = await self._dispatch(data, openid)
-        if not text:
-            return success()
-        reply = TextReply(message=message, content=text).render()
-        if encrypted and self.crypto is not None:
-            q = request.query_params
-            reply = self.crypto.encrypt_message(reply, q.get("nonce"), q.get("timestamp"))
-        return Response(reply, media_type="application/xml")
-
-    # ------------------------------------------------------------------ messages and events
-
-    async def _dispatch(self, data: dict[str, Any], openid: str) -> str | None:
+        gate = asyncio.ensure_future(self.seen.first_time(*parts))
+        # events change things here (unfollowing withdraws consent): their verdict comes first
+        if str(data.get("MsgType") or "").lower() == "event" and not await gate:
+            log.warning("wechat post refused: replayed signature")
+            return refuse(403, "forbidden")
         inbound = await self._inbound(data, openid)
         if inbound is None:
-            return None
-        return await self.pump.step(inbound)
+            return success()
+        answer = await self.pump.answer(inbound, deadline, gate=gate, request=request)
+        if answer.refused:
+            return refuse(403, "forbidden")
+        if not answer.text:
+            return success()
+        reply = text_reply(openid, str(data.get("ToUserName") or ""), answer.text)
+        if encrypted and self.crypto is not None:
+            reply = self.crypto.encrypt_message(reply, parts[1], parts[0])
+        return answer.response(reply)
+
+    # ------------------------------------------------------------------ messages and events
 
     async def _inbound(self, data: dict[str, Any], openid: str) -> Inbound | None:
         """The Inbound for this message, or None when it was handled here (or needs nothing)."""

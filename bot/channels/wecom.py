@@ -1,7 +1,8 @@
 """The WeCom (企业微信) app channel: volunteers and coordinators use the same dialogs as elsewhere.
 
 `/wecom` answers WeCom's URL check (GET, encrypted echostr) and receives encrypted messages
-(POST, `msg_signature`); WeCom always uses AES. Options are shown as numbered choices and a
+(POST, `msg_signature`); WeCom always uses AES. A POST with a wrong signature, a timestamp more
+than 300 s off, or a (timestamp, nonce, signature) seen before gets 403 (bot/channels/wx_guard.py). Options are shown as numbered choices and a
 typed number picks one. A newcomer links with an invite code (the registration dialog) or, on
 first contact, by the mobile number WeCom holds for them when it matches a known volunteer.
 Replies go out passively within the answer budget, else through the app's message/send API.
@@ -16,6 +17,8 @@ import asyncio
 import dataclasses
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -23,12 +26,20 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from wechatpy.enterprise import WeChatClient as EnterpriseClient
 from wechatpy.enterprise import WeChatCrypto, parse_message
-from wechatpy.enterprise.replies import TextReply
+from wechatpy.enterprise.crypto import PrpCrypto
 from wechatpy.exceptions import WeChatClientException
 
 from bot.channels.render import numbered_text
 from bot.channels.wechat_sender import call_api, send_picture, split_text, to_result
 from bot.channels.wx_errors import Outcome, Verdict
+from bot.channels.wx_guard import (
+    Forbidden,
+    SeenRequests,
+    check_fresh,
+    check_parts,
+    open_echo,
+    open_sealed,
+)
 from bot.channels.wx_inbound import (
     BodyTooLarge,
     PumpedWebhookChannel,
@@ -37,6 +48,8 @@ from bot.channels.wx_inbound import (
     safe_xml,
     success,
 )
+from bot.channels.wx_pump import Answer
+from bot.channels.wx_reply import text_reply
 from bot.channels.wx_token import WxClientMixin, api_base
 from bot.config import ConfigError
 from bot.delivery.base import RateLimit, SendRequest, SendResult
@@ -137,7 +150,10 @@ class WeComChannel(PumpedWebhookChannel):
     def __init__(self, app: App, corp_id: str, secret: str, agent_id: int, crypto: WeChatCrypto) -> None:
         self.app = app
         self.agent_id = agent_id
+        self.corp_id = corp_id
         self.crypto = crypto
+        self.wall_clock: Callable[[], float] = time.time  # WeCom's timestamps are real time
+        self.seen = SeenRequests(app.db, CHANNEL, lambda: self.wall_clock())
         config = app.settings.section("wecom")
         self.max_body = int(config.get("max_body_bytes", 65536))
         self.link_by_mobile = bool(config.get("link_by_mobile", True))
@@ -153,15 +169,17 @@ class WeComChannel(PumpedWebhookChannel):
         if not signature or not timestamp or not nonce or not echo:
             return refuse(403, "forbidden")
         try:
-            plain = self.crypto.check_signature(signature, timestamp, nonce, echo)
+            plain = open_echo(self.crypto, PrpCrypto, timestamp, nonce, signature, echo)
         except Exception:  # wrong signature, wrong corp id, or not our ciphertext
             return refuse(403, "forbidden")
-        return PlainTextResponse(plain if isinstance(plain, str) else plain.decode())
+        return PlainTextResponse(plain)
 
-    async def _receive(self, request: Request) -> Response:
+    async def _receive(self, request: Request, deadline: float) -> Response:
         q = request.query_params
-        signature, timestamp, nonce = q.get("msg_signature"), q.get("timestamp"), q.get("nonce")
-        if not signature or not timestamp or not nonce:
+        try:
+            timestamp, nonce, signature = check_parts(q.get("timestamp"), q.get("nonce"), q.get("msg_signature"))
+            check_fresh(timestamp, self.wall_clock)
+        except Forbidden:
             return refuse(403, "forbidden")
         try:
             body = await read_body(request, self.max_body)
@@ -170,11 +188,11 @@ class WeComChannel(PumpedWebhookChannel):
         if not safe_xml(body):
             return refuse(400, "bad request")
         try:
-            xml = self.crypto.decrypt_message(body, signature, timestamp, nonce)
+            xml = open_sealed(self.crypto, PrpCrypto, body, timestamp, nonce, signature)
         except Exception as exc:
-            bad_signature = type(exc).__name__ in ("InvalidSignatureException", "InvalidCorpIdException")
+            forged = isinstance(exc, Forbidden) or type(exc).__name__ == "InvalidCorpIdException"
             log.warning("wecom post refused error=%s", type(exc).__name__)
-            return refuse(403, "forbidden") if bad_signature else refuse(400, "bad request")
+            return refuse(403, "forbidden") if forged else refuse(400, "bad request")
         try:
             if not safe_xml(xml):
                 return refuse(400, "bad request")
@@ -186,34 +204,44 @@ class WeComChannel(PumpedWebhookChannel):
         userid = str(data.get("FromUserName") or "")
         if message is None or not USERID.match(userid):
             return refuse(400, "bad request")
+        gate = asyncio.ensure_future(self.seen.first_time(timestamp, nonce, signature))
         if str(data.get("AgentID") or self.agent_id) != str(self.agent_id):
             return success()  # another app of the same company: not ours to answer
-        text = await self._dispatch(data, userid)
-        if not text:
+        inbound = self._inbound(data, userid)
+        if isinstance(inbound, str):  # answered here, without a step
+            if not await gate:
+                return refuse(403, "forbidden")
+            return Answer(inbound, deadline=deadline).response(self._seal(data, userid, inbound, nonce, timestamp))
+        if inbound is None:
             return success()
-        reply = TextReply(message=message, content=text, agent=self.agent_id).render()
-        return Response(self.crypto.encrypt_message(reply, nonce, timestamp), media_type="application/xml")
+        answer = await self.pump.answer(inbound, deadline, self._with_mobile if self.link_by_mobile else None,
+                                        gate, request)
+        if answer.refused:
+            return refuse(403, "forbidden")
+        if not answer.text:
+            return success()
+        return answer.response(self._seal(data, userid, answer.text, nonce, timestamp))
 
-    async def _dispatch(self, data: dict[str, Any], userid: str) -> str | None:
+    def _seal(self, data: dict[str, Any], userid: str, text: str, nonce: str, timestamp: str) -> str:
+        reply = text_reply(userid, str(data.get("ToUserName") or self.corp_id), text, agent_id=self.agent_id)
+        return str(self.crypto.encrypt_message(reply, nonce, timestamp))
+
+    def _inbound(self, data: dict[str, Any], userid: str) -> Inbound | str | None:
+        """The Inbound for the runner, a text to answer at once, or None when nothing is said."""
         msg_type = str(data.get("MsgType") or "").lower()
         event_key = f"{userid}:{data.get('CreateTime', '')}"
         if msg_type == "text":
-            inbound = Inbound(CHANNEL, userid, text=str(data.get("Content") or ""),
-                              message_id=str(data.get("MsgId") or event_key))
-        elif msg_type in MEDIA:
-            return catalog.t("wechat.text_only")
-        elif msg_type == "event":
+            return Inbound(CHANNEL, userid, text=str(data.get("Content") or ""),
+                           message_id=str(data.get("MsgId") or event_key))
+        if msg_type in MEDIA:
+            return str(catalog.t("wechat.text_only"))
+        if msg_type == "event":
             event = str(data.get("Event") or "").lower()
             if event == "click":
-                inbound = Inbound(CHANNEL, userid, text=str(data.get("EventKey") or "")[:200],
-                                  message_id=event_key)
-            elif event == "subscribe":
-                inbound = Inbound(CHANNEL, userid, event="subscribe", message_id=event_key)
-            else:
-                return None  # enter_agent, view, location reports: nothing to answer
-        else:
-            return None
-        return await self.pump.step(inbound, self._with_mobile if self.link_by_mobile else None)
+                return Inbound(CHANNEL, userid, text=str(data.get("EventKey") or "")[:200], message_id=event_key)
+            if event == "subscribe":
+                return Inbound(CHANNEL, userid, event="subscribe", message_id=event_key)
+        return None  # enter_agent, view, location reports: nothing to answer
 
     async def _with_mobile(self, inbound: Inbound) -> Inbound:
         """On a user's very first message, offer the runner the mobile WeCom holds for them."""

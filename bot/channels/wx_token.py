@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ log = logging.getLogger("warmline.wechat.token")
 # 40001 invalid credential, 40014 invalid access_token, 42001 access_token expired
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 REFRESH_MARGIN = timedelta(minutes=5)  # refresh this long before WeChat's expiry
+MEMO_SECONDS = 60.0  # a worker re-reads the shared token at most this often
 T = TypeVar("T")
 
 
@@ -62,15 +64,30 @@ class LeaseTokenCache:
         self.fetch = fetch
         self.now = now
         self.holder = f"pid{os.getpid()}"[:64]
+        self._memo: tuple[str, datetime, float] | None = None  # token, its expiry, when read
 
     def current(self) -> str:
-        """A token that is still good, fetching one only when the shared row has none."""
+        """A token that is still good, fetching one only when the shared row has none.
+
+        The row is read at most once a minute per worker (a busy morning sends thousands of
+        messages); a token another worker fetched meanwhile is found then, or at once when the
+        platform refuses ours (`refresh` reads the row first).
+        """
+        memo = self._memo
+        if memo is not None and time.monotonic() - memo[2] < MEMO_SECONDS \
+                and memo[1] - REFRESH_MARGIN > self.now():
+            return memo[0]
         with self.db.session() as session:
             row = session.get(Lease, self.name)
             if row is not None and self._fresh(row):
+                self._remember(row)
                 return str(row.value)
             stale = row.value if row is not None else None
         return self.refresh(stale)
+
+    def _remember(self, row: Lease) -> None:
+        if row.value and row.expires_at is not None:
+            self._memo = (str(row.value), row.expires_at, time.monotonic())
 
     def refresh(self, stale: str | None) -> str:
         """Replace `stale` (the token WeChat just refused, or None); at most one worker fetches."""
@@ -93,15 +110,18 @@ class LeaseTokenCache:
             row = session.get(Lease, self.name, populate_existing=True)
             assert row is not None
             if row.value and row.value != stale and self._fresh(row):
+                self._remember(row)
                 return str(row.value)
             token, expires_in = self.fetch()
             row.value = token
             row.expires_at = self.now() + timedelta(seconds=max(60, int(expires_in)))
+            self._remember(row)
             log.info("access token refreshed name=%s", self.name.split(":")[0])
             return token
 
     def forget(self) -> None:
         """Drop the cached token (tests, and an operator rotating the secret)."""
+        self._memo = None
         with self.db.session() as session:
             row = session.get(Lease, self.name)
             if row is not None:

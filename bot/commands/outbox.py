@@ -35,12 +35,16 @@ def _when(value: datetime | None, tz: ZoneInfo) -> str | None:
 
 
 def collect(session: Any, *, status: str | None, limit: int, with_text: bool,
-            tz: ZoneInfo) -> dict[str, Any]:
+            tz: ZoneInfo, people: Any = None) -> dict[str, Any]:
+    """Counts and latest rows; `people` (a select of person ids) limits both to those people."""
     counts_q = (select(OutboxMessage.status, OutboxMessage.channel, OutboxMessage.kind,
                        func.count(OutboxMessage.id))
                 .group_by(OutboxMessage.status, OutboxMessage.channel, OutboxMessage.kind)
                 .order_by(OutboxMessage.status, OutboxMessage.channel, OutboxMessage.kind))
     rows_q = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(max(0, limit))
+    if people is not None:
+        counts_q = counts_q.where(OutboxMessage.person_id.in_(people))
+        rows_q = rows_q.where(OutboxMessage.person_id.in_(people))
     if status:
         counts_q = counts_q.where(OutboxMessage.status == status)
         rows_q = rows_q.where(OutboxMessage.status == status)

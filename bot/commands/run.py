@@ -75,6 +75,9 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
         sender = channel.sender()
         if sender is not None:
             senders[sender.channel] = sender
+    from bot.console import console_routes  # the web console for coordinators (/console)
+
+    routes.extend(console_routes(app))
     host = app.settings.get_env("WARMLINE_HTTP_HOST", DEFAULT_HOST) or DEFAULT_HOST
     port = int(app.settings.get_env("WARMLINE_HTTP_PORT", str(DEFAULT_PORT)) or DEFAULT_PORT)
     limits = HttpLimits.from_section(app.settings.section("http"))  # deadlines and caps, bot/http.py

@@ -408,10 +408,11 @@ def casework(f: Frame) -> Section:
 # ----------------------------------------------------------------------- danger readings
 
 
-def danger_readings(f: Frame) -> Section:
-    """One row per danger reading (few), with its follow-up found by correlated subqueries."""
+def follow_up_times(reading_day: Any) -> tuple[Any, Any]:
+    """(next reading, next completed visit or call) after a danger reading, as correlated
+    subqueries on `HealthReading`: with `followed_up_at`, the earliest of them is its follow-up.
+    The report and the web console's list of readings not yet followed up share this rule."""
     r = HealthReading
-    reading_day = f.day_of(r.measured_at)
     nxt_visit = select(func.min(Visit.recorded_at)).where(
         Visit.household_id == r.household_id, Visit.outcome == VisitOutcome.DONE,
         Visit.kind.in_(FOLLOW_UP_KINDS), Visit.recorded_at > r.measured_at,
@@ -422,6 +423,13 @@ def danger_readings(f: Frame) -> Section:
     nxt_reading = select(func.min(hr2.c.measured_at)).where(
         hr2.c.household_id == r.household_id, hr2.c.measured_at > r.measured_at,
     ).scalar_subquery()
+    return nxt_reading, nxt_visit
+
+
+def danger_readings(f: Frame) -> Section:
+    """One row per danger reading (few), with its follow-up found by correlated subqueries."""
+    r = HealthReading
+    nxt_reading, nxt_visit = follow_up_times(f.day_of(r.measured_at))
     d = f.dims
     rows = f.session.execute(
         select(r.measured_at, r.followed_up_at, nxt_reading, nxt_visit, d.c.township_id, d.c.volunteer_id)
