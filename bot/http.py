@@ -13,8 +13,9 @@ than one connection slot for a few seconds, and must never produce a stack trace
   `/healthz` or a webhook: a real client sends its request at once); with none to evict it
   gets 503. uvicorn's `limit_concurrency` caps requests in flight beyond that. The event loop
   accepts at most `[http] listen_backlog` connections at a time (before any is looked at),
-  so open files stay under max_connections + listen_backlog: below `ulimit -n`, with no
-  "too many open files" storm, when the cap is at least twice the backlog.
+  so open files stay near max_connections + listen_backlog (plus connections being closed):
+  with max_connections + 2 x listen_backlog + 100 under `ulimit -n` there is no "too many open
+  files" storm; the cap should be at least twice the backlog.
 - Bodies: read in full before any route sees them, within `[http] body_timeout_seconds` (408)
   and `[http] max_body_bytes` (413). A client that disconnects meanwhile costs one log line.
 - Heads: larger than `[http] max_header_bytes` get 431 (400 from h11 while still incomplete).

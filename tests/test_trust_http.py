@@ -152,7 +152,10 @@ async def raw_exchange(port: int, head: bytes, wait: float) -> bytes:
 
 
 async def test_slow_loris_connections_do_not_starve_healthz(server: Server) -> None:
-    seconds = 3 * HEADER_TIMEOUT + 1
+    # /healthz is polled for POLL seconds, each check allowed CHECK_TIMEOUT (generous: the test
+    # machine may be loaded), and every check ends while the attack is still running.
+    poll, check_timeout = 10.0, 5.0
+    seconds = 1.5 + poll + check_timeout + 1
     attacker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.fakes.slowloris", str(server.port), "1100", str(seconds),
         stdout=asyncio.subprocess.PIPE)
@@ -160,9 +163,9 @@ async def test_slow_loris_connections_do_not_starve_healthz(server: Server) -> N
     failed: list[str] = []
     latencies: list[float] = []
     checks = 0
-    async with httpx.AsyncClient(timeout=3, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+    async with httpx.AsyncClient(timeout=check_timeout, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         started = time.monotonic()
-        while time.monotonic() - started < seconds - 2:
+        while time.monotonic() - started < poll:
             checks += 1
             t0 = time.monotonic()
             try:
