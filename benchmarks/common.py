@@ -136,6 +136,19 @@ class MovingClock:
         return self._base + timedelta(seconds=time.monotonic() - self._t0)
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM), in MB.
+
+    Why not `ru_maxrss`: on Linux it survives fork and exec, so a fresh measuring process
+    started by a big parent reports the parent's peak. VmHWM belongs to the process image."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_of(pid: int) -> int:
     """Resident memory of a process in bytes (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -7,7 +7,7 @@ Three real processes on a copy of the synthetic county (benchmarks/planner_scale
 - `warmline run` with the scheduler: its first tick plans every job at 08:05 local time (the
   volunteers' morning digests over every household); peak RSS sampled every 50 ms until the
   process has been idle for 3 s;
-- `warmline schedule --at …`: one tick in its own process; peak RSS from the kernel (ru_maxrss).
+- `warmline schedule --at …`: one tick in its own process; peak RSS from the kernel (VmHWM).
 No channel is configured, so nothing is sent; the delivery worker runs and finds nothing to send.
 """
 
@@ -153,7 +153,7 @@ def planning(url: str, cap: float = 400.0) -> dict[str, Any]:
 
 def schedule(url: str) -> dict[str, Any]:
     wrapper = ("import resource, sys\nfrom bot.cli import main\ncode = main(sys.argv[1:])\n"
-               "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)")
+               "from benchmarks.common import peak_rss_mb\nprint('MAXRSS_KB', int(peak_rss_mb() * 1024))\nsys.exit(code)")
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", wrapper, "schedule", "--at", TICK_AT],
                           env=_env(url, free_port()), cwd=Path(__file__).resolve().parent.parent,

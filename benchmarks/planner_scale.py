@@ -3,7 +3,7 @@
     python benchmarks/planner_scale.py [--sizes 1000,10000,100000] [--sample 300] [--cache DIR]
 
 For each size a county is built once (benchmarks/synthetic.py; kept in --cache) and each
-measurement runs in its own fresh Python process, so its peak memory (ru_maxrss) is its own:
+measurement runs in its own fresh Python process, so its peak memory (VmHWM) is its own:
 - plan: every task of every household at 2026-11-20 09:00 (Asia/Shanghai), computed by the bulk
   planner as column batches (`iter_batches`, counted by kind and status: what reports use);
 - plan_digest: task objects for the due and overdue tasks only (what the morning digests use);
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import BENCH_DATA_KEY, SHANGHAI, START, fresh_sqlite, rss_of
+from benchmarks.common import BENCH_DATA_KEY, SHANGHAI, START, fresh_sqlite, peak_rss_mb, rss_of
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=SHANGHAI)
 GENERATOR_VERSION = 3  # bump when synthetic.py or the schema changes what it builds
@@ -129,7 +128,7 @@ def _measure(what: str, url: str, sample: int) -> dict[str, Any]:
         out["measured_wall_s"], out["measured_cpu_s"] = out["wall_s"], out["cpu_s"]
         out["wall_s"], out["cpu_s"] = out["wall_s"] * scale, out["cpu_s"] * scale
     out["rss_before_mb"] = rss_before / 2**20
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 

@@ -22,7 +22,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import delivery_rate, dialog_throughput, memory, planner_scale
+from benchmarks import (
+    broadcast,
+    delivery_rate,
+    dialog_throughput,
+    memory,
+    planner_scale,
+    province_pg,
+    tick_latency,
+)
 from benchmarks.common import git_revision, machine
 
 
@@ -58,6 +66,16 @@ def dialog_rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _timed(wall: float, cpu: float, limit: float) -> str:
+    """A time target's verdict: wall clock first; on this shared machine (8 helpers on 2 cores)
+    the CPU time is what the process needed, so a wall miss that CPU meets is said so."""
+    if wall <= limit:
+        return "met"
+    if cpu <= limit:
+        return "met in CPU time; wall **missed** on the loaded machine"
+    return "**missed**"
+
+
 def planner_rows(results: dict[str, Any]) -> list[str]:
     rows = []
     sizes = results["sizes"]
@@ -69,7 +87,7 @@ def planner_rows(results: dict[str, Any]) -> list[str]:
         target, verdict = "", ""
         if int(n) == 100_000:
             target = "<= 2 s, peak RSS <= 200 MB"
-            verdict = _mark(p["wall_s"] <= 2 and p["peak_rss_mb"] <= 200)
+            verdict = _timed(p["wall_s"], p["cpu_s"], 2) if p["peak_rss_mb"] <= 200 else "**missed** (memory)"
         elif int(n) == smallest:
             target = "same plan as the previous planner and the baseline"
             verdict = _mark(bool(eq.get("equal")))
@@ -88,7 +106,7 @@ def planner_rows(results: dict[str, Any]) -> list[str]:
             f"{d['wall_s']:.2f} s, {d['tasks']:,} objects, peak RSS {d['peak_rss_mb']:.0f} MB; every task "
             f"(`plan()`, sorted): {o['wall_s']:.2f} s, peak RSS {o['peak_rss_mb']:.0f} MB | (information) | | same |")
         target = "<= 5 s" if int(n) == 100_000 else "linear"
-        verdict = _mark(rep["wall_s"] <= 5) if int(n) == 100_000 else ""
+        verdict = _timed(rep["wall_s"], rep["cpu_s"], 5) if int(n) == 100_000 else ""
         rows.append(
             f"| period report 2026-Q3, {int(n):,} households | {rep['wall_s']:.2f} s wall, "
             f"{rep['cpu_s']:.2f} s CPU, peak RSS {rep['peak_rss_mb']:.0f} MB | {target} | {verdict} | same |")
@@ -126,12 +144,64 @@ def memory_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def broadcast_rows(r: dict[str, Any]) -> list[str]:
+    b, base = r["bulk"], r["per_recipient"]
+    per_10k = b["wall_s"] * 10_000 / max(b["recipients"], 1)
+    return [f"| broadcast: activity invitation to {b['recipients']:,} volunteers ({r['households']:,}-household "
+            f"county) | {b['wall_s']:.2f} s wall, {b['cpu_s']:.2f} s CPU ({per_10k:.2f} s per 10,000); one "
+            f"`queue_message` per recipient (before, same run) {base['wall_s']:.2f} s wall, {base['cpu_s']:.2f} s CPU "
+            f"= {r['ratio_wall']:.1f}x | <= 2 s per 10,000 | "
+            f"{_timed(per_10k, b['cpu_s'] * 10_000 / max(b['recipients'], 1), 2)} | `python benchmarks/broadcast.py` |"]
+
+
+def tick_rows(r: dict[str, Any]) -> list[str]:
+    rows = []
+    t, base = r["thread"], r.get("inline")
+    for name, label in (("healthz", "/healthz"), ("webhook_get", "WeChat webhook GET (URL check)"),
+                        ("webhook_post", "WeChat webhook POST (a text message: a dialog step)")):
+        x = t[name]
+        b = f"; jobs on the loop (before, same run): p99 {base[name]['p99_ms']} ms, max {base[name]['max_ms']} ms, " \
+            f"{base[name]['requests']} answered" if base else ""
+        rows.append(
+            f"| {label} during the tick, {r['households']:,} households | p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms, "
+            f"max {x['max_ms']} ms, {x['requests']} answered{b} | p99 <= 100 ms | {_mark(x['p99_ms'] <= 100)} | "
+            f"`python benchmarks/tick_latency.py` |")
+    b = f"; jobs on the loop (before, same run): {base['tick_seconds']} s, peak RSS {base['peak_rss_mb']:.0f} MB" \
+        if base else ""
+    ok = t["tick_seconds"] is not None and t["tick_seconds"] <= 10 and t["peak_rss_mb"] <= 200
+    rows.insert(0, f"| scheduler tick (`warmline run`, 08:05), {r['households']:,} households | {t['tick_seconds']} s, "
+                   f"peak RSS {t['peak_rss_mb']:.0f} MB ({t['reminders']}){b} | <= 10 s, <= 200 MB | {_mark(ok)} | "
+                   f"`python benchmarks/tick_latency.py` |")
+    return rows
+
+
+def province_rows(r: dict[str, Any]) -> list[str]:
+    if "skipped" in r:
+        return [f"| province on PostgreSQL | skipped: {r['skipped']} | | | |"]
+    rows = []
+    for n, step in r["steps"].items():
+        p, t = step["plan"], step["tick"]
+        rep = step.get("report")
+        report = f"; report {rep['wall_s']:.1f} s wall, {rep['cpu_s']:.1f} s CPU, peak RSS {rep['peak_rss_mb']:.0f} MB" \
+            if rep else ""
+        rows.append(
+            f"| province on PostgreSQL, {int(n):,} households | plan {p['wall_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU, "
+            f"peak RSS {p['peak_rss_mb']:.0f} MB, {p['tasks']:,} tasks; tick {t['wall_s']:.1f} s wall, "
+            f"{t['cpu_s']:.1f} s CPU, peak RSS {t['peak_rss_mb']:.0f} MB{report} (built in {step['build_s']:.0f} s) | "
+            f"linear to 1M | | `python benchmarks/province_pg.py` |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: check that it all runs")
     parser.add_argument("--json", help="also write every number to this file")
     parser.add_argument("--cache", default="/tmp/warmline-bench", help="where built counties are kept")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--province", default="100000,300000,1000000",
+                        help="province sizes on PostgreSQL (benchmarks/province_pg.py; ~1 h to 1M here)")
+    parser.add_argument("--no-province", action="store_true", help="skip the PostgreSQL province")
+    parser.add_argument("--only", help="comma-separated parts: dialog,planner,delivery,memory,tick,broadcast,province")
     args = parser.parse_args(argv)
     cache = Path(args.cache)
     started = time.monotonic()
@@ -143,31 +213,52 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine_before": before}
     sizes = [300, 3000] if args.quick else [1000, 10_000, 100_000]
 
-    print("dialog throughput…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):  # each benchmark's own JSON goes to stderr
-        results["dialog"] = dialog_throughput.main(
-            ["--volunteers", "30" if args.quick else "100", "--rounds", "1",
-             *(["--no-postgres"] if args.no_postgres else [])])
-    print("planner scale…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        results["planner"] = planner_scale.main(["--sizes", ",".join(map(str, sizes)), "--cache", str(cache)])
-    print("delivery rate…", file=sys.stderr, flush=True)
+    only = set(args.only.split(",")) if args.only else None
+
+    def step(key: str, label: str, run: Any) -> None:
+        """One benchmark; a broken one is reported as such, and the others still run."""
+        if only is not None and key not in only:
+            return
+        print(f"{label}…", file=sys.stderr, flush=True)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # each benchmark's own JSON goes to stderr
+                results[key] = run()
+        except Exception as exc:  # recorded in the table, never hidden
+            results[key] = {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+
+    step("dialog", "dialog throughput", lambda: dialog_throughput.main(
+        ["--volunteers", "30" if args.quick else "100", "--rounds", "1",
+         *(["--no-postgres"] if args.no_postgres else [])]))
+    step("planner", "planner scale",
+         lambda: planner_scale.main(["--sizes", ",".join(map(str, sizes)), "--cache", str(cache)]))
     n = 150 if args.quick else 1000  # as built it runs at ~60% of 30/s: 3,000 would take ~3 minutes
     chats = 50 if args.quick else 500
-    with contextlib.redirect_stdout(sys.stderr):
-        results["delivery"] = [
-            delivery_rate.main(["--messages", str(n), "--chats", str(chats)]),
-            delivery_rate.main(["--messages", str(n), "--chats", str(chats), "--margin", "0.03"])]
-    print("memory…", file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        results["memory"] = memory.main(["--households", str(sizes[-1]), "--cache", str(cache), "--no-schedule",
-                                         "--tick-cap", "150"])
+    step("delivery", "delivery rate", lambda: [
+        delivery_rate.main(["--messages", str(n), "--chats", str(chats)]),
+        delivery_rate.main(["--messages", str(n), "--chats", str(chats), "--margin", "0.03"])])
+    step("memory", "memory", lambda: memory.main(["--households", str(sizes[-1]), "--cache", str(cache),
+                                                  "--no-schedule", "--tick-cap", "150"]))
+    step("tick", "scheduler tick latency",
+         lambda: tick_latency.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
+    step("broadcast", "broadcast", lambda: broadcast.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
+    if not (args.no_postgres or args.no_province):
+        step("province", "province on PostgreSQL",
+             lambda: province_pg.main(["--steps", "3000,10000" if args.quick else args.province]))
     after = machine()
     results["machine_after"] = after
     results["seconds"] = round(time.monotonic() - started)
 
-    rows = [*dialog_rows(results["dialog"]), *planner_rows(results["planner"]),
-            *delivery_rows(results["delivery"]), *memory_rows(results["memory"])]
+    rows: list[str] = []
+    for key, make in (("dialog", dialog_rows), ("planner", planner_rows), ("delivery", delivery_rows),
+                      ("memory", memory_rows), ("tick", tick_rows), ("broadcast", broadcast_rows),
+                      ("province", province_rows)):
+        if key not in results:
+            continue
+        value = results[key]
+        if isinstance(value, dict) and "failed" in value:
+            rows.append(f"| {key} | **failed**: {value['failed']} | | | |")
+        else:
+            rows.extend(make(value))
     print()
     print(f"load average before {'/'.join(f'{x:.2f}' for x in before['load_average'])}, after "
           f"{'/'.join(f'{x:.2f}' for x in after['load_average'])}; whole run {results['seconds']} s")

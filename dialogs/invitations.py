@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
-from dialogs.engine.context import UNROUTED, preferred_address, queue_message
+from dialogs.engine.context import UNROUTED, ToQueue, addresses_of, enqueue_many, queue_message
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.services import HardDays, Services
@@ -156,9 +156,10 @@ async def preview(session: AsyncSession, creator: Person, audience: dict[str, ob
                   activity_type: str | None) -> SendReport:
     """How many people an audience reaches, per channel ("none" = no address: call them)."""
     report = SendReport()
-    for r in await resolve_audience(session, creator, dict(audience), activity_type):
-        address = await preferred_address(session, r.person_id)
-        channel = address.channel if address else UNROUTED
+    recipients = await resolve_audience(session, creator, dict(audience), activity_type)
+    addresses = await addresses_of(session, [r.person_id for r in recipients])  # one query for all
+    for r in recipients:
+        channel = addresses[r.person_id][0] if r.person_id in addresses else UNROUTED
         report.invited += 1
         report.by_channel[channel] = report.by_channel.get(channel, 0) + 1
     return report
@@ -178,21 +179,27 @@ async def send_invitations(session: AsyncSession, activity: Activity, now: datet
     already = set(await session.scalars(
         select(Invitation.person_id).where(Invitation.activity_id == activity.id)))
     report = SendReport()
-    fresh = [(r, Invitation(activity_id=activity.id, person_id=r.person_id,
-                            household_id=r.household_id, channel=UNROUTED, created_at=now))
-             for r in recipients if r.person_id not in already]
-    session.add_all([invitation for _, invitation in fresh])
-    await session.flush()  # one round trip for every invitation's id
-    await window.load(session, (r.household_id for r, _ in fresh), now)
-    for r, invitation in fresh:
-        row = await queue_message(
-            session, person_id=r.person_id, reply=invitation_reply(activity, invitation.id, window.timezone),
-            kind="invitation", key=f"invite:{activity.id}:{r.person_id}", now=now,
-            not_before=window.not_before(r.household_id, now), expires_at=activity.starts_at)
-        if row is not None:
-            invitation.channel = row.channel
+    fresh = [r for r in recipients if r.person_id not in already]
+    # A broadcast to a province: invitations and their messages written in bulk statements.
+    ids = list(await session.scalars(insert(Invitation).returning(Invitation.id, sort_by_parameter_order=True), [
+        {"activity_id": activity.id, "person_id": r.person_id, "household_id": r.household_id,
+         "channel": UNROUTED, "created_at": now, "waitlisted": False} for r in fresh])) if fresh else []
+    await window.load(session, (r.household_id for r in fresh), now)
+    written = await enqueue_many(session, [
+        ToQueue(r.person_id, invitation_reply(activity, invitation_id, window.timezone), "invitation",
+                f"invite:{activity.id}:{r.person_id}", not_before=window.not_before(r.household_id, now),
+                expires_at=activity.starts_at) for r, invitation_id in zip(fresh, ids, strict=True)], now)
+    by_channel: dict[str, list[int]] = {}
+    for r, invitation_id in zip(fresh, ids, strict=True):
+        channel = written.get(f"invite:{activity.id}:{r.person_id}", UNROUTED)
+        by_channel.setdefault(channel, []).append(invitation_id)
         report.invited += 1
-        report.by_channel[invitation.channel] = report.by_channel.get(invitation.channel, 0) + 1
+        report.by_channel[channel] = report.by_channel.get(channel, 0) + 1
+    for channel, chosen in by_channel.items():
+        for i in range(0, len(chosen), 1000):
+            if channel != UNROUTED:
+                await session.execute(update(Invitation).where(Invitation.id.in_(chosen[i:i + 1000]))
+                                      .values(channel=channel))
     activity.status = Status.SENT
     activity.sent_at = activity.sent_at or now
     return report

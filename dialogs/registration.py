@@ -129,7 +129,7 @@ class Registration(Dialog):
         self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
                                             address=self.ctx.address, created_at=self.ctx.now(),
                                             last_inbound_at=self.ctx.now()))
-        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
+        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address, self.ctx.services)
         self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, None, "phone")
         return Finish.with_text(self.t("welcome_back", name=person.name))
@@ -220,7 +220,7 @@ class Registration(Dialog):
         self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
                                             address=self.ctx.address, created_at=now,
                                             last_inbound_at=now))
-        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address)
+        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address, self.ctx.services)
         invite.used_at = now
         invite.used_by_id = person.id
         self.ctx.person = person

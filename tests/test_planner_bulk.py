@@ -41,7 +41,7 @@ KINDS = ("home", "phone", "wechat", "card", "message", "activity", "letter")
 OCCASIONS = (None, None, None, "birthday", "new_year", "spring_festival", "mid_autumn", "laba",
              "national_day", "qingming", "dragon_boat")
 SPECIAL_DAYS = (date(1952, 2, 29), date(1950, 12, 31), date(1949, 1, 1), date(1980, 4, 5),
-                date(1983, 4, 4), date(2016, 2, 29), date(1990, 3, 2))
+                date(1983, 4, 4), date(2016, 2, 29), date(1990, 3, 2), date(1969, 12, 31))
 INSTANTS = (date(2026, 11, 20), date(2026, 12, 31), date(2027, 1, 1), date(2027, 2, 10), date(2027, 2, 27), date(2027, 4, 4),
             date(2027, 6, 1), date(2027, 9, 14), date(2028, 2, 28), date(2028, 3, 1), date(2028, 4, 4))
 

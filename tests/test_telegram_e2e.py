@@ -520,3 +520,34 @@ def test_webhook_refuses_malformed_and_oversized_bodies(webhook_api: FakeBotAPI,
     assert huge.status_code == 413
     assert _post(process.port, b"{}", "wrong").status_code == 403  # the secret is checked first
     assert _healthy(process.port)
+
+
+def test_webhook_chats_in_parallel_and_one_chat_in_order(
+        webhook_api: FakeBotAPI, webhook_bot: tuple[BotProcess, World]) -> None:
+    """Telegram may post several updates at once; a slow chat holds neither the other chats'
+    requests nor its own order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    process, _world = webhook_bot
+    slow, quick = TgUser(webhook_api, 7101), TgUser(webhook_api, 7102)
+    webhook_api.slow("sendMessage", 7101, 2.0)
+    first, second = slow.text_update("/start"), slow.text_update("帮助")
+    other = quick.text_update("/start")
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            started = time.monotonic()
+            slow_first = pool.submit(_post, process.port, first, WEBHOOK_SECRET)
+            time.sleep(0.2)  # the slow chat's second message arrives while its first is handled
+            slow_second = pool.submit(_post, process.port, second, WEBHOOK_SECRET)
+            quick_done = pool.submit(_post, process.port, other, WEBHOOK_SECRET)
+            assert quick_done.result(timeout=10).status_code == 200
+            assert time.monotonic() - started < 1.5, "the other chat waited for the slow one"
+            assert quick.messages() and slow.messages() == []
+            assert slow_first.result(timeout=20).status_code == 200
+            assert slow_second.result(timeout=20).status_code == 200
+    finally:
+        webhook_api.slow("sendMessage", 7101, 0)
+    replies = slow.messages()
+    assert len(replies) == 2
+    assert replies[0]["text"].startswith("你好，欢迎使用暖心"), replies[0]["text"]  # /start
+    assert replies[1]["text"].startswith("请输入协调员发给你的邀请码"), "then the help, in order"

@@ -57,7 +57,7 @@ OCCASIONS: tuple[str, ...] = (*NAMES, p.BIRTHDAY, p.DEATH_ANNIVERSARY, p.CHILD_B
 OCC_CODE = {k: i for i, k in enumerate(OCCASIONS)}
 STATUS_CODE = {s: i for i, s in enumerate(p.STATUSES)}
 _UP, _DUE, _OVER, _DONE, _MISSED = (STATUS_CODE[s] for s in (p.UPCOMING, p.DUE, p.OVERDUE, p.DONE, p.MISSED))
-NONE = -1  # "no value" in an integer column
+NONE = -(1 << 40)  # "no value" in an integer column (far below any id or day number: days before 1970 are negative)
 DAY_BITS = 21  # keys pack (owner, day): days since 1970 fit in 21 bits until the year 7711
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 # contact kinds, as bits: which rules a contact of that kind can resolve
@@ -151,14 +151,9 @@ class TaskBatch:
         index = np.nonzero(rows)[0]
         if not len(index):
             return out
-        days: dict[int, date] = {}
-
-        def day(n: int) -> date:
-            value = days.get(n)
-            if value is None:
-                value = days[n] = date_of(n)
-            return value
-
+        spans = np.concatenate([self.opens[index], self.due[index], self.closes[index]])
+        day = {n: date_of(n) for n in np.unique(spans[spans != NONE]).tolist()}  # a few hundred days
+        day[NONE] = None  # type: ignore[assignment]
         codes, vols = self.labels.codes(), self.labels.volunteers()
         members = self.member[index]
         names = self.labels.load_names(np.unique(members[members != NONE]).tolist())
@@ -176,12 +171,12 @@ class TaskBatch:
                 ref_text = f"c{ref}"
             else:
                 ref_text = "-"
-            due_day = day(due)
+            due_day = day[due]
             hid = hids[h]
             out.append(p.PlannedTask(
                 key=f"{kind}:{hid}:{ref_text}:{occasion or '-'}:{due_day.isoformat()}",
-                kind=kind, status=p.STATUSES[status], opens=day(opens), due=due_day,
-                closes=day(closes) if closes != NONE else None, township_id=townships[h],
+                kind=kind, status=p.STATUSES[status], opens=day[opens], due=due_day,
+                closes=day[closes], township_id=townships[h],
                 household_id=hid, household_code=codes.get(hid),
                 member_id=member if member != NONE else None,
                 member_name=names.get(member) if member != NONE else None,

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.care.enqueue import Outgoing, enqueue_many
 from bot.care.planner import (
     BIRTHDAY,
     CLASS_INVITATION,
@@ -39,6 +38,7 @@ from bot.care.planner import (
 from bot.care.policy import Policy
 from bot.care.wording import task_title, task_when
 from dialogs.engine import catalog
+from dialogs.engine.context import ToQueue, enqueue_many
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.registry import ALL_DIALOGS
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("warmline.reminders")
 
 MAX_LINES = 15
+WRITE_SLICE = 200  # digests per write transaction
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
 # The dialog that records each kind of task; a kind whose dialog is not registered gets no option.
@@ -219,9 +220,10 @@ async def _labels(session: AsyncSession, household_ids: set[int]) -> dict[int, s
     wanted = sorted(household_ids)
     labels: dict[int, str] = {}
     for i in range(0, len(wanted), 1000):
-        households = list(await session.scalars(select(Household).where(Household.id.in_(wanted[i:i + 1000]))))
-        labels.update(await household_labels(session, households))
-    session.expunge_all()  # what was read is in `labels`; flushes must not walk these objects
+        # plain rows with the three attributes a label needs, not ORM objects a flush would walk
+        households = (await session.execute(select(Household.id, Household.code, Household.village_id)
+                                            .where(Household.id.in_(wanted[i:i + 1000])))).all()
+        labels.update(await household_labels(session, households))  # type: ignore[arg-type]
     return labels
 
 
@@ -257,11 +259,11 @@ async def _last_township(session: AsyncSession, townships: list[int],
 async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport:
     """Plan everything due at instant `at` into the outbox (idempotent); see the module docstring.
 
-    Township by township, one transaction each: the township's due and overdue tasks are
-    planned, routed and folded into each person's digest, and the digests of everyone who can
-    get nothing from a later township are written. A tick that stops half-way has committed
-    whole townships' digests; the next tick plans again and writes only the digests missing
-    (each has its idempotency key), so it carries on where the other stopped.
+    Township by township: the township's due and overdue tasks are planned, routed and folded
+    into each person's digest, then the digests of everyone who can get nothing from a later
+    township are written, `WRITE_SLICE` per transaction. A tick that stops half-way has
+    committed whole slices; the next tick plans again and writes only the digests missing (each
+    has its idempotency key), so it carries on where the other stopped.
     """
     at = at or app.services.now()
     tz = app.settings.timezone
@@ -293,7 +295,7 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             if person is None or not person.active:
                 continue
             reply = _digest_text(person, digest, today, labels, names, township_names, policy, registered)
-            outgoing.append((Outgoing(pid, reply, DIGEST_KIND, digest_key(pid, today), expires_at=next_digest),
+            outgoing.append((ToQueue(pid, reply, DIGEST_KIND, digest_key(pid, today), expires_at=next_digest),
                              digest.escalated_total))
         written = await enqueue_many(session, [o for o, _ in outgoing], at)
         for message, escalated in outgoing:
@@ -303,6 +305,13 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
                 report.people.append(message.person_id)
             else:
                 report.skipped_existing += 1
+
+    async def write_in_slices(person_ids: list[int]) -> None:
+        # short write transactions: a webhook waiting for the database's write lock waits for
+        # one slice, not a township (SQLite has one writer)
+        for i in range(0, len(person_ids), WRITE_SLICE):
+            async with app.db.async_session() as session:
+                await write(session, person_ids[i:i + WRITE_SLICE])
 
     for township in townships:
         async with app.db.async_session() as session:
@@ -316,10 +325,9 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             for person_id, inbox in route(tasks, today, policy, active, coordinators).items():
                 digests.setdefault(person_id, _Digest()).add(inbox)
             del tasks
-            await write(session, [pid for pid in digests if last_township.get(pid, township) == township])
+        await write_in_slices(sorted(pid for pid in digests if last_township.get(pid, township) == township))
     if digests:  # anyone the forecast missed (records changed during the tick)
-        async with app.db.async_session() as session:
-            await write(session, list(digests))
+        await write_in_slices(sorted(digests))
     log.info("reminders planned digests=%d escalated=%d already=%d", report.digests,
              report.escalated_tasks, report.skipped_existing)
     return report

@@ -34,6 +34,7 @@ from bot.care.family_line import family_messages_job
 from bot.care.greetings import greetings_job
 from bot.care.reminders import plan_reminders
 from bot.message_retention import purge_bodies_job
+from bot.retention import retention_job
 from storage.db import Database
 from storage.locks import leadership
 
@@ -60,6 +61,7 @@ JOBS: list[Job] = [
     Job("greetings", greetings_job),  # families' opt-in greetings; delivered ones become contacts
     Job("family_messages", family_messages_job),  # answers noticed, unanswered ones escalated
     Job("purge_bodies", purge_bodies_job),  # delivered message bodies past [delivery] keep_bodies_days
+    Job("retention", retention_job),  # handled message ids, old button tokens, invite failures
 ]
 
 

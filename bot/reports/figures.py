@@ -32,7 +32,7 @@ from bot.care.occasions import NAMES
 from bot.care.planner import birthday_of, birthdays_in
 from bot.reports.frame import LEVEL_COLUMNS, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
 from bot.reports.model import Column, Section, Table, pct, ratio
-from bot.reports.sqlfuncs import date_literal, day_number, month_key
+from bot.reports.sqlfuncs import date_literal, day_number, epoch_day, month_key
 from storage.models import (
     Activity,
     Assessment,
@@ -54,6 +54,7 @@ from storage.models import (
 
 BIRTHDAY = "birthday"  # the visit dialog's occasion for a birthday visit
 PARENTS = ("father", "mother")
+NO_DAY = -(1 << 40)  # a missing date among day numbers (dates before 1970 are negative)
 FOLLOW_UP_KINDS = ("home", "phone", "wechat")
 NOT_HELD = ("draft", "cancelled")  # activity statuses that never took place
 KIND_NAMES = {"home": "上门", "phone": "电话", "wechat": "微信", "card": "贺卡/信件",
@@ -296,28 +297,44 @@ def health_services(f: Frame) -> Section:
 # ----------------------------------------------------------------------- birthday visits
 
 
+def _by_birthday(rows: list[Any]) -> dict[tuple[int, ...], list[tuple[int, int]]]:
+    """Parents grouped by their birthday's columns: {(lunar, born, month, day, leap): [(household, enrolled)]}."""
+    out: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
+    for hid, lunar, born, month, day, leap, enrolled in rows:
+        out[(lunar, born, month, day, leap)].append((hid, enrolled))
+    return out
+
+
 def birthday_visits(f: Frame) -> Section:
     """Birthdays are computed in Python (lunar calendar) from one bulk query of parents."""
     policy = f.config.policy
     end = f.elapsed_end
     due: dict[int, list[date]] = defaultdict(list)
     if end is not None:
-        rows = f.session.execute(
-            select(HouseholdMember.household_id, HouseholdMember.birthday_calendar,
-                   HouseholdMember.birth_date, HouseholdMember.lunar_birth_month,
-                   HouseholdMember.lunar_birth_day, HouseholdMember.lunar_birth_leap, Household.enrolled_on)
-            .join(Household, Household.id == HouseholdMember.household_id)
-            .where(HouseholdMember.household_id.in_(f.household_ids()), HouseholdMember.alive.is_(True),
-                   HouseholdMember.relation.in_(PARENTS)))
-        for hid, cal, born, lm, ld, leap, enrolled in rows:
-            # many parents share a birthday: each distinct one is computed once (planner caches)
-            birthday = birthday_of(cal, born, lm, ld, leap)
-            if birthday is None:
+        m = HouseholdMember
+        result = f.session.connection().execute(  # plain integers straight from the cursor
+            select(m.household_id, case((m.birthday_calendar == "lunar", 1), else_=0),
+                   func.coalesce(epoch_day(m.birth_date), NO_DAY), func.coalesce(m.lunar_birth_month, 0),
+                   func.coalesce(m.lunar_birth_day, 0), case((m.lunar_birth_leap.is_(True), 1), else_=0),
+                   func.coalesce(epoch_day(Household.enrolled_on), NO_DAY))
+            .join(Household, Household.id == m.household_id)
+            .where(m.household_id.in_(f.household_ids()), m.alive.is_(True), m.relation.in_(PARENTS)))
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+        result.close()
+        epoch = date(1970, 1, 1)
+        # many parents share a birthday: each distinct one is computed once (planner caches)
+        for (lunar, born, month, day, leap), members in _by_birthday(rows).items():
+            birthday = birthday_of("lunar" if lunar else "solar",
+                                   epoch + timedelta(days=born) if born != NO_DAY else None,
+                                   month or None, day or None, bool(leap))
+            days = birthdays_in(birthday, f.period.start, end) if birthday is not None else ()
+            if not days:
                 continue
-            since = max(f.period.start, enrolled) if enrolled else f.period.start
-            days = [d for d in birthdays_in(birthday, f.period.start, end) if d >= since]
-            if days:
-                due[hid].extend(days)
+            for hid, enrolled in members:
+                since = max(f.period.start, epoch + timedelta(days=enrolled)) if enrolled != NO_DAY else f.period.start
+                kept = [d for d in days if d >= since]
+                if kept:
+                    due[hid].extend(kept)
     before = timedelta(days=policy.birthday_opens_days_before)
     after = timedelta(days=policy.birthday_closes_days_after)
     visits: dict[int, list[date]] = defaultdict(list)

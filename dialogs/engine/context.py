@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
@@ -17,6 +18,7 @@ from storage.audit import record_audit
 from storage.models import ActionToken, ChannelAddress, OutboxMessage, OutboxStatus, Person
 
 UNROUTED = "none"  # the channel of a message whose person has no address yet
+NO_ADDRESS = "no_address: waits until the person is reachable"
 
 
 def payload_of(reply: Reply, tokens: list[str] | None = None) -> dict[str, Any]:
@@ -82,24 +84,103 @@ async def queue_message(
         idempotency_key=key, channel=channel, address=addr, person_id=person_id, kind=kind,
         payload=payload_of(reply, tokens), created_at=now, next_attempt_at=not_before or now,
         expires_at=expires_at, status=OutboxStatus.QUEUED,
-        last_error=None if address else "no_address: waits until the person is reachable",
+        last_error=None if address else NO_ADDRESS,
     )
     session.add(row)
     await session.flush()
     return row
 
 
-async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str) -> int:
+SLICE = 500  # messages per round of statements (bound parameters stay well under the limits)
+
+
+@dataclass(frozen=True)
+class ToQueue:
+    """One message to queue: to whom, what, and its idempotency key."""
+
+    person_id: int
+    reply: Reply
+    kind: str
+    key: str
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+
+
+async def addresses_of(session: AsyncSession, person_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Each person's preferred address (as `preferred_address`: the most recently used one
+    they have not blocked), for many people in one query."""
+    out: dict[int, tuple[str, str]] = {}
+    rows = await session.execute(
+        select(ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)
+        .where(ChannelAddress.person_id.in_(list(person_ids)), ChannelAddress.blocked_at.is_(None))
+        .order_by(ChannelAddress.person_id, ChannelAddress.last_inbound_at.desc().nulls_last(),
+                  ChannelAddress.id.desc()))
+    for person_id, channel, address in rows:
+        out.setdefault(person_id, (channel, address))
+    return out
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[ToQueue], now: datetime) -> dict[str, str]:
+    """`queue_message` for many messages: the same rows and tokens, with one query for the keys
+    already there, one for the addresses and one bulk INSERT per table per `SLICE` messages.
+    Returns {key: channel} of the messages written (a key already queued is left alone).
+
+    Why: a broadcast to ten thousand families, or a province's morning digests, one
+    `queue_message` at a time is a key lookup, an address lookup and a flush each."""
+    written: dict[str, str] = {}
+    for i in range(0, len(messages), SLICE):
+        part = messages[i:i + SLICE]
+        existing = set(await session.scalars(select(OutboxMessage.idempotency_key).where(
+            OutboxMessage.idempotency_key.in_([m.key for m in part]))))
+        fresh = [m for m in part if m.key not in existing and m.key not in written]
+        if not fresh:
+            continue
+        addresses = await addresses_of(session, sorted({m.person_id for m in fresh}))
+        tokens: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for m in fresh:
+            address = addresses.get(m.person_id)
+            channel, addr = address if address else (UNROUTED, str(m.person_id))
+            mine = [new_token() for _ in m.reply.options]
+            tokens.extend({"token": token, "channel": channel, "address": addr, "action": {"value": option.value},
+                           "created_at": now, "expires_at": m.expires_at, "used_at": None}
+                          for token, option in zip(mine, m.reply.options, strict=True))
+            rows.append({"idempotency_key": m.key, "channel": channel, "address": addr, "person_id": m.person_id,
+                         "kind": m.kind, "payload": payload_of(m.reply, mine), "status": OutboxStatus.QUEUED,
+                         "attempts": 0, "next_attempt_at": m.not_before or now, "expires_at": m.expires_at,
+                         "created_at": now, "last_error": None if address else NO_ADDRESS})
+            written[m.key] = channel
+        if tokens:  # table inserts (the columns' types still apply): no ORM bookkeeping per row
+            await session.execute(insert(ActionToken.__table__), tokens)
+        await session.execute(insert(OutboxMessage.__table__), rows)
+    return written
+
+
+# Messages that wait for the end of quiet hours when an address is linked in them (an alert does not).
+QUIET_KINDS = frozenset({"reminder", "greeting", "digest"})
+
+
+async def route_waiting(session: AsyncSession, person_id: int, channel: str, address: str,
+                        services: Services | None = None) -> int:
     """Give messages queued while a person had no address (channel "none") their new address.
 
     Called wherever an address is first linked to a person, so an alert written before a
-    coordinator ever opened the bot still reaches them.
+    coordinator ever opened the bot still reaches them. A digest, reminder or greeting that was
+    due earlier is not sent at once when the link is made in quiet hours: it waits for their end
+    (with `services`; it expires instead if it is stale by then).
     """
     rows = list(await session.scalars(select(OutboxMessage).where(
         OutboxMessage.channel == UNROUTED, OutboxMessage.person_id == person_id,
         OutboxMessage.status == OutboxStatus.QUEUED)))
+    resume = None
+    if services is not None:
+        from dialogs.invitations import SendWindow  # the quiet-hours rule; it imports this module
+
+        resume = SendWindow.of(services).family_time(services.now())
     for row in rows:
         row.channel, row.address, row.last_error = channel, address, None
+        if resume is not None and row.kind in QUIET_KINDS and row.next_attempt_at < resume:
+            row.next_attempt_at = resume
     tokens = await session.scalars(select(ActionToken).where(
         ActionToken.channel == UNROUTED, ActionToken.address == str(person_id)))
     for token in tokens:

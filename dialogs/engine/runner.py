@@ -132,7 +132,7 @@ class Runner:
             if existing is None:
                 session.add(ChannelAddress(person_id=person.id, channel=channel, address=address,
                                            display_name=display_name, created_at=self.services.now()))
-                await route_waiting(session, person.id, channel, address)
+                await route_waiting(session, person.id, channel, address, self.services)
             elif existing.person_id != person.id:
                 return None
             return person
