@@ -15,9 +15,9 @@ from dialogs.services import (
     ChatReports,
     Clock,
     DueTasks,
+    OccasionProvider,
     OutreachPolicy,
     Services,
-    StaticOccasions,
 )
 from storage.db import Database
 
@@ -30,13 +30,9 @@ class App:
     runner: Runner
 
 
-def occasion_provider(settings: Settings) -> object:
-    try:
-        from bot.care.calendar import CalendarOccasions  # type: ignore[import-not-found]
-    except ImportError:  # before the calendar exists, offer the plain list
-        from bot.care.occasions import OCCASIONS
+def occasion_provider(settings: Settings) -> OccasionProvider:
+    from bot.care.calendar import CalendarOccasions  # the lunar calendar loads on first use
 
-        return StaticOccasions(OCCASIONS)
     return CalendarOccasions()
 
 
@@ -60,7 +56,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock=clock or settings.clock(),
         timezone=settings.timezone,
         thresholds=settings.thresholds,
-        occasions=occasion_provider(settings),  # type: ignore[arg-type]
+        occasions=occasion_provider(settings),
         tasks=due_tasks(settings),
         idle_timeout=settings.idle_timeout,
         invite_ttl=timedelta(days=float(d["invite_ttl_days"])),

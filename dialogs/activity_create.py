@@ -12,37 +12,32 @@ lives) both here and again when a scheduled send goes out.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select
-
 from dialogs.engine.catalog import has
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.context import StepContext
+from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import RecordForm, Records, change_one_field
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import (
+from dialogs.parsing import chinese_number, normalize, parse_when
+from domain.invitations import (
     ACTIVITY_TYPES,
     CUSTOM,
     SendReport,
-    SendWindow,
-    Status,
-    preview,
-    send_invitations,
     type_name,
     when_text,
 )
-from dialogs.parsing import chinese_number, normalize, parse_when
 from storage.audience import (
     AudienceKind,
     AudienceNotAllowed,
-    activity_township,
     audiences_for,
-    checked_audience,
     needs_township_choice,
 )
-from storage.models import Activity, Person, Township
-from storage.queries import household_labels, households_for
+from storage.models import Activity, Person
 
 STEPS = ["type", "title", "when", "place", "capacity", "audience", "township", "households",
          "message"]
@@ -82,24 +77,19 @@ def read_capacity(text: str) -> int | bool | None:
     return number
 
 
-async def create_activity(ctx: Any, person: Person, d: dict[str, Any], *,
+async def create_activity(ctx: StepContext, person: Person, d: Mapping[str, Any], *,
                           send_at: datetime | None) -> tuple[Activity, SendReport | None]:
     """Save a planned activity (audience checked against the sender's scope once more), and send
-    its invitations now unless `send_at` schedules them. Raises AudienceNotAllowed."""
-    audience = checked_audience(person, d["audience"])
-    now = ctx.now()
-    activity = Activity(
-        township_id=activity_township(person, audience), created_by_id=person.id,
-        type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
-        place=d.get("place"), capacity=d.get("capacity"), audience=audience,
-        message=d.get("message"), status=Status.SCHEDULED if send_at else Status.DRAFT,
-        send_at=send_at, created_at=now)
-    ctx.session.add(activity)
-    await ctx.session.flush()
-    await ctx.audit("write", "activity", activity.id, None)
+    its invitations now unless `send_at` schedules them. Raises AudienceNotAllowed. The chat
+    dialog and the web console both save through here, as `person` (the step's sender)."""
+    assert ctx.person is not None and ctx.person.id == person.id
+    activity = await ctx.book.create_activity(
+        activity_type=d["type"], title=d["title"], starts_at=datetime.fromisoformat(d["starts_at"]),
+        place=d.get("place"), capacity=d.get("capacity"), audience=d["audience"],
+        message=d.get("message"), send_at=send_at)
     if send_at is not None:
         return activity, None
-    return activity, await send_invitations(ctx.session, activity, now, SendWindow.of(ctx.services))
+    return activity, await ctx.book.send_invitations(activity)
 
 
 def channel_counts(ctx: Any, by_channel: dict[str, int]) -> str:
@@ -113,25 +103,42 @@ def channel_name(ctx: Any, channel: str) -> str:
     return ctx.t(key) if has(key, ctx.locale) else channel
 
 
-class ActivityCreate(Dialog):
+@dataclass
+class ActivityForm(RecordForm):
+    type: str | None = None
+    title: str | None = None
+    starts_at: str | None = None  # ISO date and time
+    place: str | None = None
+    capacity: int | None = None
+    audience: dict[str, Any] | None = None  # kind, township_id, household_ids (storage/audience.py)
+    household_codes: list[str] | None = None
+    listing: list[int] | None = None  # the households listed for choosing by number
+    message: str | None = None
+    send_at: str | None = None
+    recipients: int | None = None
+
+
+class ActivityCreate(Records):
     name = "activity_create"
     roles = frozenset({"coordinator", "admin"})
     keywords = ("/activity", "/newactivity", "发布活动", "新活动")
     states = [*STEPS, "preview", "send_at", "pick_field"]
     transitions = [
         *({"trigger": "next", "source": a, "dest": b} for a, b in pairwise([*STEPS, "preview"])),
-        {"trigger": "review", "source": [*STEPS, "send_at"], "dest": "preview"},
         {"trigger": "schedule", "source": "preview", "dest": "send_at"},
-        {"trigger": "edit", "source": "preview", "dest": "pick_field"},
-        *({"trigger": f"goto_{f}", "source": "pick_field", "dest": f} for f in EDITABLE),
+        *change_one_field(EDITABLE, confirm="preview",
+                          extra_sources=[s for s in [*STEPS, "send_at"] if s not in EDITABLE]),
     ]
+    editable = tuple(EDITABLE)
+    form_type = ActivityForm
+    form: ActivityForm
 
     def _person(self) -> Person:
         assert self.ctx.person is not None
         return self.ctx.person
 
     def _done(self) -> str:
-        return "review" if self.data.get("editing") else "next"
+        return self.answered()
 
     # type
     async def ask_type(self) -> Reply | Finish:
@@ -145,12 +152,12 @@ class ActivityCreate(Dialog):
         kind = answer.value if answer.value in (*ACTIVITY_TYPES, CUSTOM) else None
         if kind is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["type"] = kind
+        self.form.type = kind
         return self._done()
 
     # title
     async def ask_title(self) -> Reply:
-        kind = self.data["type"]
+        kind = self.form.type
         if kind == CUSTOM:
             return Reply(self.t("ask_title_custom"))
         name = type_name(kind, self.ctx.locale)
@@ -162,7 +169,7 @@ class ActivityCreate(Dialog):
             return Invalid(self.t("need_text"))
         if len(text) > MAX_TITLE:
             return Invalid(self.t("too_long", limit=MAX_TITLE))
-        self.data["title"] = text
+        self.form.title = text
         return self._done()
 
     # when
@@ -173,9 +180,9 @@ class ActivityCreate(Dialog):
         found = read_when(answer.text, self.ctx.services)
         if isinstance(found, str):
             return Invalid(self.t(found))
-        self.data["starts_at"] = found.isoformat()
-        if self.data.get("send_at") and datetime.fromisoformat(self.data["send_at"]) >= found:
-            self.data.pop("send_at")
+        self.form.starts_at = found.isoformat()
+        if self.form.send_at and datetime.fromisoformat(self.form.send_at) >= found:
+            self.form.send_at = None
         return self._done()
 
     # place
@@ -186,7 +193,7 @@ class ActivityCreate(Dialog):
         text = "" if answer.value == "" else normalize(answer.clean)
         if len(text) > MAX_PLACE:
             return Invalid(self.t("too_long", limit=MAX_PLACE))
-        self.data["place"] = text or None
+        self.form.place = text or None
         return self._done()
 
     # capacity
@@ -198,7 +205,7 @@ class ActivityCreate(Dialog):
         number = read_capacity(answer.text)
         if number is False:
             return Invalid(self.t("bad_capacity"))
-        self.data["capacity"] = number
+        self.form.capacity = number
         return self._done()
 
     # audience
@@ -213,35 +220,34 @@ class ActivityCreate(Dialog):
         kinds = [str(k) for k in audiences_for(self._person())]
         if answer.value not in kinds:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["audience"] = {"kind": answer.value}
-        self.data.pop("household_labels", None)
+        self.form.audience = {"kind": answer.value}
         return "next"  # township and households ask only what this audience needs
 
     # township (admins, township-bound audiences)
     async def ask_township(self) -> Reply | str:
-        if not needs_township_choice(self._person(), self.data["audience"]["kind"]):
+        if not needs_township_choice(self._person(), self.form.audience["kind"]):
             return "next"
-        townships = list(await self.ctx.session.scalars(select(Township).order_by(Township.id)))
+        townships = await self.ctx.book.townships()
         return Reply(self.t("ask_township"), tuple(Option(t.name, str(t.id)) for t in townships))
 
     async def on_township(self, answer: Answer) -> str | Invalid:
         township = None
         if answer.value is not None and answer.value.isdigit():
-            township = await self.ctx.session.get(Township, int(answer.value))
+            township = await self.ctx.book.township(int(answer.value))
         if township is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["audience"]["township_id"] = township.id
+        self.form.audience["township_id"] = township.id
         return "next"
 
     # households (chosen households)
     async def ask_households(self) -> Reply | str | Finish:
-        if self.data["audience"]["kind"] != AudienceKind.HOUSEHOLDS:
+        if self.form.audience["kind"] != AudienceKind.HOUSEHOLDS:
             return self._done()
-        households = await households_for(self.ctx.session, self._person())
+        households = await self.ctx.book.households()
         if not households:
             return Finish.with_text(self.ctx.t("common.no_households"))
-        labels = await household_labels(self.ctx.session, households[:MAX_LISTED])
-        self.data["listing"] = [h.id for h in households[:MAX_LISTED]]
+        labels = await self.ctx.book.labels(households[:MAX_LISTED])
+        self.form.listing = [h.id for h in households[:MAX_LISTED]]
         lines = [self.t("ask_households")]
         lines += [f"{i}. {labels[h.id]}" for i, h in enumerate(households[:MAX_LISTED], start=1)]
         if len(households) > MAX_LISTED:
@@ -249,9 +255,9 @@ class ActivityCreate(Dialog):
         return Reply("\n".join(lines))
 
     async def on_households(self, answer: Answer) -> str | Invalid:
-        visible = {h.code.upper(): h for h in await households_for(self.ctx.session, self._person())}
+        visible = {h.code.upper(): h for h in await self.ctx.book.households()}
         by_id = {h.id: h for h in visible.values()}
-        listing = self.data.get("listing") or []
+        listing = self.form.listing or []
         chosen: list[int] = []
         unknown: list[str] = []
         for part in re.split(r"[,，、;；\s]+", normalize(answer.text)):
@@ -266,9 +272,9 @@ class ActivityCreate(Dialog):
         if unknown or not chosen:
             return Invalid(self.t("bad_households", v="、".join(unknown[:5]) or answer.text[:20]))
         chosen = sorted(set(chosen))
-        self.data["audience"]["household_ids"] = chosen
-        self.data["household_codes"] = [by_id[i].code for i in chosen]
-        self.data.pop("listing", None)
+        self.form.audience["household_ids"] = chosen
+        self.form.household_codes = [by_id[i].code for i in chosen]
+        self.form.listing = None
         return self._done()
 
     # message
@@ -279,48 +285,47 @@ class ActivityCreate(Dialog):
         text = "" if answer.value == "" else answer.clean.strip()
         if len(text) > MAX_MESSAGE:
             return Invalid(self.t("too_long", limit=MAX_MESSAGE))
-        self.data["message"] = text or None
+        self.form.message = text or None
         return self._done()
 
     # preview
     async def _township_name(self, township_id: int | None) -> str:
         if township_id is None:
             return ""
-        township = await self.ctx.session.get(Township, township_id)
+        township = await self.ctx.book.township(township_id)
         return township.name if township else ""
 
     async def audience_text(self) -> str:
-        audience = self.data["audience"]
+        audience = self.form.audience
         kind = audience["kind"]
         if kind == AudienceKind.HOUSEHOLDS:
-            return self.t("s_aud_households", v="、".join(self.data.get("household_codes", [])))
+            return self.t("s_aud_households", v="、".join(self.form.household_codes or []))
         township_id = audience.get("township_id", self._person().township_id)
         return self.t(f"s_aud_{kind}", township=await self._township_name(township_id))
 
     async def summary(self) -> str:
-        d = self.data
+        d = self.form
         tz = self.ctx.services.timezone
         lines = [
             self.t("summary_title"),
-            self.t("s_type", v=type_name(d["type"], self.ctx.locale)),
-            self.t("s_title", v=d["title"]),
-            self.t("s_when", v=when_text(datetime.fromisoformat(d["starts_at"]), tz)),
-            self.t("s_place", v=d.get("place") or self.t("no_place")),
-            self.t("s_capacity", v=d.get("capacity") or self.t("no_limit")),
+            self.t("s_type", v=type_name(d.type or "", self.ctx.locale)),
+            self.t("s_title", v=d.title),
+            self.t("s_when", v=when_text(datetime.fromisoformat(d.starts_at or ""), tz)),
+            self.t("s_place", v=d.place or self.t("no_place")),
+            self.t("s_capacity", v=d.capacity or self.t("no_limit")),
             self.t("s_audience", v=await self.audience_text()),
-            self.t("s_message", v=d.get("message") or self.t("no_message")),
+            self.t("s_message", v=d.message or self.t("no_message")),
         ]
         return "\n".join(lines)
 
     async def ask_preview(self) -> Reply:
-        self.data.pop("editing", None)
+        self.editing = False
         try:
-            report = await preview(self.ctx.session, self._person(), self.data["audience"],
-                                   self.data["type"])
+            report = await self.ctx.book.audience_preview(self.form.audience, self.form.type)
         except AudienceNotAllowed:
             return Reply(self.t("out_of_scope"), (Option(self.t("edit"), "edit"),
                                                   Option(self.ctx.t("common.discard"), "discard")))
-        self.data["recipients"] = report.invited
+        self.form.recipients = report.invited
         if report.invited == 0:
             return Reply(await self.summary() + "\n" + self.t("nobody"),
                          (Option(self.t("edit"), "edit"), Option(self.ctx.t("common.discard"), "discard")))
@@ -341,7 +346,7 @@ class ActivityCreate(Dialog):
             return Finish.with_text(self.ctx.t("common.discarded"))
         if choice == "edit":
             return "edit"
-        if choice in {"send", "schedule"} and not self.data.get("recipients"):
+        if choice in {"send", "schedule"} and not self.form.recipients:
             return Invalid(self.t("nobody"))
         if choice == "schedule":
             return "schedule"
@@ -357,20 +362,9 @@ class ActivityCreate(Dialog):
         found = read_when(answer.text, self.ctx.services)
         if isinstance(found, str):
             return Invalid(self.t(found))
-        if found >= datetime.fromisoformat(self.data["starts_at"]):
+        if found >= datetime.fromisoformat(self.form.starts_at):
             return Invalid(self.t("send_after_start"))
         return await self.save(send_at=found)
-
-    # editing
-    async def ask_pick_field(self) -> Reply:
-        return Reply(self.ctx.t("common.which_field"),
-                     tuple(Option(self.t(f"field_{f}"), f) for f in EDITABLE))
-
-    async def on_pick_field(self, answer: Answer) -> str | Invalid:
-        if answer.value not in EDITABLE:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["editing"] = True
-        return f"goto_{answer.value}"
 
     # saving
     async def save(self, *, send_at: datetime | None) -> Finish:

@@ -10,33 +10,25 @@ Only activities in the sender's scope are listed or loaded (`storage.activity_st
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import func, select
 
 from dialogs.activity_create import channel_name, read_when
 from dialogs.common import read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import (
-    SendWindow,
+from dialogs.parsing import normalize
+from domain.invitations import (
     Status,
-    attendance_list,
     attendance_open,
-    cancel_activity,
     describe,
-    mark_attendance,
-    reschedule_activity,
     when_text,
 )
-from dialogs.parsing import normalize
 from storage.activity_stats import (
     ALL_CHANNELS,
     Counts,
-    count_query,
-    fold_counts,
-    visible_activities,
 )
 from storage.models import Activity, Invitation, Person
 
@@ -61,6 +53,15 @@ def summary_lines(ctx: Any, per_channel: dict[str, Counts]) -> list[str]:
     return lines
 
 
+@dataclass
+class ManageForm(Form):
+    activity_id: int | None = None
+    listed: list[int] | None = None  # the invitations shown on the attendance list
+    flash: str | None = None  # said once at the top of the next summary
+    reason: str | None = None
+    new_start: str | None = None  # ISO date and time
+
+
 class ActivityManage(Dialog):
     name = "activity_manage"
     roles = frozenset({"coordinator", "admin"})
@@ -78,6 +79,8 @@ class ActivityManage(Dialog):
         {"trigger": "next", "source": "reschedule", "dest": "reschedule_confirm"},
         {"trigger": "back", "source": ["cancel_confirm", "reschedule_confirm"], "dest": "action"},
     ]
+    form_type = ManageForm
+    form: ManageForm
 
     def _person(self) -> Person:
         assert self.ctx.person is not None
@@ -85,28 +88,22 @@ class ActivityManage(Dialog):
 
     async def _activity(self) -> Activity | None:
         """The chosen activity, loaded through the sender's scope (never by id alone)."""
-        activity_id = self.data.get("activity_id")
+        activity_id = self.form.activity_id
         if not isinstance(activity_id, int):
             return None
-        return await self.ctx.session.scalar(
-            visible_activities(self._person()).where(Activity.id == activity_id))
-
-    def _window(self) -> SendWindow:
-        return SendWindow.of(self.ctx.services)
+        return await self.ctx.book.activity(activity_id)
 
     async def begin(self, args: dict[str, Any]) -> None:
         if isinstance(args.get("activity_id"), int):
-            self.data["activity_id"] = args["activity_id"]
+            self.form.activity_id = args["activity_id"]
 
     # pick
     async def ask_pick(self) -> Reply | str | Finish:
         if await self._activity() is not None:
             return "next"
-        self.data.pop("activity_id", None)
+        self.form.activity_id = None
         since = self.ctx.now() - LISTED_SINCE
-        activities = list(await self.ctx.session.scalars(
-            visible_activities(self._person()).where(Activity.starts_at >= since)
-            .order_by(Activity.starts_at.desc()).limit(MAX_LISTED)))
+        activities = await self.ctx.book.recent_activities(since, MAX_LISTED)
         if not activities:
             return Finish.with_text(self.t("none"))
         tz = self.ctx.services.timezone
@@ -117,9 +114,9 @@ class ActivityManage(Dialog):
     async def on_pick(self, answer: Answer) -> str | Invalid:
         if answer.value is None or not answer.value.isdigit():
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["activity_id"] = int(answer.value)
+        self.form.activity_id = int(answer.value)
         if await self._activity() is None:
-            self.data.pop("activity_id")
+            self.form.activity_id = None
             return Invalid(self.ctx.t("engine.invalid_choice"))
         return "next"
 
@@ -131,8 +128,7 @@ class ActivityManage(Dialog):
         if activity.status == Status.SCHEDULED and activity.send_at is not None:
             status = self.t("scheduled_at", when=when_text(activity.send_at, tz))
         lines.append(self.t("status", v=status))
-        rows = await self.ctx.session.execute(count_query([activity.id]))
-        per_channel = fold_counts(rows.all()).get(activity.id)
+        per_channel = await self.ctx.book.activity_counts(activity.id)
         if per_channel:
             lines += summary_lines(self.ctx, per_channel)
         return "\n".join(lines)
@@ -151,7 +147,7 @@ class ActivityManage(Dialog):
         activity = await self._activity()
         if activity is None:
             return Finish.with_text(self.t("none"))
-        flash = self.data.pop("flash", None)
+        flash, self.form.flash = self.form.flash, None
         text = await self.summary(activity)
         return Reply("\n".join([*([flash] if flash else []), text]), self._options(activity))
 
@@ -167,11 +163,11 @@ class ActivityManage(Dialog):
 
     # attendance
     async def ask_attendance(self) -> Reply | str:
-        listed = (await attendance_list(self.ctx.session, int(self.data["activity_id"])))[:MAX_ATTENDANCE]
+        listed = (await self.ctx.book.attendance_list(int(self.form.activity_id)))[:MAX_ATTENDANCE]
         if not listed:
-            self.data["flash"] = self.t("nobody_to_mark")
+            self.form.flash = self.t("nobody_to_mark")
             return "marked"
-        self.data["listed"] = [inv.id for inv, _ in listed]
+        self.form.listed = [inv.id for inv, _ in listed]
         lines = [self.t("ask_attendance")]
         for i, (inv, name) in enumerate(listed, start=1):
             mark = " ✓" if inv.attended else ""
@@ -185,7 +181,7 @@ class ActivityManage(Dialog):
         return self.ctx.t(f"activity.answer_{invitation.rsvp}")
 
     async def on_attendance(self, answer: Answer) -> str | Invalid:
-        listed: list[int] = list(self.data.get("listed") or [])
+        listed: list[int] = list(self.form.listed or [])
         text = normalize(answer.text)
         if text in {"全部", "都来了", "全部来了", "all"}:
             present = set(listed)
@@ -203,11 +199,9 @@ class ActivityManage(Dialog):
                 return Invalid(self.t("bad_attendance", n=len(listed)))
         activity = await self._activity()
         assert activity is not None
-        came = await mark_attendance(self.ctx.session, activity, present, listed,
-                                     self._person().id, self.ctx.now(), self.ctx.services.timezone)
-        await self.ctx.audit("write", "attendance", activity.id, None)
-        self.data.pop("listed", None)
-        self.data["flash"] = self.t("attendance_saved", n=came)
+        came = await self.ctx.book.mark_attendance(activity, present, listed)
+        self.form.listed = None
+        self.form.flash = self.t("attendance_saved", n=came)
         return "marked"
 
     # cancel
@@ -218,12 +212,11 @@ class ActivityManage(Dialog):
         text = "" if answer.value == "" else answer.clean.strip()
         if len(text) > MAX_REASON:
             return Invalid(self.t("too_long", limit=MAX_REASON))
-        self.data["reason"] = text or None
+        self.form.reason = text or None
         return "next"
 
     async def _invited(self) -> int:
-        return int(await self.ctx.session.scalar(select(func.count()).select_from(Invitation).where(
-            Invitation.activity_id == int(self.data["activity_id"]))) or 0)
+        return await self.ctx.book.invited_count(int(self.form.activity_id))
 
     async def ask_cancel_confirm(self) -> Reply:
         return Reply(self.t("confirm_cancel", n=await self._invited()), yes_no(self.ctx))
@@ -236,9 +229,7 @@ class ActivityManage(Dialog):
             return "back"
         activity = await self._activity()
         assert activity is not None
-        told = await cancel_activity(self.ctx.session, activity, self.ctx.now(), self._window(),
-                                     self.data.get("reason"))
-        await self.ctx.audit("write", "activity_cancel", activity.id, None)
+        told = await self.ctx.book.cancel_activity(activity, self.form.reason)
         return Finish.with_text(self.t("cancelled", n=told))
 
     # reschedule
@@ -253,11 +244,11 @@ class ActivityManage(Dialog):
         assert activity is not None
         if activity.status == Status.SCHEDULED and activity.send_at and found <= activity.send_at:
             return Invalid(self.t("before_send_at"))
-        self.data["new_start"] = found.isoformat()
+        self.form.new_start = found.isoformat()
         return "next"
 
     async def ask_reschedule_confirm(self) -> Reply:
-        when = when_text(datetime.fromisoformat(self.data["new_start"]), self.ctx.services.timezone)
+        when = when_text(datetime.fromisoformat(self.form.new_start), self.ctx.services.timezone)
         return Reply(self.t("confirm_move", when=when, n=await self._invited()), yes_no(self.ctx))
 
     async def on_reschedule_confirm(self, answer: Answer) -> str | Invalid | Finish:
@@ -268,9 +259,6 @@ class ActivityManage(Dialog):
             return "back"
         activity = await self._activity()
         assert activity is not None
-        told = await reschedule_activity(self.ctx.session, activity,
-                                         datetime.fromisoformat(self.data["new_start"]),
-                                         self.ctx.now(), self._window())
-        await self.ctx.audit("write", "activity_reschedule", activity.id, None)
+        told = await self.ctx.book.reschedule_activity(activity, datetime.fromisoformat(self.form.new_start))
         when = when_text(activity.starts_at, self.ctx.services.timezone)
         return Finish.with_text(self.t("moved", when=when, n=told))

@@ -14,43 +14,22 @@ coordinator at once, because the plan asks for timely professional intervention.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from dialogs.casework import open_follow_up
-from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
+from dialogs.common import ChoosesHousehold, HouseholdForm
 from dialogs.engine.context import StepContext
 from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import Records
 from dialogs.engine.types import Option, Reply
-from storage.models import Assessment, Household
-from storage.queries import members_of, township_coordinators
+from domain.assessments import DIRECTION, SCALES, is_urgent
+from domain.casebook import AssessmentRecord
+from storage.models import Assessment
 
-SCALES = ("grief_trauma", "healing", "acceptance", "future_attitude")
-# +1 when a higher number is better, -1 when a higher number is worse
-DIRECTION = {"grief_trauma": -1, "healing": 1, "acceptance": 1, "future_attitude": 1}
 TEXTS = ("current_problems", "problems_to_solve")
 STATES = ["household", "member", *SCALES, *TEXTS, "confirm"]
 MAX_TEXT = 2000
 WHOLE_FAMILY = "family"
-
-
-def is_urgent(scores: dict[str, int]) -> bool:
-    """The worst point of grief or of hope for the future calls for professional help now."""
-    return scores.get("grief_trauma") == 5 or scores.get("future_attitude") == 1
-
-
-async def previous_assessment(session: AsyncSession, household_id: int, member_id: int | None,
-                              before_id: int | None = None) -> Assessment | None:
-    """The latest assessment of the same person (or the family as a whole), optionally older
-    than a given one."""
-    query = select(Assessment).where(
-        Assessment.household_id == household_id,
-        Assessment.member_id.is_(None) if member_id is None else Assessment.member_id == member_id)
-    if before_id is not None:
-        query = query.where(Assessment.id < before_id)
-    return await session.scalar(query.order_by(Assessment.assessed_on.desc(), Assessment.id.desc()).limit(1))
 
 
 def compare_lines(ctx: StepContext, now: dict[str, int], before: Assessment | None) -> list[str]:
@@ -68,7 +47,19 @@ def compare_lines(ctx: StepContext, now: dict[str, int], before: Assessment | No
     return lines
 
 
-class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
+@dataclass
+class AssessmentForm(HouseholdForm):
+    member_id: int | None = None
+    member_name: str | None = None
+    grief_trauma: int | None = None
+    healing: int | None = None
+    acceptance: int | None = None
+    future_attitude: int | None = None
+    current_problems: str | None = None
+    problems_to_solve: str | None = None
+
+
+class AssessmentDialog(ChoosesHousehold, Records):
     name = "assessment"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/assess", "评估", "assessment")
@@ -78,25 +69,31 @@ class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
         *({"trigger": "next", "source": a, "dest": b} for a, b in pairwise(STATES)),
         {"trigger": "edit", "source": "confirm", "dest": "grief_trauma"},
     ]
+    form_type = AssessmentForm
+    form: AssessmentForm
+
+    def _household_id(self) -> int:
+        assert self.form.household_id is not None  # the first question
+        return self.form.household_id
 
     # member
     async def ask_member(self) -> Reply | str:
-        members = await members_of(self.ctx.session, int(self.data["household_id"]))
+        members = await self.ctx.book.members(self._household_id())
         elders = [(m, p) for m, p in members if m.relation in {"father", "mother"}]
         if len(elders) <= 1:
             if elders:
-                self.data["member_id"], self.data["member_name"] = elders[0][0].id, elders[0][1].name
+                self.form.member_id, self.form.member_name = elders[0][0].id, elders[0][1].name
             return "next"
         return Reply(self.t("ask_member"), (*(Option(p.name, str(m.id)) for m, p in elders),
                                             Option(self.t("whole_family"), WHOLE_FAMILY)))
 
     async def on_member(self, answer: Answer) -> str | Invalid:
         if answer.value == WHOLE_FAMILY:
-            self.data["member_id"], self.data["member_name"] = None, self.t("whole_family")
+            self.form.member_id, self.form.member_name = None, self.t("whole_family")
             return "next"
-        for member, person in await members_of(self.ctx.session, int(self.data["household_id"])):
+        for member, person in await self.ctx.book.members(self._household_id()):
             if answer.value == str(member.id):
-                self.data["member_id"], self.data["member_name"] = member.id, person.name
+                self.form.member_id, self.form.member_name = member.id, person.name
                 return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 
@@ -109,7 +106,7 @@ class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
         value = answer.value if answer.value in {"1", "2", "3", "4", "5"} else None
         if value is None:
             return Invalid(self.t("bad_score"))
-        self.data[scale] = int(value)
+        setattr(self.form, scale, int(value))
         return "next"
 
     async def ask_grief_trauma(self) -> Reply:
@@ -144,7 +141,7 @@ class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
         text = "" if answer.value == "" or answer.text in {"无", "没有", "none"} else answer.clean.strip()
         if len(text) > MAX_TEXT:
             return Invalid(self.t("too_long", limit=MAX_TEXT))
-        self.data[key] = text
+        setattr(self.form, key, text)
         return "next"
 
     async def ask_current_problems(self) -> Reply:
@@ -161,45 +158,29 @@ class AssessmentDialog(ChoosesHousehold, ConfirmsBeforeSaving):
 
     # confirm
     def _scores(self) -> dict[str, int]:
-        return {s: int(self.data[s]) for s in SCALES}
+        return {s: int(getattr(self.form, s)) for s in SCALES}
 
     async def summary(self) -> str:
-        d = self.data
-        before = await previous_assessment(self.ctx.session, int(d["household_id"]), d.get("member_id"))
-        lines = [self.t("summary_title", label=d.get("household_label", ""), who=d.get("member_name") or "")]
+        f = self.form
+        before = await self.ctx.book.previous_assessment(self._household_id(), f.member_id)
+        lines = [self.t("summary_title", label=f.household_label, who=f.member_name or "")]
         if before is not None:
             lines.append(self.t("compared_with", date=before.assessed_on.isoformat()))
         lines.extend(compare_lines(self.ctx, self._scores(), before))
         none = self.ctx.t("engine.none")
-        lines.append(self.t("s_current_problems", v=d.get("current_problems") or none))
-        lines.append(self.t("s_problems_to_solve", v=d.get("problems_to_solve") or none))
+        lines.append(self.t("s_current_problems", v=f.current_problems or none))
+        lines.append(self.t("s_problems_to_solve", v=f.problems_to_solve or none))
         if is_urgent(self._scores()):
             lines.append(self.t("urgent_note"))
         return "\n".join(lines)
 
     async def save(self) -> Finish:
-        d, session, now = self.data, self.ctx.session, self.ctx.now()
-        person = self._person()
-        household_id = int(d["household_id"])
-        row = Assessment(household_id=household_id, member_id=d.get("member_id"), volunteer_id=person.id,
-                         assessed_on=self.ctx.services.today(), **self._scores(),
-                         current_problems=d.get("current_problems") or None,
-                         problems_to_solve=d.get("problems_to_solve") or None, recorded_at=now)
-        session.add(row)
-        await session.flush()
-        await self.ctx.audit("write", "assessment", row.id, household_id)
-        if not is_urgent(self._scores()):
-            return Finish.with_text(self.t("saved"))
-        follow = await open_follow_up(session, household_id=household_id, source="assessment",
-                                      source_id=row.id, text=self.t("urgent_followup"), now=now,
-                                      fallback_owner_id=person.id)
-        household = await session.get(Household, household_id)
-        assert household is not None
-        text = self.t("urgent_alert", household=d.get("household_label", household.code),
-                      who=d.get("member_name") or "", volunteer=person.name)
-        for coordinator in await township_coordinators(session, household.township_id):
-            await self.ctx.notify(coordinator.id, Reply(text), kind="alert",
-                                  key=f"alert:assessment:{row.id}:{coordinator.id}")
-        follow.escalated_at = now  # the coordinator already knows
-        return Finish.with_text(self.t("saved_urgent"))
-
+        f = self.form
+        urgent = await self.ctx.book.record_assessment(
+            AssessmentRecord(household_id=self._household_id(), member_id=f.member_id,
+                             scores=self._scores(), current_problems=f.current_problems,
+                             problems_to_solve=f.problems_to_solve),
+            follow_up_text=self.t("urgent_followup"),
+            alert_text=self.t("urgent_alert", household=f.household_label, who=f.member_name or "",
+                              volunteer=self._person().name))
+        return Finish.with_text(self.t("saved_urgent" if urgent else "saved"))

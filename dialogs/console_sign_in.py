@@ -10,7 +10,6 @@ console applies at every page, so a volunteer or family member is told no here t
 from __future__ import annotations
 
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
-from storage.console_auth import issue_link
 
 
 class ConsoleSignIn(Dialog):
@@ -23,8 +22,7 @@ class ConsoleSignIn(Dialog):
     async def ask_link(self) -> Finish:
         assert self.ctx.person is not None
         services = self.ctx.services
-        issued = await issue_link(self.ctx.session, self.ctx.person, self.ctx.now(),
-                                  services.console_link_ttl)
+        issued = await self.ctx.book.console_link(services.console_link_ttl)
         if issued is None:
             return Finish.with_text(self.t("not_allowed"))
         token, code = issued

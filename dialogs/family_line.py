@@ -16,59 +16,26 @@ go to the township's coordinators. A reply through Warmline counts as a contact 
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, action_value
+from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
+from dialogs.engine.recording import SAVE_WORDS, RecordForm, Records, confirm_options
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import SendWindow
-from dialogs.outreach import address_of, may_answer, membership, queue_to_family, volunteer_of
 from dialogs.parsing import clean_text
-from storage.models import FamilyMessage, Household, HouseholdMember, Person, Role, Task, Visit
-from storage.queries import household_labels, township_coordinators
-from storage.scope import visible_households
+from domain.outreach import address_of
+from storage.models import FamilyMessage, HouseholdMember, Person
 
-CALL_TASK = "call_family"
 MEDIA_EVENTS = ("voice", "image", "video", "shortvideo", "location", "link", "file")
 MAX_STORED = 20_000  # a message longer than this is kept up to here (and the family told)
 PREVIEW = 500
 MAX_REPLY = 1000
 MAX_LISTED = 20
-THREAD = 5
 
 
 def _t(ctx: Any, key: str, **values: Any) -> str:
     return ctx.t(f"family_line.{key}", **values)
-
-
-def task_key(message_id: int) -> str:
-    return f"family_message:{message_id}"
-
-
-async def recipients_for(session: Any, household: Household | None) -> list[Person]:
-    """Who hears a family's words: the contact volunteer, else the township's coordinators
-    (else the county's admins)."""
-    volunteer = await volunteer_of(session, household.id if household else None)
-    if volunteer is not None:
-        return [volunteer]
-    if household is not None:
-        return await township_coordinators(session, household.township_id)
-    return list(await session.scalars(select(Person).where(Person.role == Role.ADMIN, Person.active.is_(True))))
-
-
-async def mark_answered(session: Any, *, person_id: int, household_id: int | None, by: int | None,
-                        kind: str, at: datetime) -> int:
-    """Every message the member sent up to `at` and not yet answered is answered now."""
-    query = (update(FamilyMessage)
-             .where(FamilyMessage.person_id == person_id, FamilyMessage.answered_at.is_(None),
-                    FamilyMessage.received_at <= at)
-             .values(answered_at=at, answered_by_id=by, answer_kind=kind)
-             .execution_options(synchronize_session=False))
-    if household_id is not None:
-        query = query.where(FamilyMessage.household_id == household_id)
-    return (await session.execute(query)).rowcount or 0
 
 
 async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
@@ -77,9 +44,8 @@ async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
     acknowledgment to show them."""
     person = ctx.person
     assert person is not None
-    session = ctx.session
     now = ctx.now()
-    found = await membership(session, person.id)
+    found = await ctx.book.membership(person.id)
     member, household = found if found else (None, None)
     words = text.strip()
     media = event in MEDIA_EVENTS
@@ -88,14 +54,10 @@ async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
         stored = f"{_t(ctx, f'media_{event}')} {stored}"
     lowered = words.lower()
     wants_call = bool(words) and any(w in lowered for w in ctx.services.outreach.call_words)
-    message = FamilyMessage(household_id=household.id if household else None, person_id=person.id,
-                            channel=ctx.channel, text=stored, received_at=now, wants_call=wants_call)
-    session.add(message)
-    await session.flush()
-    recipients = await recipients_for(session, household)
-    volunteer = await volunteer_of(session, household.id if household else None)
-    message.forwarded_to_id = recipients[0].id if recipients else None
-    label = (await household_labels(session, [household]))[household.id] if household else "—"
+    received = await ctx.book.receive_family_words(text=stored, wants_call=wants_call,
+                                                   call_reason=_t(ctx, "call_reason"), channel=ctx.channel)
+    message, recipients, volunteer = received.message, received.recipients, received.volunteer
+    label = await ctx.book.label(household) if household else "—"
     who = address_of(member, person)
     who = who if who == person.name else f"{who}（{person.name}）"
     preview = stored if len(stored) <= PREVIEW else stored[:PREVIEW] + _t(ctx, "cut")
@@ -107,15 +69,10 @@ async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
         lines.append(_t(ctx, "forward_media"))
     lines.append(_t(ctx, "forward_footer"))
     forward = Reply("\n".join(lines), (Option(_t(ctx, "reply_option"),
-                                          action_value("family_reply", message_id=message.id)),))
+                                          FamilyReply.start_value(message_id=message.id)),))
     for recipient in recipients:
         await ctx.notify(recipient.id, forward, kind="family_message",
                          key=f"family_message:{message.id}:{recipient.id}")
-    if wants_call and household is not None:
-        session.add(Task(household_id=household.id, member_id=member.id if member else None,
-                         assignee_id=volunteer.id if volunteer else None, kind=CALL_TASK,
-                         reason=_t(ctx, "call_reason"), key=task_key(message.id), due_at=now,
-                         created_at=now))
     await ctx.audit("write", "family_message", message.id, message.household_id,
                     "wants_call" if wants_call else None)
     name = volunteer.name if volunteer else _t(ctx, "the_association")
@@ -126,6 +83,23 @@ async def receive_words(ctx: Any, text: str, event: str | None = None) -> str:
     return reply
 
 
+@dataclass
+class LineForm(Form):
+    """What started the line: the words as normalised and as typed, or a media event."""
+
+    text: str | None = None
+    raw: str | None = None
+    event: str | None = None
+
+
+@dataclass
+class ReplyForm(RecordForm):
+    message_id: int | None = None
+    mode: str | None = None  # reply | call
+    reply: str | None = None
+    can_write: bool = False
+
+
 class FamilyLine(Dialog):
     name = "family_line"
     roles = frozenset({"family"})
@@ -134,11 +108,13 @@ class FamilyLine(Dialog):
     events = MEDIA_EVENTS
     states = ["text"]
     transitions: list[dict[str, Any]] = []
+    form_type = LineForm
+    form: LineForm
 
     async def ask_text(self) -> Reply | Finish:
-        if self.data.get("text") or self.data.get("event"):
-            raw = clean_text(str(self.data.get("raw") or ""))
-            return await self._receive(raw or str(self.data.get("text") or ""), self.data.get("event"))
+        if self.form.text or self.form.event:
+            raw = clean_text(self.form.raw or "")
+            return await self._receive(raw or (self.form.text or ""), self.form.event)
         facts = await self._volunteer_name()
         return Reply(self.t("ask_text", volunteer=facts))
 
@@ -150,51 +126,48 @@ class FamilyLine(Dialog):
 
     async def _volunteer_name(self) -> str:
         assert self.ctx.person is not None
-        found = await membership(self.ctx.session, self.ctx.person.id)
-        volunteer = await volunteer_of(self.ctx.session, found[1].id if found else None)
+        found = await self.ctx.book.membership(self.ctx.person.id)
+        volunteer = await self.ctx.book.volunteer_of(found[1].id if found else None)
         return volunteer.name if volunteer else self.ctx.t("family_prefs.your_volunteer")
 
     async def _receive(self, text: str, event: str | None) -> Finish:
         return Finish.with_text(await receive_words(self.ctx, text, event))
 
 
-class FamilyReply(Dialog):
+class FamilyReply(Records):
     """A volunteer (or coordinator) answers a family's message: in writing, or 'I called'."""
 
     name = "family_reply"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("回复家属", "家属留言", "/familyreply")
+    save_words = SAVE_WORDS | {"发送"}
     states = ["pick", "compose", "confirm"]
     transitions = [
         {"trigger": "next", "source": "pick", "dest": "compose"},
         {"trigger": "next", "source": "compose", "dest": "confirm"},
         {"trigger": "edit", "source": "confirm", "dest": "compose"},
     ]
+    form_type = ReplyForm
+    form: ReplyForm
 
     def _me(self) -> Person:
         assert self.ctx.person is not None
         return self.ctx.person
 
     async def _message(self, message_id: int) -> FamilyMessage | None:
-        scope = visible_households(self._me()).with_only_columns(Household.id)
-        return await self.ctx.session.scalar(select(FamilyMessage).where(
-            FamilyMessage.id == message_id, FamilyMessage.household_id.in_(scope)))  # type: ignore[arg-type]
+        return await self.ctx.book.family_message(message_id)
 
     async def ask_pick(self) -> Reply | str | Finish:
-        if self.data.get("message_id"):
-            if await self._message(int(self.data["message_id"])) is not None:
+        if self.form.message_id:
+            if await self._message(int(self.form.message_id)) is not None:
                 return "next"
-            self.data.pop("message_id", None)
-        scope = visible_households(self._me()).with_only_columns(Household.id)
-        rows = (await self.ctx.session.execute(
-            select(FamilyMessage, Person.name).join(Person, Person.id == FamilyMessage.person_id)
-            .where(FamilyMessage.answered_at.is_(None), FamilyMessage.household_id.in_(scope))  # type: ignore[arg-type]
-            .order_by(FamilyMessage.escalated_at.is_(None), FamilyMessage.received_at).limit(MAX_LISTED))).all()
+            self.form.message_id = None
+        rows = await self.ctx.book.waiting_family_messages(MAX_LISTED)
         if not rows:
             return Finish.with_text(self.t("none_waiting"))
-        households = list(await self.ctx.session.scalars(select(Household).where(
-            Household.id.in_({m.household_id for m, _n in rows}))))
-        labels = await household_labels(self.ctx.session, households)
+        households = await self.ctx.book.households_by_id(
+            {m.household_id for m, _n in rows if m.household_id is not None})
+        labels = await self.ctx.book.labels(households)
         options = []
         for message, name in rows:
             code = labels.get(message.household_id or 0, "").split(" ")[0]
@@ -207,106 +180,78 @@ class FamilyReply(Dialog):
     async def on_pick(self, answer: Answer) -> str | Invalid:
         if answer.value is None or not answer.value.isdigit() or await self._message(int(answer.value)) is None:
             return Invalid(self.t("pick"))
-        self.data["message_id"] = int(answer.value)
+        self.form.message_id = int(answer.value)
         return "next"
 
     async def _context(self) -> tuple[FamilyMessage, Person, HouseholdMember | None, str]:
-        message = await self._message(int(self.data["message_id"]))
+        message = await self._message(int(self.form.message_id))
         assert message is not None  # checked in pick; scope cannot shrink within one step
-        person = await self.ctx.session.get(Person, message.person_id)
-        assert person is not None
-        member = await self.ctx.session.scalar(select(HouseholdMember).where(
-            HouseholdMember.person_id == person.id, HouseholdMember.household_id == message.household_id))
+        person, member = await self.ctx.book.writer_of(message)
         return message, person, member, address_of(member, person)
 
     async def ask_compose(self) -> Reply:
         message, person, _member, address = await self._context()
-        household = await self.ctx.session.get(Household, message.household_id)
-        label = (await household_labels(self.ctx.session, [household]))[household.id] if household else "—"
-        thread = list(await self.ctx.session.scalars(
-            select(FamilyMessage).where(FamilyMessage.person_id == person.id,
-                                        FamilyMessage.household_id == message.household_id,
-                                        (FamilyMessage.answered_at.is_(None)) | (FamilyMessage.id == message.id))
-            .order_by(FamilyMessage.received_at.desc()).limit(THREAD)))
+        households = await self.ctx.book.households_by_id(
+            {message.household_id} if message.household_id is not None else set())
+        label = (await self.ctx.book.labels(households))[households[0].id] if households else "—"
+        thread = await self.ctx.book.family_thread(message)
         await self.ctx.audit("read", "family_message", message.id, message.household_id)
         lines = [self.t("thread_title", label=label, who=address)]
         for item in reversed(thread):
             lines.append(f"{self.ctx.services.local(item.received_at).strftime('%m-%d %H:%M')}  {item.text}")
         if message.answered_at is not None:
             lines.append(self.t("already_answered"))
-        can_write = await may_answer(self.ctx.session, person.id)
-        self.data["can_write"] = can_write
+        can_write = await self.ctx.book.may_answer(person.id)
+        self.form.can_write = can_write
         lines.append(self.t("ask_compose" if can_write else "cannot_write", who=address))
         return Reply("\n".join(lines), (Option(self.t("called"), "called"),))
 
     async def on_compose(self, answer: Answer) -> str | Invalid:
         if answer.value == "called" or answer.text in {"已电话联系", "打过电话了"}:
-            self.data["mode"] = "call"
-            self.data.pop("reply", None)
+            self.form.mode = "call"
+            self.form.reply = None
             return "next"
-        if not self.data.get("can_write"):
+        if not self.form.can_write:
             return Invalid(self.t("cannot_write_short"))
         text = (clean_text(answer.raw) or answer.text).strip()
         if not text:
             return Invalid(self.t("empty"))
         if len(text) > MAX_REPLY:
             return Invalid(self.t("too_long", limit=MAX_REPLY))
-        self.data["mode"] = "reply"
-        self.data["reply"] = text
+        self.form.mode = "reply"
+        self.form.reply = text
         return "next"
 
-    async def ask_confirm(self) -> Reply:
+    async def confirm_text(self) -> str:
         _message, _person, _member, address = await self._context()
-        if self.data.get("mode") == "call":
-            return Reply(self.t("confirm_call", who=address),
-                         (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("common.discard"), "discard")))
-        text = self.t("to_family", volunteer=self._me().name, text=self.data.get("reply", ""))
-        return Reply(self.t("confirm_reply", who=address, text=text),
-                     (Option(self.t("send"), "save"), Option(self.ctx.t("engine.edit"), "edit"),
-                      Option(self.ctx.t("common.discard"), "discard")))
+        if self.form.mode == "call":
+            return self.t("confirm_call", who=address)
+        text = self.t("to_family", volunteer=self._me().name, text=(self.form.reply or ""))
+        return self.t("confirm_reply", who=address, text=text)
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = answer.value or {"发送": "save", "保存": "save", "修改": "edit", "放弃": "discard"}.get(answer.text)
-        if choice == "discard":
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit" and self.data.get("mode") == "reply":
+    def confirm_choices(self) -> tuple[Option, ...]:
+        save, edit, discard = confirm_options(self.ctx)
+        if self.form.mode == "call":
+            return (save, discard)
+        return (Option(self.t("send"), "save"), edit, discard)
+
+    async def change(self) -> str | Invalid:
+        if self.form.mode == "reply":
             return "edit"
-        if choice != "save":
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+        return Invalid(self.ctx.t("engine.invalid_choice"))  # a call is recorded or discarded
+
+    async def save(self) -> Finish:
         return await self._save()
 
     async def _save(self) -> Finish:
-        message, person, member, address = await self._context()
+        message, person, _member, address = await self._context()
         me = self._me()
-        now = self.ctx.now()
-        session = self.ctx.session
-        mode = self.data.get("mode")
+        mode = self.form.mode
         assert message.household_id is not None
         if mode == "reply":
-            window = SendWindow.of(self.ctx.services)
-            row = None
-            if await may_answer(session, person.id):
-                row = await queue_to_family(
-                    session, person_id=person.id, kind="family_reply",
-                    text=self.t("to_family", volunteer=me.name, text=self.data.get("reply", "")),
-                    key=f"family_reply:{message.id}:{now.timestamp():.6f}", now=now,
-                    not_before=window.family_time(now))
-            if row is None:
+            text = self.t("to_family", volunteer=me.name, text=(self.form.reply or ""))
+            if not await self.ctx.book.reply_to_family(message, person.id, text):
                 return Finish.with_text(self.t("not_sent", who=address))
-            kind, source = "message", "reply"
-        else:
-            kind, source = "phone", "family_line"
-            await session.execute(
-                update(Task).where(Task.household_id == message.household_id, Task.kind == CALL_TASK,
-                                   Task.done_at.is_(None),
-                                   (Task.member_id == (member.id if member else -1)) | (Task.key == task_key(message.id)))
-                .values(done_at=now).execution_options(synchronize_session=False))
-        visit = Visit(household_id=message.household_id, member_id=member.id if member else None,
-                      volunteer_id=me.id, visited_on=self.ctx.services.today(), kind=kind,
-                      source=source, recorded_at=now)
-        session.add(visit)
-        await session.flush()
-        await mark_answered(session, person_id=person.id, household_id=message.household_id, by=me.id,
-                            kind="reply" if mode == "reply" else "call", at=now)
+        await self.ctx.book.record_family_answer(message, "reply" if mode == "reply" else "call")
         await self.ctx.audit("write", "family_message", message.id, message.household_id, f"answered:{mode}")
         return Finish.with_text(self.t("sent" if mode == "reply" else "call_saved", who=address))

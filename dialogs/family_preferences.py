@@ -13,26 +13,21 @@ not know is skipped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select
-
-from dialogs.common import read_yes_no
+from dialogs.common import HouseholdForm, read_yes_no
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
+from dialogs.engine.recording import Records, confirm_options
 from dialogs.engine.types import Option, Reply
 from dialogs.family_line import receive_words
-from dialogs.outreach import (
-    confirmed,
-    current_consent,
-    membership,
-    preference_of,
-    save_preference,
-    stop_all,
-    volunteer_of,
-)
 from dialogs.parsing import clean_text
-from storage.models import ChannelAddress, Person
+from domain.outreach import (
+    confirmed,
+)
+from storage.models import Person
 
 MIN_WORDS = 6  # typed words this long where a choice was expected are a message, not a typo
 PREFERENCE_FIELDS = ("festivals", "own_birthday", "mothers_day", "fathers_day", "activities")
@@ -56,27 +51,50 @@ def read_choice(answer: Answer) -> bool | None:
     return None
 
 
-async def member_facts(session: Any, person_id: int) -> dict[str, Any]:
-    """What the questions need to know about a member: relation, a known birthday, volunteer."""
-    found = await membership(session, person_id)
-    member, household = found if found else (None, None)
-    volunteer = await volunteer_of(session, household.id if household else None)
-    has_birthday = member is not None and bool(member.birth_date or (member.lunar_birth_month and member.lunar_birth_day))
-    return {"relation": member.relation if member else "other", "has_birthday": has_birthday,
-            "household_id": household.id if household else None,
-            "volunteer": volunteer.name if volunteer else ""}
+@dataclass
+class FamilyForm(HouseholdForm):
+    """The answers of the family's consent and preference dialogs (and a volunteer's proxy)."""
+
+    relation: str | None = None
+    has_birthday: bool = False
+    volunteer: str | None = None
+    festivals: bool | None = None
+    own_birthday: bool | None = None
+    mothers_day: bool | None = None
+    fathers_day: bool | None = None
+    activities: bool | None = None
+    channel: str | None = None
+    mode: str | None = None  # consent: new | proxy | resume
+    consent_id: int | None = None
+    member_person_id: int | None = None
+    member_name: str | None = None
+    address: str | None = None
+    sms_phone: str | None = None  # proxy consent for a basic phone
+
+
+@dataclass
+class StopForm(Form):
+    volunteer: str | None = None
 
 
 class PreferenceSteps(Dialog):
     """The preference questions. A subclass lists the states it uses and sets `proxy` when a
     volunteer answers for the family (the questions then speak of them, not to them)."""
 
+    form_type = FamilyForm
+    form: FamilyForm
+
+    def _take_facts(self, facts: dict[str, object]) -> None:
+        """What `member_facts` knows: relation, birthday known, household, volunteer's name."""
+        for key, value in facts.items():
+            setattr(self.form, key, value)
+
     proxy: bool = False
 
     def pt(self, key: str, **values: Any) -> str:
         """A question in the right voice: to the member, or (proxy) about them."""
-        values.setdefault("volunteer", self.data.get("volunteer") or self.ctx.t("family_prefs.your_volunteer"))
-        values.setdefault("name", self.data.get("member_name", ""))
+        values.setdefault("volunteer", self.form.volunteer or self.ctx.t("family_prefs.your_volunteer"))
+        values.setdefault("name", (self.form.member_name or ""))
         prefix = "proxy_" if self.proxy else ""
         return self.ctx.t(f"family_prefs.{prefix}{key}", **values)
 
@@ -96,7 +114,7 @@ class PreferenceSteps(Dialog):
         value = read_choice(answer)
         if value is None:
             return await self.invalid(answer, self.ctx.t("family_prefs.pick_yes_no"))
-        self.data[field] = value
+        setattr(self.form, field, value)
         return "next"
 
     async def ask_festivals(self) -> Reply:
@@ -106,8 +124,8 @@ class PreferenceSteps(Dialog):
         return await self._answer("festivals", answer)
 
     async def ask_birthday(self) -> Reply | str:
-        if not self.data.get("has_birthday"):
-            self.data["own_birthday"] = False
+        if not self.form.has_birthday:
+            self.form.own_birthday = False
             return "next"
         return Reply(self.pt("ask_birthday"), self.yes_no())
 
@@ -115,12 +133,12 @@ class PreferenceSteps(Dialog):
         return await self._answer("own_birthday", answer)
 
     def _parents_day(self) -> str | None:
-        return {"mother": "mothers_day", "father": "fathers_day"}.get(self.data.get("relation") or "")
+        return {"mother": "mothers_day", "father": "fathers_day"}.get(self.form.relation or "")
 
     async def ask_parents_day(self) -> Reply | str:
         field = self._parents_day()
         if field is None:
-            self.data["mothers_day"] = self.data["fathers_day"] = False
+            self.form.mothers_day = self.form.fathers_day = False
             return "next"
         return Reply(self.pt(f"ask_{field}"), self.yes_no("want_greeting", "quiet_day"))
 
@@ -129,7 +147,7 @@ class PreferenceSteps(Dialog):
         if field is None:
             return "next"
         other = "fathers_day" if field == "mothers_day" else "mothers_day"
-        self.data[other] = False
+        setattr(self.form, other, False)
         return await self._answer(field, answer)
 
     async def ask_activities(self) -> Reply:
@@ -140,40 +158,41 @@ class PreferenceSteps(Dialog):
 
     def preference_lines(self) -> list[str]:
         t = self.ctx.t
-        lines = [t("family_prefs.s_festivals", v=self._word(self.data.get("festivals")))]
-        if self.data.get("has_birthday"):
-            lines.append(t("family_prefs.s_birthday", v=self._word(self.data.get("own_birthday"))))
+        lines = [t("family_prefs.s_festivals", v=self._word(self.form.festivals))]
+        if self.form.has_birthday:
+            lines.append(t("family_prefs.s_birthday", v=self._word(self.form.own_birthday)))
         field = self._parents_day()
         if field is not None:
-            lines.append(t(f"family_prefs.s_{field}", v=self._word(self.data.get(field))))
-        lines.append(t("family_prefs.s_activities", v=self._word(self.data.get("activities"))))
-        if self.data.get("channel"):
-            lines.append(t("family_prefs.s_channel", v=CHANNEL_NAMES.get(self.data["channel"], self.data["channel"])))
+            lines.append(t(f"family_prefs.s_{field}", v=self._word(getattr(self.form, field))))
+        lines.append(t("family_prefs.s_activities", v=self._word(self.form.activities)))
+        if self.form.channel:
+            lines.append(t("family_prefs.s_channel", v=CHANNEL_NAMES.get(self.form.channel, self.form.channel)))
         return lines
 
     def _word(self, value: object) -> str:
         return self.ctx.t("family_prefs.on" if value else "family_prefs.off")
 
     def chosen(self) -> dict[str, bool]:
-        return {f: bool(self.data.get(f)) for f in PREFERENCE_FIELDS}
+        return {f: bool(getattr(self.form, f)) for f in PREFERENCE_FIELDS}
 
     async def load_preferences(self, person_id: int) -> None:
         """Start from what the member chose before (defaults: festivals yes, the rest no)."""
-        preference = await preference_of(self.ctx.session, person_id)
+        preference = await self.ctx.book.preference_of(person_id)
         defaults = {"festivals": True, "own_birthday": False, "mothers_day": False,
                     "fathers_day": False, "activities": False}
         for field in PREFERENCE_FIELDS:
-            self.data[field] = bool(getattr(preference, field)) if preference is not None else defaults[field]
+            setattr(self.form, field, bool(getattr(preference, field)) if preference is not None else defaults[field])
         if preference is not None and preference.channel:
-            self.data["channel"] = preference.channel
+            self.form.channel = preference.channel
 
 
-class FamilyPreferences(PreferenceSteps):
+class FamilyPreferences(PreferenceSteps, Records):
     name = "family_preferences"
     roles = frozenset({"family"})
     keywords = ("设置", "消息设置", "我的设置", "/settings", "settings")
     states = ["show", "festivals", "birthday", "parents_day", "activities", "channel", "confirm"]
     transitions = [*chain(states), {"trigger": "edit", "source": "confirm", "dest": "festivals"}]
+    can_discard = False
 
     def _me(self) -> Person:
         assert self.ctx.person is not None
@@ -181,11 +200,11 @@ class FamilyPreferences(PreferenceSteps):
 
     async def ask_show(self) -> Reply | Finish:
         me = self._me()
-        self.data.update(await member_facts(self.ctx.session, me.id))
-        consent = await current_consent(self.ctx.session, me.id)
+        self._take_facts(await self.ctx.book.member_facts(me.id))
+        consent = await self.ctx.book.current_consent(me.id)
         if not confirmed(consent):
             return Finish((), then={"start": "family_consent"})
-        preference = await preference_of(self.ctx.session, me.id)
+        preference = await self.ctx.book.preference_of(me.id)
         if preference is not None and preference.stopped_at is not None:
             return Reply(self.t("stopped_now"), (Option(self.t("resume"), "resume"),
                                                  Option(self.t("keep"), "keep")))
@@ -208,36 +227,35 @@ class FamilyPreferences(PreferenceSteps):
         return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
 
     async def _channels(self) -> list[str]:
-        rows = await self.ctx.session.scalars(select(ChannelAddress.channel).where(
-            ChannelAddress.person_id == self._me().id, ChannelAddress.blocked_at.is_(None)))
-        return sorted(set(rows))
+        return await self.ctx.book.channels_of(self._me().id)
 
     async def ask_channel(self) -> Reply | str:
         channels = await self._channels()
         if len(channels) < 2:
-            self.data["channel"] = channels[0] if channels else self.data.get("channel")
+            self.form.channel = channels[0] if channels else self.form.channel
             return "next"
         return Reply(self.t("ask_channel"), tuple(Option(CHANNEL_NAMES.get(c, c), c) for c in channels))
 
     async def on_channel(self, answer: Answer) -> str | Invalid:
         if answer.value not in await self._channels():
             return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
-        self.data["channel"] = answer.value
+        self.form.channel = answer.value
         return "next"
 
-    async def ask_confirm(self) -> Reply:
-        text = "\n".join([self.t("summary"), *self.preference_lines(), self.t("ask_confirm")])
-        return Reply(text, (Option(self.ctx.t("engine.save"), "save"), Option(self.ctx.t("engine.edit"), "edit")))
+    def summary(self) -> str:
+        return "\n".join([self.t("summary"), *self.preference_lines()])
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        if answer.value == "edit" or answer.text in {"修改", "改"}:
-            return "edit"
-        if answer.value != "save" and answer.text not in {"保存", "确认", "好", "是", "对"}:
-            return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
+    def confirm_choices(self) -> tuple[Option, ...]:
+        return confirm_options(self.ctx)[:2]  # save or change: one's own settings are not discarded
+
+    async def unclear(self, answer: Answer) -> Invalid:
+        return await self.invalid(answer, self.ctx.t("engine.invalid_choice"))
+
+    async def save(self) -> Finish:
         me = self._me()
         now = self.ctx.now()
-        await save_preference(self.ctx.session, me.id, now, channel=self.data.get("channel"), **self.chosen())
-        await self.ctx.audit("write", "preference", me.id, self.data.get("household_id"))
+        await self.ctx.book.save_preference(me.id, now, channel=self.form.channel, **self.chosen())
+        await self.ctx.audit("write", "preference", me.id, self.form.household_id)
         return Finish.with_text(self.t("saved"))
 
 
@@ -250,20 +268,22 @@ class FamilyStop(Dialog):
     in_menu = False
     states = ["stop"]
     transitions: list[dict[str, Any]] = []
+    form_type = StopForm
+    form: StopForm
 
     async def ask_stop(self) -> Finish:
         person = self.ctx.person
         if person is None:  # someone not registered: nothing is being sent to them
             return Finish.with_text(self.t("nothing_to_stop"))
         now = self.ctx.now()
-        newly = await stop_all(self.ctx.session, person.id, now)
-        facts = await member_facts(self.ctx.session, person.id)
-        volunteer = self.data.get("volunteer") or facts["volunteer"]
+        newly = await self.ctx.book.stop_all(person.id, now)
+        facts = await self.ctx.book.member_facts(person.id)
+        volunteer = self.form.volunteer or facts["volunteer"]
         if newly:
             await self.ctx.audit("write", "preference", person.id, facts["household_id"], "stopped")
             if volunteer:
-                found = await membership(self.ctx.session, person.id)
-                helper = await volunteer_of(self.ctx.session, found[1].id if found else None)
+                found = await self.ctx.book.membership(person.id)
+                helper = await self.ctx.book.volunteer_of(found[1].id if found else None)
                 if helper is not None:  # so a person, not a machine, keeps in touch
                     await self.ctx.notify(helper.id, Reply(self.t("tell_volunteer", name=person.name)),
                                           kind="notice", key=f"stopped:{person.id}:{now.isoformat()}")

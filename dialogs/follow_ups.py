@@ -9,18 +9,22 @@ escalation clock; "已办好" closes the item. Nothing a family asked for is del
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
 
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
-from storage.models import FollowUp, Household
-from storage.queries import household_labels
-from storage.scope import visible_households
+from storage.models import FollowUp
 
 MAX_LISTED = 30
 PREVIEW = 24
 OPEN = ("open", "in_progress")
 SOURCES = ("visit", "reading", "family", "service", "intake", "assessment")
+
+
+@dataclass
+class FollowUpForm(Form):
+    follow_up_id: int | None = None
 
 
 class FollowUps(Dialog):
@@ -33,32 +37,28 @@ class FollowUps(Dialog):
         {"trigger": "back", "source": "act", "dest": "pick"},
     ]
 
-    def _visible(self) -> object:
-        assert self.ctx.person is not None
-        return visible_households(self.ctx.person).with_only_columns(Household.id)
+    form_type = FollowUpForm
+    form: FollowUpForm
 
     def _source(self, source: str) -> str:
         return self.t(f"source_{source}") if source in SOURCES else source
 
-    async def _item(self, follow_up_id: int) -> FollowUp | None:
-        return await self.ctx.session.scalar(select(FollowUp).where(
-            FollowUp.id == follow_up_id, FollowUp.household_id.in_(self._visible())))  # type: ignore[arg-type]
+    async def _item(self) -> FollowUp | None:
+        if self.form.follow_up_id is None:
+            return None
+        return await self.ctx.book.follow_up(self.form.follow_up_id)
 
     async def ask_pick(self) -> Reply | str | Finish:
-        if self.data.get("follow_up_id"):
-            item = await self._item(int(self.data["follow_up_id"]))
+        if self.form.follow_up_id:
+            item = await self._item()
             if item is not None and item.status in OPEN:
                 return "next"
-            self.data.pop("follow_up_id", None)
-        items = list(await self.ctx.session.scalars(
-            select(FollowUp).where(FollowUp.status.in_(OPEN),
-                                   FollowUp.household_id.in_(self._visible()))  # type: ignore[arg-type]
-            .order_by(FollowUp.escalated_at.is_(None), FollowUp.created_at).limit(MAX_LISTED)))
+            self.form.follow_up_id = None
+        book = self.ctx.book
+        items = await book.open_follow_ups(OPEN, MAX_LISTED)
         if not items:
             return Finish.with_text(self.t("none_open"))
-        households = list(await self.ctx.session.scalars(
-            select(Household).where(Household.id.in_({i.household_id for i in items}))))
-        labels = await household_labels(self.ctx.session, households)
+        labels = await book.labels(await book.households_by_id({i.household_id for i in items}))
         options = []
         for item in items:
             code = labels[item.household_id].split(" ")[0]
@@ -73,18 +73,17 @@ class FollowUps(Dialog):
     async def on_pick(self, answer: Answer) -> str | Invalid:
         if answer.value is None or not answer.value.isdigit():
             return Invalid(self.t("pick"))
-        item = await self._item(int(answer.value))
+        item = await self.ctx.book.follow_up(int(answer.value))
         if item is None or item.status not in OPEN:
             return Invalid(self.t("pick"))
-        self.data["follow_up_id"] = item.id
+        self.form.follow_up_id = item.id
         return "next"
 
     async def ask_act(self) -> Reply:
-        item = await self._item(int(self.data["follow_up_id"]))
+        item = await self._item()
         assert item is not None  # on_pick and ask_pick checked the scope
-        household = await self.ctx.session.get(Household, item.household_id)
-        assert household is not None
-        label = (await household_labels(self.ctx.session, [household]))[household.id]
+        households = await self.ctx.book.households_by_id({item.household_id})
+        label = (await self.ctx.book.labels(households))[item.household_id]
         await self.ctx.audit("read", "follow_up", item.id, item.household_id)
         lines = [self.t("item_title", label=label),
                  self.t("item_when", date=self.ctx.services.local(item.created_at).date().isoformat(),
@@ -98,15 +97,12 @@ class FollowUps(Dialog):
 
     async def on_act(self, answer: Answer) -> str | Invalid | Finish:
         if answer.value == "back":
-            self.data.pop("follow_up_id", None)
+            self.form.follow_up_id = None
             return "back"
         if answer.value not in {"done", "working"}:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        item = await self._item(int(self.data["follow_up_id"]))
+        item = await self._item()
         if item is None or item.status not in OPEN:
             return Finish.with_text(self.t("already_closed"))
-        now = self.ctx.now()
-        item.acted_at = item.acted_at or now
-        item.status = "done" if answer.value == "done" else "in_progress"
-        await self.ctx.audit("write", "follow_up", item.id, item.household_id, item.status)
+        await self.ctx.book.mark_follow_up(item, "done" if answer.value == "done" else "in_progress")
         return Finish.with_text(self.t("marked_done" if answer.value == "done" else "marked_working"))

@@ -14,26 +14,17 @@ waits 14 days for the next message. Nothing becomes the file until the volunteer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-
-from dialogs.casework import open_follow_up
-from dialogs.common import ChoosesHousehold, confirm_options, read_confirm, read_yes_no, yes_no
+from dialogs.common import ChoosesHousehold, HouseholdForm, read_yes_no, yes_no
 from dialogs.engine.dialog import Answer, Finish, Invalid, Stay
+from dialogs.engine.recording import Records, change_one_field, confirm_options
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import parse_date
-from storage.models import (
-    CaseFile,
-    DeceasedChild,
-    Household,
-    HouseholdMember,
-    IntakeDraft,
-    Person,
-    VisitPreference,
-)
-from storage.queries import household_for, household_labels, households_for
+from domain.intake import CaseFileRecord, ChildRecord
+from storage.models import IntakeDraft, VisitPreference
 
 SECTIONS = ["children", "economic", "members", "difficulty", "needs", "expectation", "visits"]
 LONG = ("economic", "difficulty", "needs", "expectation")
@@ -50,7 +41,26 @@ MAX_TEXT = 2000
 MAX_CHILDREN = 5
 
 
-class Intake(ChoosesHousehold):
+@dataclass
+class IntakeForm(HouseholdForm):
+    children: list[dict[str, Any]] | None = None  # name, birth, death (ISO), cause
+    child: dict[str, Any] | None = None  # the child being asked about
+    cstep: str | None = None  # review | name | birth | death | cause | more
+    children_changed: bool = False
+    economic: str | None = None
+    members: list[list[Any]] | None = None  # [member id, name, relation] of the parents asked about
+    m_idx: int = 0
+    m_aspect: int = 0
+    notes: dict[str, dict[str, str]] | None = None  # member id → physical | psych | hobbies
+    difficulty: str | None = None
+    needs: str | None = None
+    expectation: str | None = None
+    accepts: str | None = None
+    pace: str | None = None
+    vstep: str | None = None  # "pace" while the contact rhythm is asked
+
+
+class Intake(ChoosesHousehold, Records):
     name = "intake"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/intake", "建档", "建档走访", "intake")
@@ -63,34 +73,29 @@ class Intake(ChoosesHousehold):
         {"trigger": "again", "source": "members", "dest": "members"},
         {"trigger": "again", "source": "visits", "dest": "visits"},
         {"trigger": "goto_visits", "source": "confirm", "dest": "visits"},
-        *({"trigger": f"goto_{s}", "source": ["resume", "pick_field"], "dest": s} for s in SECTIONS),
+        *({"trigger": f"goto_{s}", "source": "resume", "dest": s} for s in SECTIONS),
         {"trigger": "goto_confirm", "source": "resume", "dest": "confirm"},
-        {"trigger": "review", "source": SECTIONS, "dest": "confirm"},
-        {"trigger": "edit", "source": "confirm", "dest": "pick_field"},
+        *change_one_field(SECTIONS),
     ]
+    editable = tuple(SECTIONS)
+    form_type = IntakeForm
+    form: IntakeForm
 
     # ------------------------------------------------------------ household
 
-    async def _without_file(self, households: list[Household]) -> list[Household]:
-        if not households:
-            return []
-        filed = set(await self.ctx.session.scalars(
-            select(CaseFile.household_id).where(CaseFile.household_id.in_([h.id for h in households]))))
-        return [h for h in households if h.id not in filed]
-
     async def ask_household(self) -> Reply | str | Finish:
-        if self.data.get("household_id"):
-            household = await household_for(self.ctx.session, self._person(), int(self.data["household_id"]))
-            if household is not None and await self._without_file([household]):
-                self.data["household_label"] = (await household_labels(self.ctx.session, [household]))[household.id]
+        book = self.ctx.book
+        if self.form.household_id:
+            household = await book.household(int(self.form.household_id))
+            if household is not None and await book.unfiled([household]):
+                self.form.household_label = await book.label(household)
                 return "next"
-            self.data.pop("household_id", None)
-        households = (await self._without_file(await households_for(self.ctx.session, self._person())))[:40]
+            self.form.household_id = None
+        households = (await book.unfiled(await book.households()))[:40]
         if not households:
             return Finish.with_text(self.t("all_filed"))
-        labels = await household_labels(self.ctx.session, households)
-        drafts = set(await self.ctx.session.scalars(
-            select(IntakeDraft.household_id).where(IntakeDraft.household_id.in_([h.id for h in households]))))
+        labels = await book.labels(households)
+        drafts = await book.drafts_among([h.id for h in households])
         options = tuple(Option(labels[h.id] + (self.t("has_draft") if h.id in drafts else ""), str(h.id))
                         for h in households)
         return Reply(self.t("ask_household"), options)
@@ -98,11 +103,11 @@ class Intake(ChoosesHousehold):
     async def on_household(self, answer: Answer) -> str | Invalid:
         if answer.value is None or not answer.value.isdigit():
             return Invalid(self.ctx.t("common.pick_household"))
-        household = await household_for(self.ctx.session, self._person(), int(answer.value))
-        if household is None or not await self._without_file([household]):
+        household = await self.ctx.book.household(int(answer.value))
+        if household is None or not await self.ctx.book.unfiled([household]):
             return Invalid(self.ctx.t("common.pick_household"))
-        self.data["household_id"] = household.id
-        self.data["household_label"] = (await household_labels(self.ctx.session, [household]))[household.id]
+        self.form.household_id = household.id
+        self.form.household_label = await self.ctx.book.label(household)
         return "next"
 
     # ------------------------------------------------------------ pause and resume
@@ -114,29 +119,21 @@ class Intake(ChoosesHousehold):
         return await super().handle(answer)
 
     async def _draft(self) -> IntakeDraft | None:
-        return await self.ctx.session.scalar(
-            select(IntakeDraft).where(IntakeDraft.household_id == int(self.data["household_id"])))
+        return await self.ctx.book.intake_draft(int(self.form.household_id))
 
     async def _pause(self) -> Finish:
-        draft = await self._draft()
-        if draft is None:
-            draft = IntakeDraft(household_id=int(self.data["household_id"]), state="children", data={})
-            self.ctx.session.add(draft)
-        draft.volunteer_id = self._person().id
-        draft.state = "confirm" if self.state == "pick_field" else self.state
-        draft.data = {k: v for k, v in self.data.items() if k != "editing"}
-        draft.updated_at = self.ctx.now()
-        await self.ctx.session.flush()
-        await self.ctx.audit("write", "intake_draft", draft.id, draft.household_id)
+        await self.ctx.book.save_intake_draft(
+            int(self.form.household_id), "confirm" if self.state == "pick_field" else self.state,
+            {k: v for k, v in self.data.items() if k != "editing"})  # the form as JSON
         return Finish.with_text(self.t("paused"))
 
     async def ask_resume(self) -> Reply | str:
         draft = await self._draft()
         if draft is None:
             return "next"
-        who = await self.ctx.session.get(Person, draft.volunteer_id) if draft.volunteer_id else None
+        who = await self.ctx.book.person_name(draft.volunteer_id)
         when = self.ctx.services.local(draft.updated_at).date().isoformat()
-        return Reply(self.t("ask_resume", date=when, who=who.name if who else "—"),
+        return Reply(self.t("ask_resume", date=when, who=who or "—"),
                      (Option(self.t("resume_continue"), "continue"), Option(self.t("resume_restart"), "restart")))
 
     async def on_resume(self, answer: Answer) -> str | Invalid:
@@ -144,30 +141,38 @@ class Intake(ChoosesHousehold):
         if draft is None:
             return "next"
         if answer.value == "continue":
-            self.data.update({k: v for k, v in draft.data.items() if k != "household_id"})
+            self.form = self.form.prefill({k: v for k, v in draft.data.items() if k != "household_id"})
             return f"goto_{draft.state}"
         if answer.value == "restart":
-            await self.ctx.session.delete(draft)
+            await self.ctx.book.drop_intake_draft(draft.household_id)
             return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 
     def _done(self) -> str:
-        return "review" if self.data.get("editing") else "next"
+        return self.answered()
 
     # ------------------------------------------------------------ long answers
 
     def _slot(self, path: str) -> str | None:
-        node: Any = self.data
-        for part in path.split("."):
+        """A long answer by path: a field ("economic") or a member's note ("notes.12.psych")."""
+        first, *rest = path.split(".")
+        node: Any = getattr(self.form, first)
+        for part in rest:
             node = node.get(part) if isinstance(node, dict) else None
         return node if isinstance(node, str) else None
 
     def _set_slot(self, path: str, value: str) -> None:
-        parts = path.split(".")
-        node = self.data
-        for part in parts[:-1]:
+        first, *rest = path.split(".")
+        if not rest:
+            setattr(self.form, first, value)
+            return
+        node = getattr(self.form, first)
+        if node is None:
+            node = {}
+            setattr(self.form, first, node)
+        for part in rest[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[rest[-1]] = value
 
     def _long_options(self, path: str) -> tuple[Option, ...]:
         options = [Option(self.t("opt_next"), NEXT)]
@@ -207,8 +212,7 @@ class Intake(ChoosesHousehold):
     # ------------------------------------------------------------ the deceased children
 
     async def _existing_children(self) -> list[dict[str, Any]]:
-        rows = await self.ctx.session.scalars(select(DeceasedChild).where(
-            DeceasedChild.household_id == int(self.data["household_id"])).order_by(DeceasedChild.id))
+        rows = await self.ctx.book.children_of(int(self.form.household_id))
         return [{"name": c.name or "", "birth": c.birth_date.isoformat() if c.birth_date else None,
                  "death": c.death_date.isoformat() if c.death_date else None, "cause": c.death_cause or ""}
                 for c in rows]
@@ -219,14 +223,14 @@ class Intake(ChoosesHousehold):
                       death=child.get("death") or unknown, cause=child.get("cause") or unknown)
 
     async def ask_children(self) -> Reply:
-        if "children" not in self.data:
-            self.data["children"] = await self._existing_children()
-            self.data["cstep"] = "review" if self.data["children"] else "name"
-        step = self.data.get("cstep") or "review"
-        if step == "review" and not self.data["children"]:
-            step = self.data["cstep"] = "name"
+        if self.form.children is None:
+            self.form.children = await self._existing_children()
+            self.form.cstep = "review" if self.form.children else "name"
+        step = self.form.cstep or "review"
+        if step == "review" and not self.form.children:
+            step = self.form.cstep = "name"
         if step == "review":
-            lines = [self.t("children_known"), *(self._child_line(c) for c in self.data["children"])]
+            lines = [self.t("children_known"), *(self._child_line(c) for c in self.form.children or [])]
             return Reply("\n".join([*lines, self.t("children_ok_q")]), (
                 Option(self.t("children_ok"), "ok"), Option(self.t("children_redo"), "redo"),
                 Option(self.t("children_add"), "add"), Option(self.t("opt_pause"), PAUSE)))
@@ -236,8 +240,12 @@ class Intake(ChoosesHousehold):
         return Reply(self.t(f"ask_child_{step}"), options)
 
     async def on_children(self, answer: Answer) -> str | Invalid:
-        step = self.data.get("cstep") or "review"
-        child = self.data.setdefault("child", {})
+        step = self.form.cstep or "review"
+        if self.form.child is None:
+            self.form.child = {}
+        child = self.form.child
+        children = self.form.children if self.form.children is not None else []
+        self.form.children = children
         unknown = answer.value == "unknown" or answer.text in UNKNOWN_WORDS
         if step == "review":
             if answer.value not in {"ok", "redo", "add"}:
@@ -245,17 +253,17 @@ class Intake(ChoosesHousehold):
             if answer.value == "ok":
                 return self._done()
             if answer.value == "redo":
-                self.data["children"] = []
-            elif len(self.data["children"]) >= MAX_CHILDREN:
+                self.form.children = []
+            elif len(children) >= MAX_CHILDREN:
                 return Invalid(self.t("too_many_children"))
-            self.data["children_changed"] = True
-            self.data["child"], self.data["cstep"] = {}, "name"
+            self.form.children_changed = True
+            self.form.child, self.form.cstep = {}, "name"
             return "again"
         if step == "name":
             name = "" if unknown else answer.clean.strip()
             if len(name) > 50:
                 return Invalid(self.t("too_long", limit=50))
-            child["name"], self.data["cstep"] = name, "birth"
+            child["name"], self.form.cstep = name, "birth"
             return "again"
         if step in {"birth", "death"}:
             day: date | None = None
@@ -269,24 +277,24 @@ class Intake(ChoosesHousehold):
                 if step == "death" and born and day < date.fromisoformat(born):
                     return Invalid(self.t("death_before_birth"))
             child[step] = day.isoformat() if day else None
-            self.data["cstep"] = "death" if step == "birth" else "cause"
+            self.form.cstep = "death" if step == "birth" else "cause"
             return "again"
         if step == "cause":
             cause = "" if unknown else answer.clean.strip()
             if len(cause) > 200:
                 return Invalid(self.t("too_long", limit=200))
             child["cause"] = cause
-            self.data["children"].append(child)
-            self.data["children_changed"] = True
-            self.data["child"], self.data["cstep"] = {}, "more"
+            children.append(child)
+            self.form.children_changed = True
+            self.form.child, self.form.cstep = {}, "more"
             return "again"
         more = read_yes_no(answer)  # step == "more"
         if more is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        if more and len(self.data["children"]) < MAX_CHILDREN:
-            self.data["cstep"] = "name"
+        if more and len(children) < MAX_CHILDREN:
+            self.form.cstep = "name"
             return "again"
-        self.data["cstep"] = "review"
+        self.form.cstep = "review"
         return self._done()
 
     # ------------------------------------------------------------ household-level long answers
@@ -318,14 +326,11 @@ class Intake(ChoosesHousehold):
     # ------------------------------------------------------------ each parent
 
     async def _members(self) -> list[list[Any]]:
-        if "members" not in self.data:
-            rows = list((await self.ctx.session.execute(
-                select(HouseholdMember, Person).join(Person, Person.id == HouseholdMember.person_id)
-                .where(HouseholdMember.household_id == int(self.data["household_id"]),
-                       HouseholdMember.alive.is_(True)).order_by(HouseholdMember.id))).all())
+        if self.form.members is None:
+            rows = await self.ctx.book.members(int(self.form.household_id or 0))
             elders = [(m, p) for m, p in rows if m.relation in {"father", "mother"}] or rows
-            self.data["members"] = [[m.id, p.name, m.relation] for m, p in elders]
-        return self.data["members"]
+            self.form.members = [[m.id, p.name, m.relation] for m, p in elders]
+        return self.form.members
 
     def _relation(self, relation: str) -> str:
         key = f"families.rel_{relation}"
@@ -333,9 +338,9 @@ class Intake(ChoosesHousehold):
 
     async def ask_members(self) -> Reply | str:
         members = await self._members()
-        index, aspect = int(self.data.get("m_idx", 0)), int(self.data.get("m_aspect", 0))
+        index, aspect = self.form.m_idx, self.form.m_aspect
         if index >= len(members):
-            self.data["m_idx"], self.data["m_aspect"] = 0, 0
+            self.form.m_idx, self.form.m_aspect = 0, 0
             return self._done()
         member_id, name, relation = members[index]
         question = self.t(f"ask_{ASPECTS[aspect]}", who=f"{name}（{self._relation(relation)}）")
@@ -343,7 +348,7 @@ class Intake(ChoosesHousehold):
 
     async def on_members(self, answer: Answer) -> str | Stay:
         members = await self._members()
-        index, aspect = int(self.data.get("m_idx", 0)), int(self.data.get("m_aspect", 0))
+        index, aspect = self.form.m_idx, self.form.m_aspect
         if index >= len(members):
             return "again"
         result = self._long(f"notes.{members[index][0]}.{ASPECTS[aspect]}", answer, "again")
@@ -351,30 +356,30 @@ class Intake(ChoosesHousehold):
             aspect += 1
             if aspect >= len(ASPECTS):
                 index, aspect = index + 1, 0
-            self.data["m_idx"], self.data["m_aspect"] = index, aspect
+            self.form.m_idx, self.form.m_aspect = index, aspect
         return result
 
     # ------------------------------------------------------------ visits and their pace
 
     async def ask_visits(self) -> Reply:
-        if self.data.get("vstep") == "pace":
+        if self.form.vstep == "pace":
             return Reply(self.t("ask_pace"), (*(Option(self.t(k), k) for k in PACES),
                                               Option(self.t("opt_pause"), PAUSE)))
         return Reply(self.t("ask_visits"), (
             *(Option(self.t(f"visits_{p}"), p) for p in VisitPreference), Option(self.t("opt_pause"), PAUSE)))
 
     async def on_visits(self, answer: Answer) -> str | Invalid:
-        if self.data.get("vstep") == "pace":
+        if self.form.vstep == "pace":
             if answer.value not in PACES:
                 return Invalid(self.ctx.t("engine.invalid_choice"))
-            self.data["pace"], self.data["vstep"] = answer.value, None
+            self.form.pace, self.form.vstep = answer.value, None
             return self._done()
         if answer.value not in {p.value for p in VisitPreference}:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["accepts"] = answer.value
-        self.data.pop("pace", None)
+        self.form.accepts = answer.value
+        self.form.pace = None
         if answer.value == VisitPreference.PACED:
-            self.data["vstep"] = "pace"
+            self.form.vstep = "pace"
             return "again"
         return self._done()
 
@@ -405,74 +410,44 @@ class Intake(ChoosesHousehold):
         lines.append(self.t("s_visits", v=visits))
         return "\n".join(lines)
 
-    async def ask_confirm(self) -> Reply:
-        self.data.pop("editing", None)
-        options = (*confirm_options(self.ctx)[:2], Option(self.t("opt_pause"), PAUSE), confirm_options(self.ctx)[2])
-        return Reply(self.summary() + "\n" + self.t("ask_confirm"), options)
+    def confirm_choices(self) -> tuple[Option, ...]:
+        save, edit, discard = confirm_options(self.ctx)
+        return (save, edit, Option(self.t("opt_pause"), PAUSE), discard)
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        choice = read_confirm(answer)
-        if choice is None:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        if choice == "discard":
-            draft = await self._draft()
-            if draft is not None:
-                await self.ctx.session.delete(draft)
-            return Finish.with_text(self.ctx.t("common.discarded"))
-        if choice == "edit":
-            return "edit"
-        if not self.data.get("accepts"):
-            self.data["editing"] = True
+    async def discarded(self) -> None:
+        await self.ctx.book.drop_intake_draft(int(self.form.household_id))
+
+    async def confirmed(self) -> str | Finish:
+        if not self.form.accepts:
+            self.editing = True
             return "goto_visits"
         return await self.save()
 
-    async def ask_pick_field(self) -> Reply:
-        return Reply(self.ctx.t("common.which_field"),
-                     tuple(Option(self.t(f"field_{s}"), s) for s in SECTIONS))
-
-    async def on_pick_field(self, answer: Answer) -> str | Invalid:
-        if answer.value not in SECTIONS:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["editing"] = True
-        self.data["m_idx"], self.data["m_aspect"], self.data["cstep"] = 0, 0, "review"
-        self.data.pop("vstep", None)
-        return f"goto_{answer.value}"
+    def start_editing(self, field: str) -> None:
+        self.form.m_idx, self.form.m_aspect, self.form.cstep = 0, 0, "review"
+        self.form.vstep = None
 
     async def save(self) -> Finish:
-        session, d, now = self.ctx.session, self.data, self.ctx.now()
-        household = await household_for(session, self._person(), int(d["household_id"]))
-        if household is None:
-            return Finish.with_text(self.ctx.t("engine.not_allowed"))
-        if await session.scalar(select(CaseFile.id).where(CaseFile.household_id == household.id)):
-            return Finish.with_text(self.t("already_filed"))
+        d = self.data
         notes = {str(mid): {"physical": (d.get("notes") or {}).get(str(mid), {}).get("physical") or None,
                             "psychological": (d.get("notes") or {}).get(str(mid), {}).get("psych") or None,
                             "hobbies": (d.get("notes") or {}).get(str(mid), {}).get("hobbies") or None}
                  for mid, _name, _rel in d.get("members") or []}
-        pace_days = PACES.get(d.get("pace") or "")
-        file = CaseFile(
-            household_id=household.id, economic_security=d.get("economic") or None,
-            biggest_difficulty=d.get("difficulty") or None, needs=d.get("needs") or None,
-            elder_care_expectation=d.get("expectation") or None, accepts_visits=d.get("accepts"),
-            visit_pace=self.t(d["pace"]) if d.get("pace") else None, member_notes=notes,
-            recorded_by_id=self._person().id, confirmed_at=now, updated_at=now,
-        )
-        session.add(file)
+        children = None
         if d.get("children_changed"):
-            await session.execute(delete(DeceasedChild).where(DeceasedChild.household_id == household.id))
-            for child in d.get("children") or []:
-                session.add(DeceasedChild(
-                    household_id=household.id, name=child.get("name") or None,
-                    birth_date=date.fromisoformat(child["birth"]) if child.get("birth") else None,
-                    death_date=date.fromisoformat(child["death"]) if child.get("death") else None,
-                    death_cause=child.get("cause") or None))
-        household.visit_preference = d["accepts"]
-        household.visit_pace_days = pace_days
-        household.refused_at = now if d["accepts"] == VisitPreference.REFUSED else household.refused_at
-        await session.flush()
-        if d.get("needs") and d["needs"] != self.ctx.t("engine.none"):
-            await open_follow_up(session, household_id=household.id, source="intake", source_id=file.id,
-                                 text=d["needs"], now=now, fallback_owner_id=self._person().id)
-        await session.execute(delete(IntakeDraft).where(IntakeDraft.household_id == household.id))
-        await self.ctx.audit("write", "case_file", file.id, household.id)
+            children = [ChildRecord(
+                name=child.get("name") or None,
+                birth_date=date.fromisoformat(child["birth"]) if child.get("birth") else None,
+                death_date=date.fromisoformat(child["death"]) if child.get("death") else None,
+                cause=child.get("cause") or None) for child in d.get("children") or []]
+        outcome = await self.ctx.book.file_case(CaseFileRecord(
+            household_id=int(d["household_id"]), economic=d.get("economic"),
+            difficulty=d.get("difficulty"), needs=d.get("needs"), expectation=d.get("expectation"),
+            accepts=d["accepts"], pace_label=self.t(d["pace"]) if d.get("pace") else None,
+            pace_days=PACES.get(d.get("pace") or ""), member_notes=notes, children=children,
+            needs_follow_up=bool(d.get("needs")) and d.get("needs") != self.ctx.t("engine.none")))
+        if outcome == "not_allowed":
+            return Finish.with_text(self.ctx.t("engine.not_allowed"))
+        if outcome == "already_filed":
+            return Finish.with_text(self.t("already_filed"))
         return Finish.with_text(self.t("saved"))

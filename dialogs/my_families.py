@@ -12,43 +12,37 @@ township); every opening is written to the audit log.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
-
-from dialogs.assessment import SCALES, compare_lines, previous_assessment
-from dialogs.casework import needs_renewal_task, service_name
-from dialogs.common import ChoosesHousehold
-from dialogs.engine.dialog import Answer, Finish, Invalid, action_value
+from dialogs.assessment import AssessmentDialog, compare_lines
+from dialogs.common import ChoosesHousehold, HouseholdForm
+from dialogs.engine.dialog import Answer, Finish, Invalid
 from dialogs.engine.types import Option, Reply
-from storage.models import (
-    Assessment,
-    CaseFile,
-    FollowUp,
-    HealthReading,
-    Household,
-    ServiceEntitlement,
-    ServiceStatus,
-    Visit,
-    VisitKind,
-    VisitOutcome,
-)
-from storage.queries import (
-    contact_volunteer,
-    household_for,
-    household_labels,
-    households_for,
-    last_contact,
-    members_of,
-)
+from dialogs.health_reading import HealthReadingDialog
+from dialogs.intake import Intake
+from dialogs.services_status import ServicesStatus
+from dialogs.visit_report import VisitReport
+from domain.assessments import SCALES
+from domain.casework import needs_renewal_task, service_name
+from domain.family_card import CardFacts
+from storage.models import HealthReading, Household, ServiceStatus
 
 MAX_LISTED = 40
-CALLS = (VisitKind.PHONE, VisitKind.WECHAT)
 BP_STEP = 5  # mmHg: smaller changes read as "steady"
 GLUCOSE_STEP = 0.5  # mmol/L
 SHOWN_TASKS = 3
 SHOWN_FOLLOW_UPS = 2
 PREVIEW = 30
+
+
+@dataclass
+class FamiliesForm(HouseholdForm):
+    pass
+
+
+REACH_KINDS = frozenset({"sms", "stopped", "pending", "unreachable", "wechat", "telegram", "wecom",
+                         "console"})
 
 
 class MyFamilies(ChoosesHousehold):
@@ -57,18 +51,21 @@ class MyFamilies(ChoosesHousehold):
     keywords = ("/family", "/families", "我的家庭", "家庭", "families")
     states = ["household", "card"]
     transitions = [{"trigger": "next", "source": "household", "dest": "card"}]
+    form_type = FamiliesForm
+    form: FamiliesForm
 
     async def ask_household(self) -> Reply | str | Finish:
-        if self.data.get("household_id"):
-            if await household_for(self.ctx.session, self._person(), int(self.data["household_id"])):
+        book = self.ctx.book
+        if self.form.household_id:
+            if await book.household(self.form.household_id):
                 return "next"
-            self.data.pop("household_id")  # not theirs (a forwarded button): show their own list
-        households = await households_for(self.ctx.session, self._person())
+            self.form.household_id = None  # not theirs (a forwarded button): show their own list
+        households = await book.households()
         if not households:
             return Finish.with_text(self.ctx.t("common.no_households"))
         shown = households[:MAX_LISTED]
-        labels = await household_labels(self.ctx.session, shown)
-        last = await last_contact(self.ctx.session, [h.id for h in shown])
+        labels = await book.labels(shown)
+        last = await book.last_contact([h.id for h in shown])
         today = self.ctx.services.today()
         options = []
         for h in shown:
@@ -78,89 +75,81 @@ class MyFamilies(ChoosesHousehold):
         return Reply("\n".join([self.t("list_title", n=len(households)), self.t("pick")]), tuple(options))
 
     async def ask_card(self) -> Reply | Finish:
-        household = await household_for(self.ctx.session, self._person(), int(self.data["household_id"]))
+        household = await self.ctx.book.household(self.form.household_id or 0)
         if household is None:  # scope changed between the two steps
             return Finish.with_text(self.ctx.t("engine.not_allowed"))
         await self.ctx.audit("read", "household_card", household.id, household.id)
-        return Reply(await self.card(household), await self.actions(household))
+        facts = await self.ctx.book.card(household)
+        return Reply(await self.card(household, facts), self.actions(household, facts))
 
     async def on_card(self, answer: Answer) -> Invalid:
         return Invalid(self.ctx.t("engine.invalid_choice"))
 
-    async def actions(self, household: Household) -> tuple[Option, ...]:
-        session, hid = self.ctx.session, household.id
-        options = [Option(self.ctx.t("visit.title"), action_value("visit", household_id=hid)),
-                   Option(self.ctx.t("reading.title"), action_value("reading", household_id=hid))]
-        if await session.scalar(select(CaseFile.id).where(CaseFile.household_id == hid)) is None:
-            options.append(Option(self.ctx.t("intake.title"), action_value("intake", household_id=hid)))
-        options.append(Option(self.ctx.t("assessment.title"), action_value("assessment", household_id=hid)))
-        options.append(Option(self.ctx.t("services.title"), action_value("services", household_id=hid)))
+    def actions(self, household: Household, facts: CardFacts) -> tuple[Option, ...]:
+        hid = household.id
+        options = [Option(VisitReport.title_in(self.ctx), VisitReport.start_value(household_id=hid)),
+                   Option(HealthReadingDialog.title_in(self.ctx), HealthReadingDialog.start_value(household_id=hid))]
+        if not facts.has_case_file:
+            options.append(Option(Intake.title_in(self.ctx), Intake.start_value(household_id=hid)))
+        options.append(Option(AssessmentDialog.title_in(self.ctx), AssessmentDialog.start_value(household_id=hid)))
+        options.append(Option(ServicesStatus.title_in(self.ctx), ServicesStatus.start_value(household_id=hid)))
         return tuple(options)
 
     # ------------------------------------------------------------ the card, section by section
 
-    async def card(self, household: Household) -> str:
-        label = (await household_labels(self.ctx.session, [household]))[household.id]
+    async def card(self, household: Household, facts: CardFacts | None = None) -> str:
+        """The card's text (also the web console's card, which passes no facts)."""
+        facts = facts or await self.ctx.book.card(household)
+        label = await self.ctx.book.label(household)
         lines = [self.t("card_title", label=label)]
-        lines += await self._members(household)
-        lines += await self._contacts(household)
-        lines += await self._readings(household)
-        lines += await self._assessments(household)
-        lines += await self._follow_ups(household)
-        lines += await self._services(household)
+        lines += self._members(facts)
+        lines += self._contacts(facts)
+        lines += self._readings(facts)
+        lines += self._assessments(facts)
+        lines += self._follow_ups(facts)
+        lines += self._services(facts)
         lines += await self._tasks(household)
-        volunteer = await contact_volunteer(self.ctx.session, household.id)
-        if volunteer is not None:
-            lines.append(self.t("contact", name=volunteer.name))
+        if facts.volunteer is not None:
+            lines.append(self.t("contact", name=facts.volunteer.name))
         if household.visit_preference != "accepts":
             lines.append(self.t(f"pref_{household.visit_preference}", days=household.visit_pace_days or "—"))
         lines.append(self.t("actions"))
         return "\n".join(lines)
 
-    async def _names(self, household: Household) -> dict[int, str]:
-        return {m.id: p.name for m, p in await members_of(self.ctx.session, household.id)}
-
-    async def _members(self, household: Household) -> list[str]:
+    def _members(self, facts: CardFacts) -> list[str]:
         today = self.ctx.services.today()
         lines = []
-        for member, person in await members_of(self.ctx.session, household.id):
+        for member, person in facts.members:
             age = _age(member.birth_date, today)
             relation = self.t(f"rel_{member.relation}") if member.relation in {"father", "mother", "grandchild"} else member.relation
             lines.append(self.t("member", name=person.name, relation=relation,
                                 age=self.t("age", n=age) if age is not None else ""))
+            how = facts.reach.get(person.id)
+            if how is not None:
+                kind, _, number = how.partition(":")
+                shown = self.t(f"reach_{kind}", number=number[:3] + "****" + number[-4:]) \
+                    if kind in REACH_KINDS else kind
+                lines.append(self.t("reach", how=shown))
         return lines
 
-    async def _contacts(self, household: Household) -> list[str]:
-        session, today = self.ctx.session, self.ctx.services.today()
-
-        async def last(*kinds: str, outcome: str | None = VisitOutcome.DONE) -> date | None:
-            query = select(func.max(Visit.visited_on)).where(Visit.household_id == household.id,
-                                                             Visit.kind.in_(kinds))
-            if outcome is not None:
-                query = query.where(Visit.outcome == outcome)
-            return await session.scalar(query)
+    def _contacts(self, facts: CardFacts) -> list[str]:
+        today = self.ctx.services.today()
 
         def when(day: date | None) -> str:
             return self.t("never_short") if day is None else self.t("on_day", date=day.isoformat(), d=(today - day).days)
 
-        call, visit = await last(*CALLS), await last(VisitKind.HOME)
+        call, visit = facts.last_call, facts.last_home_visit
         lines = [self.t("contacts", call=when(call), visit=when(visit))]
-        attempt = await session.scalar(
-            select(Visit).where(Visit.household_id == household.id, Visit.outcome != VisitOutcome.DONE)
-            .order_by(Visit.visited_on.desc(), Visit.id.desc()).limit(1))
-        latest_done = max((d for d in (call, visit, await last(*VisitKind)) if d), default=None)
+        attempt = facts.last_attempt
+        latest_done = max((d for d in (call, visit, facts.last_contact) if d), default=None)
         if attempt is not None and (latest_done is None or attempt.visited_on >= latest_done):
             lines.append(self.t(f"last_{attempt.outcome}", date=attempt.visited_on.isoformat()))
         return lines
 
-    async def _readings(self, household: Household) -> list[str]:
-        session = self.ctx.session
-        names = await self._names(household)
+    def _readings(self, facts: CardFacts) -> list[str]:
+        names = facts.names
         lines = []
-        for column, key in ((HealthReading.systolic, "bp"), (HealthReading.glucose_mmol, "glucose")):
-            rows = list(await session.scalars(
-                select(HealthReading).where(HealthReading.household_id == household.id, column.is_not(None))
-                .order_by(HealthReading.measured_at.desc()).limit(8)))
+        for rows, key in ((facts.bp_readings, "bp"), (facts.glucose_readings, "glucose")):
             by_member: dict[int | None, list[HealthReading]] = {}
             for row in rows:
                 by_member.setdefault(row.member_id, []).append(row)
@@ -182,16 +171,10 @@ class MyFamilies(ChoosesHousehold):
                 lines.append(text)
         return lines
 
-    async def _assessments(self, household: Household) -> list[str]:
-        session = self.ctx.session
-        latest_ids = select(func.max(Assessment.id)).where(Assessment.household_id == household.id) \
-            .group_by(Assessment.member_id)
-        rows = list(await session.scalars(select(Assessment).where(Assessment.id.in_(latest_ids))
-                                          .order_by(Assessment.assessed_on.desc()).limit(3)))
-        names = await self._names(household)
+    def _assessments(self, facts: CardFacts) -> list[str]:
+        names = facts.names
         lines = []
-        for row in rows:
-            before = await previous_assessment(session, household.id, row.member_id, before_id=row.id)
+        for row, before in facts.assessments:
             who = names.get(row.member_id or -1, self.ctx.t("assessment.whole_family"))
             head = self.t("assessment", who=who, date=row.assessed_on.isoformat())
             if before is not None:
@@ -200,11 +183,8 @@ class MyFamilies(ChoosesHousehold):
             lines.append(head + "\n" + "\n".join("  " + line for line in compare_lines(self.ctx, scores, before)))
         return lines
 
-    async def _follow_ups(self, household: Household) -> list[str]:
-        rows = list(await self.ctx.session.scalars(
-            select(FollowUp).where(FollowUp.household_id == household.id,
-                                   FollowUp.status.in_(("open", "in_progress")))
-            .order_by(FollowUp.created_at)))
+    def _follow_ups(self, facts: CardFacts) -> list[str]:
+        rows = facts.open_follow_ups
         if not rows:
             return [self.t("no_needs")]
         lines = [self.t("needs", n=len(rows))]
@@ -213,14 +193,11 @@ class MyFamilies(ChoosesHousehold):
             lines.append("  · " + (text if len(text) <= PREVIEW else text[:PREVIEW] + "…"))
         return lines
 
-    async def _services(self, household: Household) -> list[str]:
-        rows = list(await self.ctx.session.scalars(
-            select(ServiceEntitlement).where(ServiceEntitlement.household_id == household.id,
-                                             ServiceEntitlement.status != ServiceStatus.NOT_NEEDED)
-            .order_by(ServiceEntitlement.member_id, ServiceEntitlement.id)))
+    def _services(self, facts: CardFacts) -> list[str]:
+        rows = facts.services
         if not rows:
             return [self.t("no_services")]
-        names = await self._names(household)
+        names = facts.names
         today, policy = self.ctx.services.today(), self.ctx.services.casework
         parts = []
         for row in rows:
@@ -234,7 +211,7 @@ class MyFamilies(ChoosesHousehold):
         return [self.t("services"), *parts]
 
     async def _tasks(self, household: Household) -> list[str]:
-        tasks = await self.ctx.services.tasks.for_household(self.ctx.session, household.id, self.ctx.now())
+        tasks = await self.ctx.book.due_tasks(household.id)
         upcoming = sorted((t for t in tasks if t.status in {"overdue", "due", "upcoming"}), key=lambda t: t.due)
         if not upcoming:
             return []

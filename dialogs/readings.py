@@ -1,41 +1,22 @@
-"""Blood pressure and glucose as people really type them, checked for sense and for danger.
+"""Blood pressure and glucose as people really type them.
 
 `parse_reading` is deliberately generous (135/85, 135 85, １３５／８５, 高压135低压85, 血糖6.8,
-餐后 8.2); `implausible` rejects what no living person measures; `danger_reasons` flags what a
-coordinator must hear about today. Limits come from configuration (HealthThresholds).
+餐后 8.2). Whether a reading makes sense or is dangerous is the program's rule, in
+`domain/readings.py`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from dialogs.parsing import normalize
-from dialogs.services import HealthThresholds
+from domain.readings import Reading, danger_reasons, implausible
+
+__all__ = ["GLUCOSE_CONTEXTS", "Reading", "danger_reasons", "implausible", "parse_blood_pressure",
+           "parse_glucose", "parse_reading"]
 
 GLUCOSE_CONTEXTS = {"fasting": ("空腹", "fasting", "早上"), "after_meal": ("餐后", "饭后", "after"),
                     "random": ("随机", "random", "随时")}
-
-
-@dataclass(frozen=True)
-class Reading:
-    systolic: int | None = None
-    diastolic: int | None = None
-    pulse: int | None = None
-    glucose: float | None = None
-    glucose_context: str | None = None
-
-    @property
-    def has_bp(self) -> bool:
-        return self.systolic is not None and self.diastolic is not None
-
-    @property
-    def empty(self) -> bool:
-        return not self.has_bp and self.glucose is None and self.pulse is None
-
-    def merged(self, other: Reading) -> Reading:
-        values = {k: v for k, v in other.__dict__.items() if v is not None}
-        return replace(self, **values)
 
 
 _NUM = r"(\d{1,3}(?:\.\d+)?)"
@@ -95,33 +76,3 @@ def parse_reading(text: str) -> Reading:
     if glucose_part:
         reading = reading.merged(parse_glucose(glucose_part))
     return reading
-
-
-def implausible(reading: Reading, limits: HealthThresholds) -> list[str]:
-    """Catalogue keys for values no one measures, so the volunteer is asked again."""
-    problems: list[str] = []
-    if reading.systolic is not None and not limits.systolic_range[0] <= reading.systolic <= limits.systolic_range[1]:
-        problems.append("systolic")
-    if reading.diastolic is not None and not limits.diastolic_range[0] <= reading.diastolic <= limits.diastolic_range[1]:
-        problems.append("diastolic")
-    if reading.has_bp and reading.systolic is not None and reading.diastolic is not None and reading.systolic <= reading.diastolic:
-        problems.append("order")
-    if reading.pulse is not None and not limits.pulse_range[0] <= reading.pulse <= limits.pulse_range[1]:
-        problems.append("pulse")
-    if reading.glucose is not None and not limits.glucose_range[0] <= reading.glucose <= limits.glucose_range[1]:
-        problems.append("glucose")
-    return problems
-
-
-def danger_reasons(reading: Reading, limits: HealthThresholds) -> list[str]:
-    """Short machine-readable reasons a reading needs a coordinator's attention."""
-    reasons: list[str] = []
-    if (reading.systolic is not None and reading.systolic >= limits.systolic_high) or (reading.diastolic is not None and reading.diastolic >= limits.diastolic_high):
-        reasons.append("bp_high")
-    if reading.systolic is not None and reading.systolic < limits.systolic_low:
-        reasons.append("bp_low")
-    if reading.glucose is not None and reading.glucose < limits.glucose_low:
-        reasons.append("glucose_low")
-    if reading.glucose is not None and reading.glucose >= limits.glucose_high:
-        reasons.append("glucose_high")
-    return reasons

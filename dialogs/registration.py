@@ -11,32 +11,42 @@ hands over to the consent dialog: nothing is sent to a family before they agree.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
 
-from dialogs.engine.context import route_waiting
-from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import RecordForm, Records
 from dialogs.engine.types import Option, Reply
+from dialogs.family_consent import FamilyConsent
 from dialogs.parsing import normalize
-from storage.invites import guessing_locked, hash_code, looks_like_code, normalize_code
+from storage.invites import looks_like_code
 from storage.models import (
-    ChannelAddress,
-    Household,
     HouseholdMember,
-    InviteCode,
-    InviteFailure,
     Person,
-    Township,
 )
-from storage.queries import members_of
 
 ROLE_KEYS = {"volunteer", "coordinator", "admin", "family"}
 RELATIONS = ("father", "mother", "grandchild", "other")
 
 
-class Registration(Dialog):
+@dataclass
+class RegistrationForm(RecordForm):
+    family_hint: bool = False  # came from the Official Account: a family's words
+    phone: str | None = None  # a shared contact, to link at once
+    pending_code: str | None = None  # a code that came with the start (a QR scan, a deep link)
+    invite_id: int | None = None
+    role: str | None = None
+    household_id: int | None = None
+    name: str | None = None
+    township: str | None = None
+    member_person_id: int | None = None
+    relation: str | None = None
+
+
+class Registration(Records):
     name = "register"
     roles = frozenset({"newcomer"})
     in_menu = False
+    can_discard = False
     for_newcomers = True
     contact_states = ("code",)
     states = ["code", "name", "confirm", "member", "relation"]
@@ -51,36 +61,39 @@ class Registration(Dialog):
         {"trigger": "next", "source": "relation", "dest": "confirm"},
         {"trigger": "rechoose", "source": "confirm", "dest": "member"},
     ]
+    form_type = RegistrationForm
+    form: RegistrationForm
 
     async def begin(self, args: dict) -> None:
         if args.get("family"):
-            self.data["family_hint"] = True  # came from the Official Account: a family's words
+            self.form.family_hint = True  # came from the Official Account: a family's words
         if args.get("phone"):
-            self.data["phone"] = args["phone"]
+            self.form.phone = args["phone"]
         if args.get("code") and looks_like_code(str(args["code"])):
-            self.data["pending_code"] = str(args["code"])[:64]
+            self.form.pending_code = str(args["code"])[:64]
 
     async def ask_code(self) -> Reply | str | Finish:
-        if self.data.get("phone"):
-            linked = await self._link_by_phone(self.data.pop("phone"))
+        if self.form.phone:
+            phone, self.form.phone = self.form.phone, None
+            linked = await self._link_by_phone(phone)
             if linked is not None:
                 return linked
-        pending = self.data.pop("pending_code", None)
+        pending, self.form.pending_code = self.form.pending_code, None
         if pending:
             result = await self._try_code(pending)
             if result is None:
                 return self._after_code()
             return Reply(result + "\n" + self._ask_code_text())
-        if self.data.get("family_hint"):
+        if self.form.family_hint:
             return Reply(self._ask_code_text())
         return Reply(self.t("welcome") + "\n" + self.t("ask_code"))
 
     def _ask_code_text(self) -> str:
-        return self.t("ask_code_family" if self.data.get("family_hint") else "ask_code")
+        return self.t("ask_code_family" if self.form.family_hint else "ask_code")
 
     def _after_code(self) -> str:
         """A family invite not bound to one person asks who they are; anything else, the name."""
-        return "family" if self.data.get("household_id") and not self.data.get("name") else "next"
+        return "family" if self.form.household_id and not self.form.name else "next"
 
     async def on_code(self, answer: Answer) -> str | Invalid:
         problem = await self._try_code(answer.text)
@@ -88,54 +101,35 @@ class Registration(Dialog):
 
     async def _try_code(self, text: str) -> str | None:
         """None when the code is good (and remembered), else the reason to show."""
-        now = self.ctx.now()
-        services = self.ctx.services
-        if await guessing_locked(self.ctx.session, channel=self.ctx.channel, address=self.ctx.address, now=now,
-                                 window=services.invite_failure_window, per_address=services.invite_max_failures,
-                                 county_wide=services.invite_max_failures_global):
-            return self.t("locked")
-        if not looks_like_code(text):
-            return self.t("bad_code")  # not a guess: words, a greeting, a typo in length
-        invite = await self.ctx.session.scalar(
-            select(InviteCode).where(InviteCode.code_hash == hash_code(normalize_code(text))))
-        if invite is None or invite.used_at is not None or invite.expires_at <= now:
-            self.ctx.session.add(InviteFailure(channel=self.ctx.channel, address=self.ctx.address, at=now))
-            if invite is not None and invite.used_at is not None:
-                return self.t("used")
-            if invite is not None:
-                return self.t("expired")
-            return self.t("bad_code")
-        self.data["invite_id"] = invite.id
-        self.data["role"] = invite.role
+        check = await self.ctx.book.check_invite(channel=self.ctx.channel, address=self.ctx.address,
+                                                 text=text, looks_like_code=looks_like_code(text))
+        if check.problem is not None or check.invite is None:
+            return self.t(check.problem or "bad_code")
+        invite = check.invite
+        self.form.invite_id = invite.id
+        self.form.role = invite.role
         if invite.household_id:
-            self.data["household_id"] = invite.household_id
-        if invite.person_id:
-            person = await self.ctx.session.get(Person, invite.person_id)
-            if person is not None:
-                self.data["name"] = person.name
-        if invite.township_id:
-            township = await self.ctx.session.get(Township, invite.township_id)
-            self.data["township"] = township.name if township else ""
+            self.form.household_id = invite.household_id
+        if check.person_name is not None:
+            self.form.name = check.person_name
+        if check.township_name is not None:
+            self.form.township = check.township_name
         return None
 
     async def _link_by_phone(self, phone: str) -> Finish | None:
         digits = "".join(ch for ch in normalize(phone) if ch.isdigit())
         if len(digits) > 11 and digits.startswith("86"):
             digits = digits[2:]
-        person = await self.ctx.session.scalar(select(Person).where(Person.phone == digits,
-                                                                    Person.active.is_(True)))
-        if person is None or person.role == "family":
+        person = await self.ctx.book.staff_by_phone(digits)
+        if person is None:
             return None
-        self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
-                                            address=self.ctx.address, created_at=self.ctx.now(),
-                                            last_inbound_at=self.ctx.now()))
-        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address, self.ctx.services)
+        await self.ctx.book.join(person, self.ctx.channel, self.ctx.address)
         self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, None, "phone")
         return Finish.with_text(self.t("welcome_back", name=person.name))
 
     async def ask_name(self) -> Reply | str:
-        if self.data.get("name"):
+        if self.form.name:
             return "next"
         return Reply(self.t("ask_name"))
 
@@ -143,16 +137,12 @@ class Registration(Dialog):
         name = answer.clean
         if not 1 <= len(name) <= 30 or any(ch.isdigit() for ch in name):
             return Invalid(self.t("bad_name"))
-        self.data["name"] = name
-        return "relation" if self.data.get("household_id") else "next"
+        self.form.name = name
+        return "relation" if self.form.household_id else "next"
 
     # a family invite: which member of the household is this?
     async def _family_members(self) -> list[tuple[HouseholdMember, Person]]:
-        household = await self.ctx.session.get(Household, int(self.data["household_id"]))
-        if household is None or household.erased_at is not None:
-            return []
-        return [(m, p) for m, p in await members_of(self.ctx.session, household.id)
-                if p.role == "family" and p.active]
+        return await self.ctx.book.registered_family(int(self.form.household_id))
 
     async def ask_member(self) -> Reply | str:
         members = await self._family_members()
@@ -164,13 +154,13 @@ class Registration(Dialog):
 
     async def on_member(self, answer: Answer) -> str | Invalid:
         if answer.value == "new":
-            self.data.pop("member_person_id", None)
+            self.form.member_person_id = None
             return "new"
         chosen = next((p for _m, p in await self._family_members() if answer.value == str(p.id)), None)
         if chosen is None:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["member_person_id"] = chosen.id
-        self.data["name"] = chosen.name
+        self.form.member_person_id = chosen.id
+        self.form.name = chosen.name
         return "next"
 
     async def ask_relation(self) -> Reply:
@@ -179,73 +169,61 @@ class Registration(Dialog):
     async def on_relation(self, answer: Answer) -> str | Invalid:
         if answer.value not in RELATIONS:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["relation"] = answer.value
+        self.form.relation = answer.value
         return "next"
 
-    async def ask_confirm(self) -> Reply:
-        if self.data.get("household_id"):
-            return Reply(self.t("confirm_family", name=self.data.get("name", "")),
-                         (Option(self.t("yes_register"), "save"), Option(self.t("not_me"), "edit")))
-        role = self.t(f"role_{self.data.get('role', 'volunteer')}")
-        text = self.t("confirm", name=self.data.get("name", ""), role=role,
-                      township=self.data.get("township") or self.t("county"))
-        return Reply(text, (Option(self.t("yes_register"), "save"), Option(self.t("change_name"), "edit")))
+    async def confirm_text(self) -> str:
+        if self.form.household_id:
+            return self.t("confirm_family", name=(self.form.name or ""))
+        role = self.t(f"role_{self.form.role or 'volunteer'}")
+        return self.t("confirm", name=(self.form.name or ""), role=role,
+                      township=self.form.township or self.t("county"))
 
-    async def on_confirm(self, answer: Answer) -> str | Invalid | Finish:
-        if answer.value == "edit" or answer.text in {"修改", "改名"}:
-            self.data.pop("name", None)
-            if self.data.get("household_id") and not await self._bound_person():
-                self.data.pop("member_person_id", None)
-                return "rechoose"
-            return "edit"
-        if answer.value != "save" and answer.text not in {"确认", "是", "好", "yes"}:
-            return Invalid(self.ctx.t("engine.invalid_choice"))
+    def confirm_choices(self) -> tuple[Option, ...]:
+        change = "not_me" if self.form.household_id else "change_name"
+        return (Option(self.t("yes_register"), "save"), Option(self.t(change), "edit"))
+
+    async def change(self) -> str:
+        self.form.name = None
+        if self.form.household_id and not await self._bound_person():
+            self.form.member_person_id = None
+            return "rechoose"
+        return "edit"
+
+    async def save(self) -> Finish:
         return await self._save()
 
     async def _save(self) -> Finish:
         now = self.ctx.now()
-        invite = await self.ctx.session.get(InviteCode, int(self.data["invite_id"]))
+        book = self.ctx.book
+        invite = await book.invite(int(self.form.invite_id))
         if invite is None or invite.used_at is not None or invite.expires_at <= now:
             return Finish.with_text(self.t("used"))
-        person = await self.ctx.session.get(Person, invite.person_id) if invite.person_id else None
+        person = await book.person(invite.person_id)
         if person is None and invite.household_id is not None:
-            person = await self._family_person(invite)
+            person = await self._family_person(invite.household_id)
             if person is None:
                 return Finish.with_text(self.t("member_gone"))
         if person is None:
-            person = Person(name=self.data["name"], role=invite.role, township_id=invite.township_id,
-                            created_at=now)
-            self.ctx.session.add(person)
-            await self.ctx.session.flush()
-        self.ctx.session.add(ChannelAddress(person_id=person.id, channel=self.ctx.channel,
-                                            address=self.ctx.address, created_at=now,
-                                            last_inbound_at=now))
-        await route_waiting(self.ctx.session, person.id, self.ctx.channel, self.ctx.address, self.ctx.services)
-        invite.used_at = now
-        invite.used_by_id = person.id
+            person = await book.new_person(name=self.form.name, role=invite.role,
+                                           township_id=invite.township_id)
+            assert person is not None
+        await book.join(person, self.ctx.channel, self.ctx.address, invite)
         self.ctx.person = person
         await self.ctx.audit("write", "registration", person.id, invite.household_id, invite.role)
         if invite.household_id is not None and person.role == "family":
-            return Finish((Reply(self.t("done_family", name=person.name)),), then={"start": "family_consent"})
+            return Finish((Reply(self.t("done_family", name=person.name)),), then=FamilyConsent.start_action())
         return Finish.with_text(self.t("done", name=person.name))
 
     async def _bound_person(self) -> bool:
-        invite = await self.ctx.session.get(InviteCode, int(self.data["invite_id"]))
+        invite = await self.ctx.book.invite(int(self.form.invite_id))
         return invite is not None and invite.person_id is not None
 
-    async def _family_person(self, invite: InviteCode) -> Person | None:
+    async def _family_person(self, household_id: int) -> Person | None:
         """The household member the newcomer said they are, or a new member of that household."""
-        now = self.ctx.now()
-        if self.data.get("member_person_id"):
-            wanted = int(self.data["member_person_id"])
+        if self.form.member_person_id:
+            wanted = int(self.form.member_person_id)
             return next((p for _m, p in await self._family_members() if p.id == wanted), None)
-        household = await self.ctx.session.get(Household, invite.household_id)
-        if household is None or household.erased_at is not None:
-            return None
-        person = Person(name=self.data["name"], role="family", township_id=household.township_id,
-                        created_at=now)
-        self.ctx.session.add(person)
-        await self.ctx.session.flush()
-        self.ctx.session.add(HouseholdMember(household_id=household.id, person_id=person.id,
-                                             relation=self.data.get("relation") or "other"))
-        return person
+        return await self.ctx.book.new_person(name=self.form.name, role="family", township_id=None,
+                                              household_id=household_id,
+                                              relation=self.form.relation or "other")

@@ -8,10 +8,18 @@ the `reports` service (bot/reports/chat.py), so this dialog only asks and shows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 
 PERIOD_CHOICES = ("month", "last_month", "quarter", "year")
+
+
+@dataclass
+class ReportForm(Form):
+    period: str | None = None
 
 
 class ReportDialog(Dialog):
@@ -20,19 +28,18 @@ class ReportDialog(Dialog):
     keywords = ("/report", "报表", "统计", "report")
     states = ["show"]
     transitions = [{"trigger": "again", "source": "show", "dest": "show"}]
+    form_type = ReportForm
+    form: ReportForm
 
     async def ask_show(self) -> Reply | Finish:
-        reports = self.ctx.services.reports
-        if reports is None:
+        if self.ctx.services.reports is None:
             return Finish.with_text(self.t("unavailable"))
-        assert self.ctx.person is not None
         try:
-            text, chart = await reports.for_person(self.ctx.session, self.ctx.person, self.ctx.now(),
-                                                   period=self.data.get("period"))
+            text, chart = await self.ctx.book.chat_report(self.form.period)
         except ValueError:  # a typed period the reports cannot read: say so, offer the buttons
-            self.data.pop("period", None)
+            self.form.period = None
             return Reply(self.t("bad_period"), self._options())
-        await self.ctx.audit("read", "report", None, None, detail=self.data.get("period") or "month")
+        await self.ctx.audit("read", "report", None, None, detail=self.form.period or "month")
         return Reply(f"{text}\n{self.t('other_periods')}", self._options(), chart)
 
     def _options(self) -> tuple[Option, ...]:
@@ -44,5 +51,5 @@ class ReportDialog(Dialog):
             return Invalid(self.t("bad_period"))
         if answer.value is None and not any(ch.isdigit() for ch in choice):
             return Invalid(self.t("bad_period"))
-        self.data["period"] = choice
+        self.form.period = choice
         return "again"

@@ -9,15 +9,14 @@ listed (one is chosen by itself) and the answer asked. Only the invited person c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from dialogs.engine.context import UNROUTED
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
-from dialogs.invitations import ANSWERS, SendWindow, Status, describe, record_rsvp, when_text
 from dialogs.parsing import normalize
+from domain.invitations import ANSWERS, describe, when_text
 from storage.models import Activity, Invitation
 
 _WORDS = {
@@ -37,6 +36,12 @@ def read_answer(text: str) -> str | None:
     return None
 
 
+@dataclass
+class RsvpForm(Form):
+    invitation_id: int | None = None
+    answer: str | None = None
+
+
 class Rsvp(Dialog):
     name = "rsvp"
     roles = frozenset({"volunteer", "coordinator", "admin", "family"})
@@ -44,33 +49,29 @@ class Rsvp(Dialog):
     in_menu = False
     states = ["pick", "answer"]
     transitions = [{"trigger": "next", "source": "pick", "dest": "answer"}]
+    form_type = RsvpForm
+    form: RsvpForm
 
     async def begin(self, args: dict[str, Any]) -> None:
         invitation_id = args.get("invitation_id")
         if isinstance(invitation_id, int) and not isinstance(invitation_id, bool):
-            self.data["invitation_id"] = invitation_id
+            self.form.invitation_id = invitation_id
         answer = args.get("answer") if args.get("answer") in ANSWERS else None
         answer = answer or read_answer(str(args.get("text") or ""))
         if answer:
-            self.data["answer"] = answer
+            self.form.answer = answer
 
     async def _open(self) -> list[tuple[Invitation, Activity]]:
-        assert self.ctx.person is not None
-        rows = await self.ctx.session.execute(
-            select(Invitation, Activity).join(Activity, Activity.id == Invitation.activity_id)
-            .where(Invitation.person_id == self.ctx.person.id, Activity.status == Status.SENT,
-                   Activity.starts_at > self.ctx.now())
-            .order_by(Activity.starts_at).limit(MAX_LISTED))
-        return [(inv, act) for inv, act in rows.all()]
+        return await self.ctx.book.open_invitations(MAX_LISTED)
 
     async def ask_pick(self) -> Reply | str | Finish:
-        if self.data.get("invitation_id"):
+        if self.form.invitation_id:
             return "next"
         open_ = await self._open()
         if not open_:
             return Finish.with_text(self.t("none_open"))
         if len(open_) == 1:
-            self.data["invitation_id"] = open_[0][0].id
+            self.form.invitation_id = open_[0][0].id
             return "next"
         tz = self.ctx.services.timezone
         return Reply(self.t("ask_pick"), tuple(
@@ -80,18 +81,16 @@ class Rsvp(Dialog):
         ids = {inv.id for inv, _ in await self._open()}
         if answer.value is None or not answer.value.isdigit() or int(answer.value) not in ids:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["invitation_id"] = int(answer.value)
+        self.form.invitation_id = int(answer.value)
         return "next"
 
     async def ask_answer(self) -> Reply | Finish:
-        if self.data.get("answer"):
-            return await self._record(self.data["answer"])
-        assert self.ctx.person is not None
-        invitation = await self.ctx.session.get(Invitation, int(self.data["invitation_id"]))
-        if invitation is None or invitation.person_id != self.ctx.person.id:
+        if self.form.answer:
+            return await self._record(self.form.answer)
+        found = await self.ctx.book.my_invitation(int(self.form.invitation_id))
+        if found is None:
             return Finish.with_text(self.t("not_yours"))
-        activity = await self.ctx.session.get(Activity, invitation.activity_id)
-        assert activity is not None
+        _invitation, activity = found
         text = describe(activity, self.ctx.services.timezone, self.ctx.locale)
         return Reply(text + "\n" + self.t("ask_answer"),
                      tuple(Option(self.ctx.t(f"activity.answer_{a}"), a) for a in ANSWERS))
@@ -103,17 +102,10 @@ class Rsvp(Dialog):
         return await self._record(value)
 
     async def _record(self, answer: str) -> Finish:
-        assert self.ctx.person is not None
-        outcome = await record_rsvp(self.ctx.session, invitation_id=int(self.data["invitation_id"]),
-                                    person_id=self.ctx.person.id, answer=answer, now=self.ctx.now(),
-                                    window=SendWindow.of(self.ctx.services))
+        outcome = await self.ctx.book.record_rsvp(int(self.form.invitation_id), answer, self.ctx.channel)
         if outcome.status in {"not_found", "cancelled", "closed"}:
             return Finish.with_text(self.t(outcome.status))
         assert outcome.activity is not None and outcome.invitation is not None
-        if outcome.invitation.channel == UNROUTED:  # queued before they had an address
-            outcome.invitation.channel = self.ctx.channel
-        await self.ctx.audit("write", "rsvp", outcome.invitation.id, outcome.invitation.household_id,
-                             detail=answer)
         about = describe(outcome.activity, self.ctx.services.timezone, self.ctx.locale)
         if outcome.status == "waitlisted":
             head = self.t("waitlisted", n=outcome.position or 1)

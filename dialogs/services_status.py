@@ -6,23 +6,22 @@
     confirm --edit--> status
 Date states skip themselves unless the status needs them (applied: the day applied; active:
 start and expiry; expired: the expiry). Saving an insurance whose expiry is near makes a
-renewal task for the contact volunteer (dialogs/casework.py holds that rule).
+renewal task for the contact volunteer (domain/casework.py holds that rule).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from itertools import pairwise
 
-from sqlalchemy import select
-
-from dialogs.casework import service_name, services_for, sync_expiry_task
-from dialogs.common import ChoosesHousehold, ConfirmsBeforeSaving
+from dialogs.common import ChoosesHousehold, HouseholdForm
 from dialogs.engine.dialog import Answer, Finish, Invalid
+from dialogs.engine.recording import Records
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import normalize, parse_date
+from domain.casework import service_name, services_for
 from storage.models import ServiceEntitlement, ServiceStatus
-from storage.queries import members_of
 
 STATES = ["household", "member", "service", "status", "applied_on", "starts_on", "expires_on",
           "confirm", "more"]
@@ -31,7 +30,21 @@ DATES_FOR = {ServiceStatus.APPLIED: ("applied_on",), ServiceStatus.ACTIVE: ("sta
 SKIP, NO_END = "__skip", "__no_end"
 
 
-class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
+@dataclass
+class ServicesForm(HouseholdForm):
+    member_id: int | None = None
+    member_name: str | None = None
+    relation: str | None = None
+    member_asked: bool = False
+    service: str | None = None
+    status: str | None = None
+    applied_on: date | None = None
+    starts_on: date | None = None
+    expires_on: date | None = None
+    saved_text: str | None = None
+
+
+class ServicesStatus(ChoosesHousehold, Records):
     name = "services"
     roles = frozenset({"volunteer", "coordinator", "admin"})
     keywords = ("/services", "服务", "服务与保障", "保险", "services")
@@ -44,39 +57,50 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
         {"trigger": "again", "source": "more", "dest": "service"},
         {"trigger": "other", "source": "more", "dest": "member"},
     ]
+    form_type = ServicesForm
+    form: ServicesForm
+
+    def _household_id(self) -> int:
+        assert self.form.household_id is not None  # the first question
+        return self.form.household_id
+
+    def _service(self) -> str:
+        assert self.form.service is not None  # asked before status, dates and confirm
+        return self.form.service
+
+    def _status(self) -> ServiceStatus:
+        assert self.form.status is not None
+        return ServiceStatus(self.form.status)
 
     # member
     async def ask_member(self) -> Reply | str:
-        members = await members_of(self.ctx.session, int(self.data["household_id"]))
-        if len(members) == 1 and not self.data.get("member_asked"):
+        members = await self.ctx.book.members(self._household_id())
+        if len(members) == 1 and not self.form.member_asked:
             member, person = members[0]
-            self.data.update(member_id=member.id, member_name=person.name, relation=member.relation)
+            self._member(member.id, person.name, member.relation)
             return "next"
         if not members:
-            self.data.update(member_id=None, member_name="", relation=None)
+            self._member(None, "", None)
             return "next"
         return Reply(self.t("ask_member"), tuple(
             Option(f"{p.name}（{self._relation(m.relation)}）", str(m.id)) for m, p in members))
+
+    def _member(self, member_id: int | None, name: str, relation: str | None) -> None:
+        self.form.member_id, self.form.member_name, self.form.relation = member_id, name, relation
 
     def _relation(self, relation: str) -> str:
         return self.ctx.t(f"families.rel_{relation}") if relation in {"father", "mother", "grandchild"} else relation
 
     async def on_member(self, answer: Answer) -> str | Invalid:
-        for member, person in await members_of(self.ctx.session, int(self.data["household_id"])):
+        for member, person in await self.ctx.book.members(self._household_id()):
             if answer.value == str(member.id) or answer.text == person.name:
-                self.data.update(member_id=member.id, member_name=person.name, relation=member.relation)
+                self._member(member.id, person.name, member.relation)
                 return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 
     # service
     async def _current(self, service: str | None = None) -> list[ServiceEntitlement]:
-        member_id = self.data.get("member_id")
-        query = select(ServiceEntitlement).where(
-            ServiceEntitlement.household_id == int(self.data["household_id"]),
-            ServiceEntitlement.member_id.is_(None) if member_id is None else ServiceEntitlement.member_id == member_id)
-        if service is not None:
-            query = query.where(ServiceEntitlement.service == service)
-        return list(await self.ctx.session.scalars(query.order_by(ServiceEntitlement.id)))
+        return await self.ctx.book.entitlements(self._household_id(), self.form.member_id, service)
 
     async def _one(self, service: str) -> ServiceEntitlement | None:
         rows = await self._current(service)
@@ -97,35 +121,34 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
     async def ask_service(self) -> Reply:
         current = {row.service: row for row in await self._current()}
         options = tuple(Option(f"{service_name(s, self.ctx.locale)} · {self.status_text(current.get(s))}", s)
-                        for s in services_for(self.data.get("relation")))
-        return Reply(self.t("ask_service", who=self.data.get("member_name") or ""), options)
+                        for s in services_for(self.form.relation))
+        return Reply(self.t("ask_service", who=self.form.member_name or ""), options)
 
     async def on_service(self, answer: Answer) -> str | Invalid:
-        if answer.value not in services_for(self.data.get("relation")):
+        if answer.value not in services_for(self.form.relation):
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["service"] = answer.value
-        for key in ("status", "applied_on", "starts_on", "expires_on"):
-            self.data.pop(key, None)
+        self.form.service = answer.value
+        self.form.status = None
+        self.form.applied_on = self.form.starts_on = self.form.expires_on = None
         return "next"
 
     # status
     async def ask_status(self) -> Reply:
-        row = await self._one(self.data["service"])
-        name = service_name(self.data["service"], self.ctx.locale)
+        row = await self._one(self._service())
+        name = service_name(self._service(), self.ctx.locale)
         return Reply(self.t("ask_status", service=name, now=self.status_text(row)),
                      tuple(Option(self.t(f"status_{s}"), s) for s in ServiceStatus))
 
     async def on_status(self, answer: Answer) -> str | Invalid:
         if answer.value not in {s.value for s in ServiceStatus}:
             return Invalid(self.ctx.t("engine.invalid_choice"))
-        self.data["status"] = answer.value
-        for key in ("applied_on", "starts_on", "expires_on"):
-            self.data.pop(key, None)
+        self.form.status = answer.value
+        self.form.applied_on = self.form.starts_on = self.form.expires_on = None
         return "next"
 
     # dates
     def _wants(self, key: str) -> bool:
-        return key in DATES_FOR.get(ServiceStatus(self.data["status"]), ())
+        return key in DATES_FOR.get(self._status(), ())
 
     def _date_question(self, key: str) -> Reply | str:
         if not self._wants(key):
@@ -140,10 +163,10 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
     def _date_answer(self, key: str, answer: Answer) -> str | Invalid:
         today = self.ctx.services.today()
         if answer.value in {SKIP, NO_END} or answer.text in {"跳过", "不清楚", "长期", "skip"}:
-            self.data[key] = None
+            setattr(self.form, key, None)
             return "next"
         if answer.value == "today":
-            self.data[key] = today.isoformat()
+            setattr(self.form, key, today)
             return "next"
         text = normalize(answer.text)
         day = parse_date(text, today)
@@ -154,10 +177,10 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
             return Invalid(self.t("bad_date"))
         elif day > today:
             return Invalid(self.t("future_date"))
-        starts = self.data.get("starts_on")
-        if key == "expires_on" and starts and day < date.fromisoformat(starts):
+        starts = self.form.starts_on
+        if key == "expires_on" and starts and day < starts:
             return Invalid(self.t("ends_before_start"))
-        self.data[key] = day.isoformat()
+        setattr(self.form, key, day)
         return "next"
 
     async def ask_applied_on(self) -> Reply | str:
@@ -180,12 +203,14 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
 
     # confirm
     def summary(self) -> str:
-        d = self.data
-        lines = [self.t("summary_title"), self.t("s_who", v=f"{d.get('household_label', '')} {d.get('member_name') or ''}"),
-                 self.t("s_service", v=service_name(d["service"], self.ctx.locale)),
-                 self.t("s_status", v=self.t(f"status_{d['status']}"))]
-        for key in DATES_FOR.get(ServiceStatus(d["status"]), ()):
-            lines.append(self.t(f"s_{key}", v=d.get(key) or (self.t("no_end") if key == "expires_on" else "—")))
+        f = self.form
+        lines = [self.t("summary_title"), self.t("s_who", v=f"{f.household_label} {f.member_name or ''}"),
+                 self.t("s_service", v=service_name(self._service(), self.ctx.locale)),
+                 self.t("s_status", v=self.t(f"status_{f.status}"))]
+        for key in DATES_FOR.get(self._status(), ()):
+            value: date | None = getattr(f, key)
+            lines.append(self.t(f"s_{key}", v=value.isoformat() if value else
+                                (self.t("no_end") if key == "expires_on" else "—")))
         return "\n".join(lines)
 
     async def confirmed(self) -> str:
@@ -193,29 +218,19 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
         return "saved"
 
     async def save(self) -> None:
-        d, session, now = self.data, self.ctx.session, self.ctx.now()
-        row = await self._one(d["service"])
-        if row is None:
-            row = ServiceEntitlement(household_id=int(d["household_id"]), member_id=d.get("member_id"),
-                                     service=d["service"], status=d["status"])
-            session.add(row)
-        row.status = d["status"]
-        for key in DATES_FOR.get(ServiceStatus(d["status"]), ()):
-            setattr(row, key, date.fromisoformat(d[key]) if d.get(key) else None)
-        row.updated_by_id = self._person().id
-        row.updated_at = now
-        await session.flush()
-        await self.ctx.audit("write", "service", row.id, row.household_id, f"{row.service}:{row.status}")
-        task = await sync_expiry_task(session, row, now=now, tz=self.ctx.services.timezone,
-                                      policy=self.ctx.services.casework)
-        self.data["saved_text"] = self.t("saved", service=service_name(row.service, self.ctx.locale),
-                                         status=self.status_text(row))
+        f = self.form
+        wanted = DATES_FOR.get(self._status(), ())
+        row, task = await self.ctx.book.save_entitlement(
+            household_id=self._household_id(), member_id=f.member_id, service=self._service(),
+            status=self._status().value, dates={key: getattr(f, key) for key in wanted})
+        f.saved_text = self.t("saved", service=service_name(row.service, self.ctx.locale),
+                              status=self.status_text(row))
         if task is not None and row.expires_on is not None:
-            self.data["saved_text"] += "\n" + self.t("renewal_task", date=row.expires_on.isoformat())
+            f.saved_text += "\n" + self.t("renewal_task", date=row.expires_on.isoformat())
 
     # more
     async def ask_more(self) -> Reply:
-        text = self.data.pop("saved_text", self.t("saved_short"))
+        text, self.form.saved_text = self.form.saved_text or self.t("saved_short"), None
         return Reply(text + "\n" + self.t("ask_more"), (
             Option(self.t("more_same"), "again"), Option(self.t("more_other"), "other"),
             Option(self.t("more_done"), "done")))
@@ -224,7 +239,7 @@ class ServicesStatus(ChoosesHousehold, ConfirmsBeforeSaving):
         if answer.value == "again":
             return "again"
         if answer.value == "other":
-            self.data["member_asked"] = True
+            self.form.member_asked = True
             return "other"
         if answer.value == "done" or answer.text in {"完成", "没有了", "不用了", "done"}:
             return Finish.with_text(self.t("thanks"))

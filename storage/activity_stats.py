@@ -17,7 +17,7 @@ from storage.models import Activity, Invitation, Person, Role
 ALL_CHANNELS = "all"
 
 
-def visible_activities(person: Person) -> Select[tuple[Activity]]:
+def visible_activities(person: Person) -> Select[Activity]:
     """Admin: every activity; coordinator: their township's; anyone else: none."""
     query = select(Activity)
     if person.role == Role.ADMIN:
@@ -45,7 +45,7 @@ class Counts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def count_query(activity_ids: Iterable[int]) -> Select[Any]:
+def count_query(activity_ids: Iterable[int]) -> Select[int, str, str | None, bool, bool | None, int]:
     return (
         select(Invitation.activity_id, Invitation.channel, Invitation.rsvp, Invitation.waitlisted,
                Invitation.attended, func.count())

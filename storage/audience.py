@@ -94,8 +94,8 @@ def activity_township(person: Person, audience: dict[str, Any]) -> int | None:
     return audience.get("township_id")
 
 
-def _opted_in_members(households: Select[tuple[Household]], activity_type: str | None,
-                      ) -> Select[tuple[int, int]]:
+def _opted_in_members(households: Select[Household], activity_type: str | None,
+                      ) -> Select[int, int]:
     scoped = households.with_only_columns(Household.id).scalar_subquery()
     active_consent = exists().where(Consent.person_id == Person.id, Consent.withdrawn_at.is_(None))
     query = (

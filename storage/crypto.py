@@ -121,7 +121,7 @@ def encrypted_values_present(database_url: str) -> bool:
 
 
 def _ring(dialect: Dialect) -> KeyRing:
-    ring = getattr(dialect, KEYRING_ATTR, None)
+    ring: KeyRing | None = getattr(dialect, KEYRING_ATTR, None)
     if ring is None:
         raise KeyError_("no data key configured for this database (WARMLINE_DATA_KEY)")
     return ring

@@ -126,7 +126,8 @@ def _inline_sqlite_creator(path: str) -> Any:
         connection = _InlineSQLite(partial(sqlite3.connect, path, check_same_thread=False),
                                    iter_chunk_size=64)
         connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
-        return await connection
+        await connection  # starts the connection's thread and opens the file
+        return connection
 
     return connect
 

@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import CursorResult, Result, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.audit import record_audit_sync
@@ -47,6 +47,12 @@ from storage.models import (
 
 ERASED_NAME = "（已删除）"
 ERASED_TEXT = "（内容已按家庭要求删除）"
+
+
+def _rows(result: Result[Any]) -> int:
+    """How many rows a bulk DELETE or UPDATE touched (their results are cursor results)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _plain(value: Any) -> Any:
@@ -168,19 +174,19 @@ def erase(session: Session, household: Household, now: datetime, *, actor_id: in
                                                       ActionToken.address == address.address))
             session.delete(address)
         removed["channel_addresses"] += len(addresses)
-        removed["consents"] += session.execute(delete(Consent).where(Consent.person_id.in_(person_ids))).rowcount
-        removed["preferences"] += session.execute(
-            delete(Preference).where(Preference.person_id.in_(person_ids))).rowcount
+        removed["consents"] += _rows(session.execute(delete(Consent).where(Consent.person_id.in_(person_ids))))
+        removed["preferences"] += _rows(session.execute(
+            delete(Preference).where(Preference.person_id.in_(person_ids))))
     removed["deceased_children"] += len(children)
     for child in children:
         session.delete(child)
-    removed["case_file"] += session.execute(delete(CaseFile).where(CaseFile.household_id == hid)).rowcount
-    removed["intake_draft"] += session.execute(delete(IntakeDraft).where(IntakeDraft.household_id == hid)).rowcount
+    removed["case_file"] += _rows(session.execute(delete(CaseFile).where(CaseFile.household_id == hid)))
+    removed["intake_draft"] += _rows(session.execute(delete(IntakeDraft).where(IntakeDraft.household_id == hid)))
 
     def blank(model: Any, *columns: str) -> None:
         condition = or_(*(getattr(model, c).is_not(None) for c in columns))
-        count = session.execute(update(model).where(model.household_id == hid, condition)
-                                .values(**dict.fromkeys(columns))).rowcount
+        count = _rows(session.execute(update(model).where(model.household_id == hid, condition)
+                                .values(**dict.fromkeys(columns))))
         removed[f"{model.__tablename__}_notes"] += count
 
     blank(Visit, "physical_state", "mood", "needs", "gifts")

@@ -12,7 +12,6 @@ from storage.models import (
     Household,
     HouseholdMember,
     Person,
-    Role,
     Village,
     Visit,
 )
@@ -64,17 +63,6 @@ async def last_contact(session: AsyncSession, household_ids: list[int]) -> dict[
     return dict(rows.all())
 
 
-async def township_coordinators(session: AsyncSession, township_id: int) -> list[Person]:
-    """Who hears about a danger reading: the township's coordinators, else the county admins."""
-    rows = list(await session.scalars(
-        select(Person).where(Person.role == Role.COORDINATOR, Person.township_id == township_id,
-                             Person.active.is_(True))
-    ))
-    if rows:
-        return rows
-    return list(await session.scalars(select(Person).where(Person.role == Role.ADMIN, Person.active.is_(True))))
-
-
 async def contact_volunteer(session: AsyncSession, household_id: int) -> Person | None:
     return await session.scalar(
         select(Person).join(ContactAssignment, ContactAssignment.volunteer_id == Person.id)
@@ -90,4 +78,4 @@ async def members_of(session: AsyncSession, household_id: int) -> list[tuple[Hou
         .where(HouseholdMember.household_id == household_id, HouseholdMember.alive.is_(True))
         .order_by(HouseholdMember.id)
     )
-    return [tuple(r) for r in rows.all()]
+    return [(member, person) for member, person in rows.all()]

@@ -12,7 +12,7 @@ from sqlalchemy import Select, false, select
 from storage.models import ContactAssignment, Household, HouseholdMember, Person, Role
 
 
-def visible_households(person: Person) -> Select[tuple[Household]]:
+def visible_households(person: Person) -> Select[Household]:
     query = select(Household).where(Household.erased_at.is_(None))
     if person.role == Role.ADMIN:
         return query
@@ -31,5 +31,5 @@ def visible_households(person: Person) -> Select[tuple[Household]]:
     return query.where(false())
 
 
-def can_see_household(person: Person, household_id: int) -> Select[tuple[Household]]:
+def can_see_household(person: Person, household_id: int) -> Select[Household]:
     return visible_households(person).where(Household.id == household_id)

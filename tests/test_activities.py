@@ -23,8 +23,8 @@ from bot.cli import main as cli_main
 from bot.delivery.base import RateLimit, SendRequest, SendResult
 from bot.delivery.worker import DeliveryWorker, WorkerSettings
 from dialogs.engine.dialog import parse_action
-from dialogs.invitations import SendWindow, record_rsvp
 from dialogs.services import FixedClock
+from domain.invitations import SendWindow, record_rsvp
 from storage.audience import AudienceNotAllowed, checked_audience, resolve_audience
 from storage.models import (
     ActionToken,

@@ -175,7 +175,8 @@ async def test_consent_recorded_in_person_is_confirmed_on_first_contact(county: 
     await volunteer.say("代登记同意")
     assert "替哪一位" in await volunteer.say("QX002 陈秀珍（桃园村）")
     assert "念给陈秀珍听" in await volunteer.say("1")
-    assert "陈秀珍愿意收到吗" in await volunteer.say("对方同意了")
+    assert "陈秀珍平时怎么收消息" in await volunteer.say("对方同意了")
+    assert "陈秀珍愿意收到吗" in await volunteer.say("1")  # her own chat app
     await volunteer.script("1", "1")  # festivals, birthday
     assert "请轻声问" in volunteer.transcript[-1]["text"]  # Mother's Day, asked gently
     await volunteer.script("2", "2")  # no Mother's Day, no activities
@@ -198,7 +199,7 @@ async def test_consent_recorded_in_person_is_confirmed_on_first_contact(county: 
 
 
 async def test_a_family_refusing_a_proxy_consent_withdraws_it(county: App, volunteer: Chat) -> None:
-    await volunteer.script("代登记同意", "QX002 陈秀珍（桃园村）", "1", "对方同意了", "1", "1", "2", "2", "保存")
+    await volunteer.script("代登记同意", "QX002 陈秀珍（桃园村）", "1", "对方同意了", "1", "1", "1", "2", "2", "保存")
     chat = Chat(county, "tg-chen2", channel=TG)
     await chat.say("/start", start_payload=family_code(county, "QX002"))
     await chat.script("陈秀珍（母亲）", "确认")

@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 
 from bot.app import App
 from bot.care.calendar import occasions_in
-from bot.care.call_tasks import CALL_TASK
 from bot.care.greetings import greetings_job
 from bot.care.occasions import NAMES
 from bot.care.policy import Policy
@@ -29,6 +28,7 @@ from bot.delivery.worker import DeliveryWorker
 from bot.reports.periods import parse_period
 from bot.reports.service import make_report
 from dialogs.services import FixedClock
+from domain.call_tasks import CALL_TASK
 from storage.models import (
     ChannelAddress,
     Consent,
@@ -43,6 +43,7 @@ from storage.models import (
     Task,
     Visit,
 )
+from tests.chat import Chat
 from tests.fakes.sms_provider import (
     KEY_ID,
     KEY_SECRET,
@@ -84,6 +85,7 @@ def configure(app: App, provider: FakeAliyunSms, *, templates: dict | None = Non
         "WARMLINE_SMS_ACCESS_KEY_SECRET": secret, "WARMLINE_SMS_SIGN_NAME": SIGN_NAME,
         "WARMLINE_SMS_API_BASE": provider.base, "WARMLINE_SMS_CALLBACK_TOKEN": TOKEN})
     section = app.settings.raw.setdefault("sms", {})
+    section["per_recipient_interval_seconds"] = 0.0  # the clock is simulated; the limits count in it
     section["templates"] = templates if templates is not None else {
         "greeting": {"template_code": GREETING,
                      "params": {"name": "{address}", "occasion": "{occasion}", "volunteer": "{volunteer}"}},
@@ -399,3 +401,46 @@ async def test_tencent_cloud_is_a_second_provider_behind_the_same_channel(
         assert preference is not None and preference.stopped_at is not None
     assert [a.template_code for a in fake.accepted][-1] == "1800002"
     assert fake.refused == []
+
+
+# ------------------------------------------------------------- consent in person
+
+async def test_a_volunteer_records_sms_consent_and_the_card_shows_it(
+        county: App, clock: FixedClock, provider: FakeAliyunSms) -> None:
+    """代家属登记同意 with 短信: the number is checked, the consent stands, the family card says
+    how greetings reach them, and the notice goes by the approved template in daytime."""
+    templates = {"consent_notice": {"template_code": RECEIVED,
+                                    "params": {"volunteer": "{volunteer}"}}}
+    channel = configure(county, provider, templates=templates)
+    volunteer = Chat(county, "10000000001")
+    try:
+        await volunteer.script("代登记同意", "1")
+        assert "替哪一位" in volunteer.transcript[-1]["text"]
+        await volunteer.script("李桂芳（母亲）", "对方同意了")
+        assert "李桂芳平时怎么收消息" in volunteer.transcript[-1]["text"]
+        assert "手机号" in await volunteer.say("只有普通手机：发短信")
+        assert "11 位" in await volunteer.say("139 0000")  # too short: asked again, kindly
+        reply = await volunteer.say("１３９-0000-0001")  # full-width digits and dashes
+        assert "愿意收到吗" in reply
+        await volunteer.script("1", "2", "2", "2")  # festivals only
+        assert "用短信发到 13900000001" in volunteer.transcript[-1]["text"]
+        assert "回复 TD" in await volunteer.say("保存")
+        with county.db.session() as session:
+            mother = session.scalar(select(Person).where(Person.name == "李桂芳"))
+            assert mother is not None
+            consent = session.scalar(select(Consent).where(Consent.person_id == mother.id))
+            assert consent is not None and consent.channel == "sms" and consent.confirmed_at is not None
+            address = session.scalar(select(ChannelAddress).where(ChannelAddress.person_id == mother.id))
+            assert address is not None and (address.channel, address.address) == ("sms", "13900000001")
+        await volunteer.script("菜单", "我的家庭")
+        card = await volunteer.say("1")
+        assert "问候方式：短信（139****0001）" in card
+        # the notice waits for daytime, then goes as the approved template
+        clock.set(local(date(2026, 11, 20), 22, 0))
+        await DeliveryWorker(county.db, {"sms": channel.sender()}, now=county.services.now).run_once()
+        assert provider.accepted == []
+        clock.set(local(date(2026, 11, 21), 9, 0))
+        await DeliveryWorker(county.db, {"sms": channel.sender()}, now=county.services.now).run_once()
+        assert [(a.phone, a.params) for a in provider.accepted] == [("13900000001", {"volunteer": "林晓燕"})]
+    finally:
+        await channel.stop()

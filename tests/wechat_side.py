@@ -32,7 +32,6 @@ async def live_http(routes: Sequence[BaseRoute]) -> AsyncIterator[httpx.AsyncCli
     config = uvicorn.Config(build_http_app(routes), host="127.0.0.1", port=0, log_level="warning",
                             lifespan="off")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:

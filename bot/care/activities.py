@@ -3,7 +3,7 @@
 Both are idempotent and keep their state in the database (the activity's status and send_at, the
 outbox's idempotency keys), so a job that runs twice, or again after a restart, sends nothing
 twice, and a send scheduled before a restart still goes out after it. The rules themselves live
-in `dialogs.invitations`, shared with the chat dialogs.
+in `domain.invitations`, shared with the chat dialogs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app import quiet_hours
 from bot.care.hard_days import CareHardDays
 from bot.config import ConfigError, Settings
-from dialogs.invitations import SendWindow, remind_due, send_due
+from domain.invitations import SendWindow, remind_due, send_due
 
 if TYPE_CHECKING:
     from bot.app import App

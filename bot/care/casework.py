@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import App, casework_policy
 from bot.config import Settings
-from dialogs.casework import EXPIRY_TASK, sync_expiry_task
 from dialogs.engine import catalog
-from dialogs.engine.context import queue_message
-from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
+from dialogs.follow_ups import FollowUps
+from domain.alerts import alert_recipients
+from domain.casework import EXPIRY_TASK, sync_expiry_task
+from domain.messages import queue_message
 from storage.models import FollowUp, Household, ServiceEntitlement, Task
-from storage.queries import contact_volunteer, household_labels, township_coordinators
+from storage.queries import contact_volunteer, household_labels
 
 log = logging.getLogger("warmline.casework")
 
@@ -74,8 +75,8 @@ async def escalate_follow_ups(session: AsyncSession, now: datetime, settings: Se
                                 hours=int(policy.follow_up_escalate_hours),
                                 volunteer=volunteer.name if volunteer else "—"),
                       (Option(catalog.t("followups.escalation_open"),
-                              action_value("followups", follow_up_id=item.id)),))
-        for coordinator in await township_coordinators(session, household.township_id):
+                              FollowUps.start_value(follow_up_id=item.id)),))
+        for coordinator in await alert_recipients(session, household.township_id):
             await queue_message(session, person_id=coordinator.id, reply=reply, kind="escalation",
                                 key=f"followup_escalation:{item.id}:{coordinator.id}", now=now)
         item.escalated_at = now

@@ -19,12 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine import catalog
-from dialogs.engine.context import queue_message
-from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
-from dialogs.family_line import CALL_TASK, task_key
-from dialogs.outreach import volunteer_of
+from dialogs.family_line import FamilyReply
 from dialogs.services import OutreachPolicy
+from domain.alerts import alert_recipients
+from domain.family_line import CALL_TASK, task_key
+from domain.messages import queue_message
+from domain.outreach import volunteer_of
 from storage.models import (
     FamilyMessage,
     Household,
@@ -35,7 +36,7 @@ from storage.models import (
     VisitKind,
     VisitOutcome,
 )
-from storage.queries import household_labels, township_coordinators
+from storage.queries import household_labels
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -102,9 +103,9 @@ async def escalate_unanswered(session: AsyncSession, now: datetime, policy: Outr
                                 hours=f"{policy.answer_within_hours:g}",
                                 volunteer=volunteer.name if volunteer else "—", text=text),
                       (Option(catalog.t("family_line.reply_option"),
-                              action_value("family_reply", message_id=item.id)),))
+                              FamilyReply.start_value(message_id=item.id)),))
         if household is not None:
-            helpers = await township_coordinators(session, household.township_id)
+            helpers = await alert_recipients(session, household.township_id)
         else:
             helpers = list(await session.scalars(select(Person).where(
                 Person.role == Role.ADMIN, Person.active.is_(True))))

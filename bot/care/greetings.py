@@ -43,8 +43,8 @@ from bot.care.calendar import dates_of, occurrences_between
 from bot.care.occasions import NAMES
 from bot.care.policy import Policy
 from bot.config import ConfigError, Settings
-from dialogs.invitations import SendWindow
-from dialogs.outreach import address_of, queue_to_family
+from domain.invitations import SendWindow
+from domain.outreach import address_of, queue_to_family
 from storage.models import (
     Consent,
     ContactAssignment,

@@ -38,10 +38,10 @@ from bot.care.planner import (
 from bot.care.policy import Policy
 from bot.care.wording import task_title, task_when
 from dialogs.engine import catalog
-from dialogs.engine.context import ToQueue, enqueue_many
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.registry import ALL_DIALOGS
+from domain.messages import ToQueue, enqueue_many
 from storage.models import ContactAssignment, Household, Person, Role, Task, Township
 from storage.queries import household_labels
 

@@ -24,9 +24,9 @@ from bot.channels.wx_errors import Outcome, Verdict, from_answer, from_exception
 from bot.channels.wx_token import WxClientMixin
 from bot.delivery.base import RateLimit, SendRequest, SendResult
 from dialogs.engine import catalog
+from domain.call_tasks import ask_volunteer_to_call
 from storage.db import Database
-from storage.models import ChannelAddress, HouseholdMember, Task
-from storage.queries import contact_volunteer
+from storage.models import ChannelAddress
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("warmline.wechat.send")
 
 CHANNEL = "wechat"
-CALL_TASK = "call_family"
 
 
 class OfficialAccountClient(WxClientMixin, WeChatClient):
@@ -179,24 +178,11 @@ class WeChatSender:
 
     async def _ask_volunteer_to_call(self, request: SendRequest) -> None:
         """One open call task per family member, for their contact volunteer."""
-        now = self.app.services.now()
+        text = str(request.payload.get("text") or "").strip()
+        excerpt = text.splitlines()[0][:60] if text else ""
         async with self.app.db.async_session() as session:
             person_id = request.person_id or await session.scalar(select(ChannelAddress.person_id).where(
                 ChannelAddress.channel == CHANNEL, ChannelAddress.address == request.address))
-            if person_id is None:
-                return
-            member = await session.scalar(select(HouseholdMember).where(HouseholdMember.person_id == person_id)
-                                          .order_by(HouseholdMember.id).limit(1))
-            if member is None:
-                return
-            open_task = await session.scalar(select(Task.id).where(
-                Task.kind == CALL_TASK, Task.member_id == member.id, Task.done_at.is_(None)).limit(1))
-            if open_task is not None:
-                return
-            volunteer = await contact_volunteer(session, member.household_id)
-            text = str(request.payload.get("text") or "").strip()
-            excerpt = text.splitlines()[0][:60] if text else ""
-            session.add(Task(household_id=member.household_id, member_id=member.id,
-                             assignee_id=volunteer.id if volunteer else None, kind=CALL_TASK,
-                             reason=catalog.t("wechat.call_reason", excerpt=excerpt),
-                             due_at=now, created_at=now))
+            if person_id is not None:
+                await ask_volunteer_to_call(session, person_id, catalog.t("wechat.call_reason", excerpt=excerpt),
+                                            self.app.services.now())

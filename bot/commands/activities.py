@@ -9,7 +9,7 @@ import sys
 from sqlalchemy import select
 
 from bot.commands import open_app
-from dialogs.invitations import type_name, when_text
+from domain.invitations import type_name, when_text
 from storage.activity_stats import ALL_CHANNELS, Counts, count_query, fold_counts
 from storage.models import Activity, Township
 

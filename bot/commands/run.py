@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -28,8 +27,6 @@ log = logging.getLogger("warmline.run")
 
 # Background services, each `async def run_x(app, senders, stop_event)`; they return when the
 # event is set.
-BACKGROUND = ("bot.delivery.worker:run_worker", "bot.care.scheduler:run_scheduler")
-
 Background = Callable[[App, dict[str, ChannelSender], asyncio.Event], Awaitable[None]]
 
 
@@ -45,18 +42,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _background(scheduler: bool) -> list[Background]:
-    found = []
-    for spec in BACKGROUND:
-        if not scheduler and "scheduler" in spec:
-            continue
-        module, _, name = spec.partition(":")
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real import error inside the module: do not hide it
-                raise
-            log.warning("%s is not installed; running without it", module)
-    return found
+    """The delivery worker, and the scheduler unless this process is told not to plan.
+    Imported here, not at module level, so `warmline --help` stays light."""
+    from bot.care.scheduler import run_scheduler
+    from bot.delivery.worker import run_worker
+
+    return [run_worker, run_scheduler] if scheduler else [run_worker]
 
 
 async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None = None) -> int:
@@ -83,7 +74,6 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     limits = HttpLimits.from_section(app.settings.section("http"))  # deadlines and caps, bot/http.py
     server = uvicorn.Server(uvicorn.Config(build_http_app(routes, limits), host=host, port=port,
                                            log_level="warning", lifespan="off", **uvicorn_options(limits)))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     tasks = [asyncio.create_task(server.serve(), name="http")]
     for channel in channels:
         await channel.start()

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from bot.delivery.base import SendResult
-from dialogs.engine.context import queue_message
 from dialogs.engine.types import Reply
+from domain.alerts import alert_recipients
+from domain.messages import queue_message
 from storage.models import (
     ChannelAddress,
     HouseholdMember,
@@ -25,7 +26,7 @@ from storage.models import (
     Person,
     Role,
 )
-from storage.queries import contact_volunteer, township_coordinators
+from storage.queries import contact_volunteer
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ async def who_should_call(session: AsyncSession, person: Person) -> list[Person]
             if volunteer is not None and volunteer.id != person.id:
                 return [volunteer]
     if person.township_id is not None:
-        return [p for p in await township_coordinators(session, person.township_id) if p.id != person.id]
+        return [p for p in await alert_recipients(session, person.township_id) if p.id != person.id]
     return list(await session.scalars(select(Person).where(
         Person.role == Role.ADMIN, Person.active.is_(True), Person.id != person.id)))
 

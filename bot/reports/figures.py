@@ -665,10 +665,7 @@ def tasks(f: Frame) -> Section:
 
 def planner_snapshot(f: Frame) -> Table | None:
     """Overdue and missed tasks by kind, from the planner at the end of the elapsed period."""
-    try:
-        from bot.care import planner
-    except ImportError:  # the planner is optional for reports
-        return None
+    from bot.care import planner
     end = f.elapsed_end
     if end is None:
         return None

@@ -182,10 +182,12 @@ class Frame:
         return dict(self.session.execute(select(Township.id, Township.name)).all())
 
     def volunteer_names(self, ids: set[int]) -> dict[int, str]:
-        if not ids:
-            return {}
-        return dict(self.session.execute(
-            select(Person.id, Person.name).where(Person.id.in_(ids))).all())
+        wanted = sorted(ids)
+        out: dict[int, str] = {}
+        for i in range(0, len(wanted), 10_000):  # a province has more volunteers than one statement's parameters
+            out.update(self.session.execute(
+                select(Person.id, Person.name).where(Person.id.in_(wanted[i:i + 10_000]))).all())
+        return out
 
     @property
     def total_group(self) -> Group:

@@ -8,18 +8,22 @@ answer, fires the trigger it returns, and asks the question of the state it land
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transitions import Machine
 
+from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
 from dialogs.parsing import clean_text
+from domain.messages import action_value, parse_action
 
 if TYPE_CHECKING:
     from dialogs.engine.context import StepContext
+
+__all__ = ["Answer", "Dialog", "Finish", "Invalid", "Stay", "StepResult", "action_value",
+           "parse_action"]
 
 
 @dataclass(frozen=True)
@@ -69,21 +73,6 @@ class Finish:
 StepResult = str | Invalid | Stay | Finish
 
 
-def action_value(dialog: str, **args: Any) -> str:
-    """An option value that starts a dialog, pre-filled; used by menus, reminders and buttons."""
-    return json.dumps({"start": dialog, **args}, ensure_ascii=False, sort_keys=True)
-
-
-def parse_action(value: str) -> dict[str, Any] | None:
-    if not value.startswith("{"):
-        return None
-    try:
-        action = json.loads(value)
-    except ValueError:
-        return None
-    return action if isinstance(action, dict) else None
-
-
 class Dialog:
     """Base of every conversation. Subclasses set the class literals and write ask_/on_ methods."""
 
@@ -106,11 +95,32 @@ class Dialog:
     contact_states: ClassVar[tuple[str, ...]] = ()
     _machine: ClassVar[Machine | None] = None
 
+    # The dialog's answers as a typed structure (dialogs/engine/form.py), saved as the
+    # session's JSON between steps.
+    form_type: ClassVar[type[Form]] = Form
+    form: Form
+
     state: str
 
     def __init__(self, ctx: StepContext, data: dict[str, Any]) -> None:
         self.ctx = ctx
-        self.data = data
+        self.form = self.form_type.load(data)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The answers as the session stores them (JSON): the form, dumped. Read-only."""
+        return self.form.dump()
+
+    @classmethod
+    def start_value(cls, **args: Any) -> str:
+        """The option value of a button that starts this dialog, pre-filled: how menus, cards,
+        reminders and forwarded messages point at a dialog without knowing its name."""
+        return action_value(cls.name, **args)
+
+    @classmethod
+    def start_action(cls, **args: Any) -> dict[str, Any]:
+        """The same as an action, for `Finish(then=...)`: hand over to this dialog at once."""
+        return {"start": cls.name, **args}
 
     @classmethod
     def machine(cls) -> Machine:
@@ -123,7 +133,7 @@ class Dialog:
                 auto_transitions=False,
                 ignore_invalid_triggers=False,
             )
-        machine = cls.__dict__["_machine"]
+        machine: Machine | None = cls.__dict__["_machine"]
         assert machine is not None
         return machine
 
@@ -132,16 +142,16 @@ class Dialog:
 
     async def begin(self, args: dict[str, Any]) -> None:
         """Take what the caller pre-filled (a household chosen from a reminder, say)."""
-        for key, value in args.items():
-            if key != "start":
-                self.data[key] = value
+        self.form = self.form.prefill({k: v for k, v in args.items() if k != "start"})
 
-    async def ask(self) -> Reply | str:
+    async def ask(self) -> Reply | str | Finish:
         """The question of the current state, or a trigger name to skip a state already answered."""
-        return await getattr(self, f"ask_{self.state}")()
+        question: Reply | str | Finish = await getattr(self, f"ask_{self.state}")()
+        return question
 
     async def handle(self, answer: Answer) -> StepResult:
-        return await getattr(self, f"on_{self.state}")(answer)
+        result: StepResult = await getattr(self, f"on_{self.state}")(answer)
+        return result
 
     def help_text(self) -> str:
         key = f"{self.name}.help_{self.state}"
@@ -153,3 +163,8 @@ class Dialog:
 
     def title(self) -> str:
         return self.ctx.t(f"{self.name}.title")
+
+    @classmethod
+    def title_in(cls, ctx: StepContext) -> str:
+        """The dialog's title in the reader's language (a button that starts it)."""
+        return ctx.t(f"{cls.name}.title")

@@ -43,7 +43,7 @@ def match_option(row: DialogSession, text: str) -> str | None:
         index = int(text) - 1
         return options[index][1] if 0 <= index < len(options) else None
     lowered = text.lower()
-    labels = [(normalize(label).lower(), value) for _token, value, label in options]
+    labels: list[tuple[str, str]] = [(normalize(label).lower(), value) for _token, value, label in options]
     for label, value in labels:
         if lowered == label:
             return value
@@ -76,7 +76,7 @@ async def match_pushed(session: AsyncSession, row: DialogSession, inbound: Inbou
     if row.updated_at is not None and row.version:
         query = query.where(OutboxMessage.sent_at >= row.updated_at)
     pushed = await session.scalar(query)
-    options = (pushed.payload.get("options") or []) if pushed is not None else []
+    options = ((pushed.payload or {}).get("options") or []) if pushed is not None else []
     index = int(text) - 1
     if not 0 <= index < len(options):
         return None

@@ -65,7 +65,7 @@ async def queue_replies(session: AsyncSession, inbound: Inbound, replies: Sequen
         session.add(message)
         rows.append(message)
     await session.flush()
-    return [Outgoing(m.id, m.channel, m.address, m.payload) for m in rows]
+    return [Outgoing(m.id, m.channel, m.address, m.payload or {}) for m in rows]
 
 
 async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
@@ -75,4 +75,4 @@ async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
                              None, payload_of(Reply(text)), now)
     session.add(message)
     await session.flush()
-    return Outgoing(message.id, message.channel, message.address, message.payload)
+    return Outgoing(message.id, message.channel, message.address, message.payload or {})

@@ -5,29 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.messages import Attachment, Option, Reply
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    """A choice offered to the user. `value` stays on the server; channels only see a token."""
-
-    label: str
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """A picture or file sent beside a reply (charts, exported files)."""
-
-    kind: str  # photo | document
-    path: str
-    filename: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    text: str
-    options: tuple[Option, ...] = ()
-    attachment: Attachment | None = None
+__all__ = ["Attachment", "Inbound", "Option", "Outgoing", "Reply"]
 
 
 @dataclass(frozen=True, slots=True)

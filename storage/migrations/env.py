@@ -32,7 +32,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+        url = config.get_main_option("sqlalchemy.url")
+        assert url is not None, "alembic.ini or the caller sets sqlalchemy.url"
+        engine = create_engine(url, poolclass=pool.NullPool)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _foreign_keys_on)
         with engine.connect() as connection:

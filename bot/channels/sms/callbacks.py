@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.care.call_tasks import ask_volunteer_to_call
 from bot.channels.sms.provider import Receipt, UpMessage
 from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import mark_unreachable
 from dialogs.engine import catalog
 from dialogs.engine.types import Inbound, Outgoing
-from dialogs.outreach import membership, volunteer_of
+from domain.call_tasks import ask_volunteer_to_call
+from domain.outreach import membership, volunteer_of
 from storage.models import (
     ChannelAddress,
     FamilyMessage,

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.care.call_tasks import ask_volunteer_to_call
 from bot.channels.sms.provider import SmsProvider, TemplateSms, Verdict
 from bot.channels.sms.templates import Template, choose, load_templates, variables
 from bot.delivery.base import RateLimit, SendRequest, SendResult
 from dialogs.engine import catalog
+from domain.call_tasks import ask_volunteer_to_call
 from storage.models import OutboxMessage, OutboxStatus
 
 if TYPE_CHECKING:
@@ -57,9 +57,9 @@ class SmsSender:
         self.per_minute = int(section.get("per_number_per_minute", 1))
         self.per_hour = int(section.get("per_number_per_hour", 3))
         self.per_day = int(section.get("per_number_per_day", 5))
-        # one number at a time is the provider's rule too; the outbox counts do the rest
+        # the worker spaces a burst to one number; the per-number counts above come from the outbox
         self.limits = RateLimit(per_second=float(section.get("per_second", 50)),
-                                per_recipient_interval=60.0 / max(1, self.per_minute))
+                                per_recipient_interval=float(section.get("per_recipient_interval_seconds", 1.0)))
 
     async def send(self, request: SendRequest) -> SendResult:
         now = self.app.services.now()

@@ -28,7 +28,7 @@ from dialogs.activity_create import (
     read_when,
 )
 from dialogs.engine import catalog
-from dialogs.invitations import (
+from domain.invitations import (
     ACTIVITY_TYPES,
     CUSTOM,
     attendance_list,

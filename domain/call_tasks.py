@@ -12,10 +12,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.family_line import CALL_TASK
 from storage.models import HouseholdMember, Task
 from storage.queries import contact_volunteer
 
-CALL_TASK = "call_family"
+__all__ = ["CALL_TASK", "ask_volunteer_to_call"]
 
 
 async def ask_volunteer_to_call(session: AsyncSession, person_id: int, reason: str,

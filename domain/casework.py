@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialogs.engine import catalog
-from dialogs.services import CaseworkPolicy
+from domain import catalog
+from domain.services import CaseworkPolicy
 from storage.models import (
     FollowUp,
     Household,

@@ -17,11 +17,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialogs.engine import catalog
-from dialogs.engine.context import UNROUTED, ToQueue, addresses_of, enqueue_many, queue_message
-from dialogs.engine.dialog import action_value
-from dialogs.engine.types import Option, Reply
-from dialogs.services import HardDays, Services
+from domain import catalog
+from domain.messages import (
+    UNROUTED,
+    Option,
+    Reply,
+    ToQueue,
+    action_value,
+    addresses_of,
+    enqueue_many,
+    queue_message,
+)
+from domain.services import HardDays, Services
 from storage.audience import AudienceNotAllowed, resolve_audience
 from storage.models import Activity, Invitation, Person, Visit, VisitKind
 
@@ -479,9 +486,9 @@ async def mark_attendance(session: AsyncSession, activity: Activity, present: se
             for m in members:
                 m.visit_id = None
             await session.flush()
-            visit = await session.get(Visit, visit_id)
-            if visit is not None:
-                await session.delete(visit)
+            stale = await session.get(Visit, visit_id)
+            if stale is not None:
+                await session.delete(stale)
     activity.attendance_marked_at = now
     await session.flush()
     return sum(1 for i in invitations if i.attended)

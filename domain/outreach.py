@@ -16,8 +16,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialogs.engine.context import payload_of
-from dialogs.engine.types import Reply
+from domain.messages import Reply, payload_of
 from storage.models import (
     ChannelAddress,
     Consent,
@@ -151,6 +150,18 @@ async def may_answer(session: AsyncSession, person_id: int) -> bool:
     if preference is not None and preference.stopped_at is not None:
         return False
     return await family_address(session, person_id) is not None
+
+
+async def member_facts(session: AsyncSession, person_id: int) -> dict[str, object]:
+    """What the preference questions need to know about a member: relation, whether a birthday
+    is known, the household, and the contact volunteer's name."""
+    found = await membership(session, person_id)
+    member, household = found if found else (None, None)
+    volunteer = await volunteer_of(session, household.id if household else None)
+    has_birthday = member is not None and bool(member.birth_date or (member.lunar_birth_month and member.lunar_birth_day))
+    return {"relation": member.relation if member else "other", "has_birthday": has_birthday,
+            "household_id": household.id if household else None,
+            "volunteer": volunteer.name if volunteer else ""}
 
 
 def address_of(member: HouseholdMember | None, person: Person) -> str:
