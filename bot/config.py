@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.config_schema import check, leaves
 from dialogs.services import Clock, HealthThresholds, OffsetClock, SystemClock
 from storage.crypto import KeyError_, KeyRing, key_file_for, load_or_create_key_file
 from storage.db import resolve_url, sqlite_file
@@ -45,6 +46,8 @@ class Settings:
     database_url: str
     raw: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
+    # dotted setting -> where its value came from ("default bot/defaults/core.toml", "your file …")
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -105,23 +108,53 @@ def parse_instant(text: str, tz: ZoneInfo) -> datetime:
     return value
 
 
+def _read_config(file: Path) -> dict[str, Any]:
+    """A county's TOML file, or a ConfigError saying in both languages why it cannot be read."""
+    if not file.exists():
+        raise ConfigError(f"找不到配置文件 / configuration file not found: {file}")
+    if file.is_dir():
+        raise ConfigError(f"{file} 是文件夹，不是配置文件 / is a folder, not a configuration file")
+    try:
+        return load_toml(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: 格式不对 / not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: 不是文本文件（需要 UTF-8 的 TOML）/ not a text file (UTF-8 TOML expected)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: 无法读取 / cannot be read ({exc.strerror or type(exc).__name__})") from exc
+
+
+def load_defaults() -> tuple[dict[str, Any], dict[str, str]]:
+    """The packaged defaults merged, and for each setting the defaults file it comes from."""
+    raw: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for part in sorted(DEFAULTS_DIR.glob("*.toml")):  # one file per area: core.toml, policy.toml…
+        data = load_toml(part)
+        raw = _merge(raw, data)
+        for path, _value in leaves(data):
+            origins[path] = f"default {DEFAULTS_DIR.name}/{part.name}"
+    return raw, origins
+
+
 def load_settings(db: str | None = None, config: str | None = None,
                   env: dict[str, str] | None = None) -> Settings:
+    """Defaults, overlaid by the county's file (checked against the schema: every mistake is a
+    ConfigError naming the setting), then the environment."""
     environ = dict(os.environ if env is None else env)
-    raw: dict[str, Any] = {}
-    for part in sorted(DEFAULTS_DIR.glob("*.toml")):  # one file per area: core.toml, policy.toml…
-        raw = _merge(raw, load_toml(part))
+    raw, origins = load_defaults()
     path = config or environ.get("WARMLINE_CONFIG")
     if path:
         file = Path(path)
-        if not file.exists():
-            raise ConfigError(f"configuration file not found: {file}")
-        try:
-            raw = _merge(raw, load_toml(file))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: {exc}") from exc
+        user = _read_config(file)
+        problems = check(user, raw)
+        if problems:
+            raise ConfigError("\n".join(f"{file}: {p}" for p in problems))
+        raw = _merge(raw, user)
+        source = f"your file {file}" + (" (WARMLINE_CONFIG)" if not config else "")
+        for key, _value in leaves(user):
+            origins[key] = source
     url = resolve_url(db or environ.get("WARMLINE_DATABASE_URL"))
-    settings = Settings(database_url=url, raw=raw, env=environ)
+    settings = Settings(database_url=url, raw=raw, env=environ, origins=origins)
     try:
         settings.timezone  # noqa: B018 - validate early
     except Exception as exc:

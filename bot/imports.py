@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -60,8 +61,60 @@ NO = {"否", "no", "n", "0", "false", "无", ""}
 STAFF_ROLES = {"volunteer": Role.VOLUNTEER, "志愿者": Role.VOLUNTEER,
                "coordinator": Role.COORDINATOR, "协调员": Role.COORDINATOR,
                "admin": Role.ADMIN, "管理员": Role.ADMIN}
-PHONE = re.compile(r"^\+?\d{5,20}$")
+PHONE = re.compile(r"^\d{5,20}$")
 MAX_TEXT = 200
+HEADER_SEARCH_ROWS = 10  # a title or notes above the header row: look this far down for it
+PHONE_SEPARATORS = re.compile(r"[\s\-‐‑‒–—－()（）.·]")
+SCIENTIFIC = re.compile(r"^(\d)(?:\.(\d+))?[eE]\+?(\d{1,2})$")
+
+
+class PhoneError(ValueError):
+    """A phone cell that cannot be read as a number; the message says why, in both languages."""
+
+
+def normalise_phone(text: str) -> str:
+    """A phone number as digits only, however the spreadsheet wrote it.
+
+    `138 0000 2212`, `138-0000-2212`, `+86 138…`, `0086138…`, full-width digits and a number that
+    Excel stored as a float (`13800002212.0`, `1.3800002212E+10`) all become `13800002212`.
+    Scientific notation that lost digits (`1.38E+10`: Excel's display of an 11-digit number in a
+    CSV) is refused: the real number is gone, and a wrong number must never be saved.
+    """
+    raw = unicodedata.normalize("NFKC", text).strip()
+    sci = SCIENTIFIC.match(raw)
+    if sci:
+        first, rest, power = sci.group(1), sci.group(2) or "", int(sci.group(3))
+        if len(rest) < power:
+            raise PhoneError(f"电话号码 {text!r} 被 Excel 写成了科学计数法，后几位已经丢失；请把电话列设为“文本”后重新填写 / "
+                             f"phone {text!r} was saved by Excel in scientific notation and lost its last digits; "
+                             "format the phone column as text and type the numbers again")
+        digits = (first + rest)[:power + 1]
+        if rest[power:].strip("0"):
+            raise PhoneError(f"电话号码不对 / bad phone number {text!r}")
+        raw = digits
+    elif re.fullmatch(r"\d+\.0+", raw):
+        raw = raw.split(".")[0]
+    plus = raw.startswith("+")
+    digits = PHONE_SEPARATORS.sub("", raw.lstrip("+"))
+    if plus and digits.startswith("86"):
+        digits = digits[2:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    elif len(digits) == 13 and digits.startswith("861"):
+        digits = digits[2:]
+    if not PHONE.match(digits):
+        raise PhoneError(f"电话号码不对 / bad phone number {text!r}")
+    return digits
+
+
+def phone_or_error(text: str, errors: list[str]) -> str | None:
+    if not text:
+        return None
+    try:
+        return normalise_phone(text)
+    except PhoneError as exc:
+        errors.append(str(exc))
+        return None
 
 
 class ImportError_(Exception):
@@ -82,12 +135,29 @@ class ImportReport:
     rows: int = 0
     created: dict[str, int] = field(default_factory=dict)
     updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
     errors: list[RowError] = field(default_factory=list)
     applied: bool = False
 
     def count(self, bucket: str, what: str) -> None:
-        target = self.created if bucket == "created" else self.updated
+        target = {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}[bucket]
         target[what] = target.get(what, 0) + 1
+
+    def compare(self, what: str, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
+        """Count an existing record as updated only if the file changed something in it."""
+        self.count("updated" if before != after else "unchanged", what)
+
+
+def _state(*objects: Any, fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The values an import may change, to tell "updated" from "unchanged"."""
+    return tuple(getattr(o, f, None) for o in objects for f in fields)
+
+
+HOUSEHOLD_FIELDS = ("township_id", "village_id", "hardship", "enrolled_on")
+MEMBER_FIELDS = ("township_id", "phone", "relation", "sex", "birth_date", "birthday_calendar",
+                 "lunar_birth_month", "lunar_birth_day", "lunar_birth_leap")
+CHILD_FIELDS = ("birth_date", "death_date", "death_cause")
+STAFF_FIELDS = ("name", "role", "township_id", "skills", "active")
 
 
 # ------------------------------------------------------------------ reading files
@@ -135,20 +205,36 @@ def read_rows(path: Path) -> list[list[str]]:
     raise ImportError_(f"只支持 .csv 和 .xlsx / only .csv and .xlsx files, not {suffix or 'no extension'}")
 
 
-def records(kind: str, rows: list[list[str]]) -> list[tuple[int, dict[str, str]]]:
-    """(row number, {english key: text}) for each non-empty data row."""
+def _header_keys(kind: str, row: list[str]) -> list[str | None]:
     columns = COLUMNS[kind]
     by_header = {**{k: k for k in columns}, **{v: k for k, v in columns.items()}}
-    if not rows:
+    return [by_header.get(h.strip().lower() if h.strip().lower() in columns else h.strip()) for h in row]
+
+
+def records(kind: str, rows: list[list[str]]) -> list[tuple[int, dict[str, str]]]:
+    """(row number, {english key: text}) for each non-empty data row.
+
+    The header is the first of the top rows that names every required column, so a title
+    ("青山县失独家庭名册") or notes above it are skipped; row numbers stay as the sheet shows them."""
+    columns = COLUMNS[kind]
+    if not rows or not any(any(c.strip() for c in row) for row in rows):
         raise ImportError_("文件是空的 / the file is empty")
-    header = [by_header.get(h.strip().lower() if h.strip().lower() in columns else h.strip())
-              for h in rows[0]]
+    at, header = 0, _header_keys(kind, rows[0])
+    for i, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        keys = _header_keys(kind, row)
+        if all(k in keys for k in REQUIRED[kind]):
+            at, header = i, keys
+            break
+    else:  # report against the row that looks most like a header
+        best = max(range(min(len(rows), HEADER_SEARCH_ROWS)), key=lambda i: sum(k is not None for k in _header_keys(kind, rows[i])))
+        at, header = best, _header_keys(kind, rows[best])
     missing = [k for k in REQUIRED[kind] if k not in header]
     if missing:
         names = "、".join(f"{columns[k]}({k})" for k in missing)
-        raise ImportError_(f"缺少列 / missing columns: {names}")
+        raise ImportError_(f"缺少列 / missing columns: {names}（在前 {HEADER_SEARCH_ROWS} 行里没有找到含这些列名的表头 / "
+                           f"no header row with them in the first {HEADER_SEARCH_ROWS} rows）")
     out = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in enumerate(rows[at + 1:], start=at + 2):
         if not any(c.strip() for c in row):
             continue
         values = {key: (row[i].strip() if i < len(row) else "") for i, key in enumerate(header) if key}
@@ -245,9 +331,7 @@ def parse_family_row(number: int, v: dict[str, str], today: date) -> MemberRow |
     calendar = CALENDAR_WORDS.get(calendar_text) if calendar_text else (LUNAR if lunar else SOLAR)
     if calendar is None:
         errors.append(f"生日历法只能是 公历/农历 / birthday_calendar must be solar or lunar, not {v['birthday_calendar']!r}")
-    phone = v.get("phone") or None
-    if phone and not PHONE.match(phone):
-        errors.append(f"电话号码不对 / bad phone number {phone!r}")
+    phone = phone_or_error(v.get("phone", ""), errors)
     hardship_text = v.get("hardship", "").lower()
     hardship = True if hardship_text in YES else False if hardship_text in NO else None
     if hardship is None:
@@ -267,8 +351,8 @@ def parse_family_row(number: int, v: dict[str, str], today: date) -> MemberRow |
         return errors
     assert relation is not None and calendar is not None
     return MemberRow(number, v["household"], v["township"], v.get("village", ""), v["name"], relation,
-                     sex, birth, calendar, lunar, phone, hardship, v.get("contact_volunteer") or None, child,
-                     enrolled)
+                     sex, birth, calendar, lunar, phone, hardship, phone_or_error(v.get("contact_volunteer", ""), []),
+                     child, enrolled)
 
 
 def _enrolment(v: dict[str, str], errors: list[str], today: date) -> date | None:
@@ -302,7 +386,8 @@ def _township(session: Session, name: str, county_name: str | None, report: Impo
         elif county is None and len(counties) == 1:
             county = counties[0]
         if county is None:
-            return f"没有乡镇“{name}”，请先用 --county 指定县名 / unknown township {name!r}; give --county"
+            return (f"没有乡镇“{name}”：第一次导入请用 --county 或配置文件里的 [county] name 写明县名 / "
+                    f"unknown township {name!r}: on a first import name the county with --county or [county] name")
         township = Township(county_id=county.id, name=name)
         session.add(township)
         session.flush()
@@ -315,15 +400,25 @@ def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *,
                     today: date, county: str | None = None, actor_id: int | None = None) -> ImportReport:
     """Check every row, then write them all in the caller's transaction (nothing if any is bad)."""
     report = ImportReport(rows=len(rows))
+    staff_phones: dict[int, str | None] = {}
+    for number, values in rows:
+        errors: list[str] = []
+        staff_phones[number] = phone_or_error(values.get("contact_volunteer", ""), errors)
+        if errors:
+            staff_phones[number] = None
     volunteers = {p.phone: p for p in session.scalars(select(Person).where(
-        Person.phone.in_({v["contact_volunteer"] for _n, v in rows if v.get("contact_volunteer")}),
+        Person.phone.in_({p for p in staff_phones.values() if p}),
         Person.role.in_((Role.VOLUNTEER, Role.COORDINATOR, Role.ADMIN))))}
     parsed: list[MemberRow] = []
     for number, values in rows:
         result = parse_family_row(number, values, today)
-        staff_phone = values.get("contact_volunteer")
-        if staff_phone and staff_phone not in volunteers:
+        staff_phone = staff_phones[number]
+        reason = None
+        if values.get("contact_volunteer") and staff_phone is None:
+            reason = (f"联系志愿者电话不对 / bad volunteer phone {values['contact_volunteer']!r}")
+        elif staff_phone and staff_phone not in volunteers:
             reason = f"联系志愿者电话未登记 / no volunteer with phone {staff_phone}; import volunteers first"
+        if reason:
             result = [*result, reason] if isinstance(result, list) else [reason]
         if isinstance(result, list):
             report.errors.extend(RowError(number, reason) for reason in result)
@@ -357,6 +452,7 @@ def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *,
 
     townships: dict[str, Township] = {}
     households: dict[str, Household] = {}
+    before: dict[str, tuple[Any, ...]] = {}  # existing households as they were
     for r in parsed:
         township = _township(session, r.township or first[r.household].township, county, report, townships)
         if isinstance(township, str):
@@ -369,7 +465,7 @@ def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *,
             session.add(household)
             report.count("created", "households")
         elif r.household not in households:
-            report.count("updated", "households")
+            before[r.household] = _state(household, fields=HOUSEHOLD_FIELDS)
         households[r.household] = household
         household.township_id = township.id
         if r.hardship is not None:
@@ -394,6 +490,8 @@ def import_families(session: Session, rows: list[tuple[int, dict[str, str]]], *,
     if report.errors:
         return report
     session.flush()
+    for code, state in before.items():
+        report.compare("households", state, _state(households[code], fields=HOUSEHOLD_FIELDS))
     record_audit_sync(session, actor_id=actor_id, action="write", entity="import_families", entity_id=None,
                       household_id=None, detail=f"rows={report.rows}", at=now)
     report.applied = True
@@ -415,7 +513,7 @@ def _member(session: Session, household: Household, township: Township, r: Membe
         report.count("created", "members")
     else:
         member, person = row
-        report.count("updated", "members")
+    state = None if row is None else _state(person, member, fields=MEMBER_FIELDS)
     person.township_id = township.id
     if r.phone:
         person.phone = r.phone
@@ -425,6 +523,8 @@ def _member(session: Session, household: Household, township: Township, r: Membe
     member.birthday_calendar = r.calendar
     if r.lunar:
         member.lunar_birth_month, member.lunar_birth_day, member.lunar_birth_leap = r.lunar
+    if state is not None:
+        report.compare("members", state, _state(person, member, fields=MEMBER_FIELDS))
     session.flush()
 
 
@@ -433,15 +533,16 @@ def _child(session: Session, household: Household, child: dict[str, Any], report
     match = next((c for c in existing if c.name == child["name"]), None)
     if match is None and child["name"] is None and len(existing) == 1:
         match = existing[0]
+    state = None if match is None else _state(match, fields=CHILD_FIELDS)
     if match is None:
         match = DeceasedChild(household_id=household.id, name=child["name"])
         session.add(match)
         report.count("created", "children")
-    else:
-        report.count("updated", "children")
-    for key in ("birth_date", "death_date", "death_cause"):
+    for key in CHILD_FIELDS:
         if child[key] is not None:
             setattr(match, key, child[key])
+    if state is not None:
+        report.compare("children", state, _state(match, fields=CHILD_FIELDS))
     session.flush()
 
 
@@ -468,10 +569,9 @@ def import_volunteers(session: Session, rows: list[tuple[int, dict[str, str]]], 
         role = STAFF_ROLES.get((v.get("role") or "volunteer").lower())
         if role is None:
             errors.append(f"角色只能是 志愿者/协调员/管理员 / unknown role {v.get('role')!r}")
-        phone = v.get("phone", "")
-        if phone and not PHONE.match(phone):
-            errors.append(f"电话号码不对 / bad phone number {phone!r}")
-        if phone in phones:
+        phone = phone_or_error(v.get("phone", ""), errors) or ""
+        v["phone"] = phone
+        if phone and phone in phones:
             errors.append(f"电话与第 {phones[phone]} 行重复 / phone repeats row {phones[phone]}")
         phones.setdefault(phone, number)
         if role == Role.COORDINATOR and not v.get("township"):
@@ -500,15 +600,16 @@ def import_volunteers(session: Session, rows: list[tuple[int, dict[str, str]]], 
                 continue
             township_id = township.id
         person = existing.get(v["phone"])
+        state = None if person is None else _state(person, fields=STAFF_FIELDS)
         if person is None:
             person = Person(phone=v["phone"], name=v["name"], role=role, created_at=now)
             session.add(person)
             report.count("created", "people")
-        else:
-            report.count("updated", "people")
         person.name, person.role, person.township_id = v["name"], role, township_id
         person.skills = v.get("skills") or person.skills
         person.active = True
+        if state is not None:
+            report.compare("people", state, _state(person, fields=STAFF_FIELDS))
     if report.errors:
         return report
     session.flush()
@@ -519,6 +620,7 @@ def import_volunteers(session: Session, rows: list[tuple[int, dict[str, str]]], 
 
 
 def summary(report: ImportReport) -> Iterable[str]:
-    for bucket, label in ((report.created, "新建 / created"), (report.updated, "更新 / updated")):
+    for bucket, label in ((report.created, "新建 / created"), (report.updated, "更新 / updated"),
+                          (report.unchanged, "未变 / unchanged")):
         if bucket:
             yield f"{label}: " + ", ".join(f"{k} {n}" for k, n in sorted(bucket.items()))

@@ -277,6 +277,6 @@ def test_bad_greeting_configuration_is_refused(db_url: str, tmp_path: Path) -> N
                        ('templates = { default = "{address} {child}", footer = "" }', "child")):
         config = tmp_path / "bad.toml"
         config.write_text(f"[outreach]\n{body}\n", encoding="utf-8")
-        settings = load_settings(db=db_url, config=str(config), env={"WARMLINE_DATA_KEY": TEST_DATA_KEY})
-        with pytest.raises(ConfigError, match=word):
-            GreetingSettings.from_settings(settings)
+        with pytest.raises(ConfigError, match=word):  # refused on loading, or when greetings read it
+            GreetingSettings.from_settings(
+                load_settings(db=db_url, config=str(config), env={"WARMLINE_DATA_KEY": TEST_DATA_KEY}))

@@ -25,6 +25,7 @@ from bot.app import App
 from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Inbound
 from dialogs.registry import ALL_DIALOGS
+from storage.invites import create_invite
 from storage.models import (
     ActionToken,
     Activity,
@@ -34,6 +35,7 @@ from storage.models import (
     Consent,
     ContactAssignment,
     DialogSession,
+    FamilyMessage,
     FollowUp,
     HealthReading,
     Household,
@@ -170,6 +172,7 @@ WORDS = ["1", "2", "今天", "135/85", "6.8", "空腹", "是", "否", "无", "�
          "2027-12-31", "2026-12-20 14:00", "10", "全部", "一个月一次", "谢谢你们，最近挺好的",
          "改天再说", "发送", "好"]
 MAX_TRIES = 400  # steps the exploration may spend on one dialog
+VARIANTS = 3  # questions per state explored further
 # States the exploration does not reach yet, and why. The test asserts this list exactly, so
 # a dialog that loses coverage fails, and one that gains it must be taken off the list.
 UNREACHED: dict[str, set[str]] = {
@@ -177,20 +180,22 @@ UNREACHED: dict[str, set[str]] = {
     "family_stop": {"stop"},
     "family_welcome": {"welcome"},
     "console_sign_in": {"link"},
-    # need a world the demo county lacks: an invite code, a draft, a family's message, a past
-    # activity, an admin's township choice (to add: seed them in `_prepare`)
-    "register": {"name", "confirm", "member", "relation"},
-    "intake": {"resume", "difficulty", "needs", "expectation", "visits", "confirm", "pick_field"},
-    "family_reply": {"pick", "compose", "confirm"},
-    "activity_manage": {"attendance"},
-    "activity_create": {"township"},
-    "rsvp": {"pick", "answer"},
+    # a household's invite is needed (only a volunteer's is seeded)
+    "register": {"member", "relation"},
+    # need more than buttons and short words: a parent's three long answers each, in turn
+    "intake": {"difficulty", "needs", "expectation", "visits", "confirm", "pick_field"},
     # asked only of a member reachable on two channels
     "family_preferences": {"channel"},
 }
 
 
+# who drives a dialog when the first role that may use it is not the one that reaches its states
+DRIVER = {"rsvp": "family-hostile", "activity_create": "10000000900"}  # the invited member; an admin
+
+
 def _address_for(cls: type) -> str:
+    if cls.name in DRIVER:  # type: ignore[attr-defined]
+        return DRIVER[cls.name]  # type: ignore[attr-defined]
     roles = cls.roles  # type: ignore[attr-defined]
     for role, address in (("volunteer", VOLUNTEER), ("coordinator", COORDINATOR),
                           ("family", FAMILY), ("newcomer", NEWCOMER)):
@@ -199,9 +204,10 @@ def _address_for(cls: type) -> str:
     raise AssertionError(f"no test person for {roles}")
 
 
-def _prepare(app: App, consented: bool) -> dict[str, int]:
-    """A family member who can write to the bot (with a consent if `consented`), an activity
-    they are invited to, and an open follow-up in the volunteer's household."""
+def _prepare(app: App, consented: bool) -> dict[str, Any]:
+    """A family member who can write to the bot (with a consent if `consented`), two activities
+    they are invited to and one that has begun (attendance), an open follow-up and an unanswered
+    family message in the volunteer's household, and a volunteer's invite code."""
     with app.db.session() as session:
         member = session.scalars(select(HouseholdMember).join(Household)
                                  .where(Household.code == "QX001").order_by(HouseholdMember.id)).first()
@@ -224,12 +230,28 @@ def _prepare(app: App, consented: bool) -> dict[str, int]:
                                 household_id=member.household_id, channel="console",
                                 created_at=app.services.now())
         session.add(invitation)
+        for days, title in ((12, "包饺子"), (-1, "中秋茶话会")):  # a second invitation; one begun
+            other = Activity(township_id=organiser.township_id, created_by_id=organiser.id,
+                             type="custom", title=title, starts_at=app.services.now() + timedelta(days=days),
+                             status="sent", audience={"kind": "households", "household_ids": [member.household_id]},
+                             sent_at=app.services.now() - timedelta(days=3))
+            session.add(other)
+            session.flush()
+            session.add(Invitation(activity_id=other.id, person_id=member.person_id,
+                                   household_id=member.household_id, channel="console", rsvp="yes",
+                                   rsvp_at=app.services.now() - timedelta(days=2),
+                                   created_at=app.services.now() - timedelta(days=3)))
         volunteer = session.scalar(select(Person).where(Person.phone == VOLUNTEER))
         assert volunteer is not None
         session.add(FollowUp(household_id=member.household_id, source="visit", text="想要轮椅",
                              owner_id=volunteer.id, created_at=app.services.now()))
+        session.add(FamilyMessage(household_id=member.household_id, person_id=member.person_id,
+                                  channel="console", text="腿又疼了，想有人来看看",
+                                  received_at=app.services.now() - timedelta(hours=2)))
+        code = create_invite(session, role="volunteer", now=app.services.now(), ttl=timedelta(days=14),
+                             township="清溪镇")
         session.flush()
-        return {"invitation_id": invitation.id, "activity_id": activity.id}
+        return {"invitation_id": invitation.id, "activity_id": activity.id, "code": code}
 
 
 def _start(app: App, address: str, value: str) -> str:
@@ -242,15 +264,19 @@ def _start(app: App, address: str, value: str) -> str:
     return token
 
 
-async def _explore(app: App, cls: type, args: dict[str, object]) -> list[dict[str, Any]]:
-    """Snapshots of the dialog at every state reachable by buttons and typical words."""
+async def _explore(app: App, cls: type, args: dict[str, object],
+                   words: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Snapshots of the dialog at every state reachable by buttons and typical words (plus
+    `words`). A state reached with a different question (another activity picked) is explored
+    again, up to `VARIANTS` times, since what it offers can differ; one snapshot per state is kept."""
     name, address = cls.name, _address_for(cls)  # type: ignore[attr-defined]
-    if address in (VOLUNTEER, COORDINATOR):
+    if address in (VOLUNTEER, COORDINATOR, DRIVER["activity_create"]):
         await app.runner.link_phone("console", address, address)
     first = await app.runner.handle(Inbound("console", address, option_token=_start(
         app, address, action_value(name, **args))))
     assert first
     seen: dict[str, dict[str, Any]] = {}
+    variants: dict[str, set[str]] = {}
     with app.db.session() as session:
         row = session.scalar(select(DialogSession).where(DialogSession.address == address))
     if row is None or row.dialog != name:
@@ -262,15 +288,21 @@ async def _explore(app: App, cls: type, args: dict[str, object]) -> list[dict[st
         snap = queue.pop(0)
         answers: list[Inbound] = [Inbound("console", address, option_token=token)
                                   for token, _value, _label in snap["data"].get("_opts", [])]
-        answers += [Inbound("console", address, text=word) for word in WORDS]
+        answers += [Inbound("console", address, text=word) for word in (*WORDS, *words)]
         for inbound in answers:
             tries += 1
             _restore(app, address, snap)
             await app.runner.handle(inbound)
             new = _snapshot_or_none(app, address)
-            if new is not None and new["dialog"] == name and new["state"] not in seen:
-                seen[new["state"]] = new
-                queue.append(new)
+            if new is None or new["dialog"] != name:
+                continue
+            asked = str((new["prompt"] or {}).get("text", ""))
+            known = variants.setdefault(new["state"], set())
+            if asked in known or len(known) >= VARIANTS:
+                continue
+            known.add(asked)
+            seen.setdefault(new["state"], new)
+            queue.append(new)
     return list(seen.values())
 
 
@@ -309,13 +341,11 @@ async def test_every_dialog_survives_hostile_input_in_every_state(
         county.runner.flood.max_messages = 10**9
         ids = county._ids = getattr(county, "_ids", None) or _prepare(  # type: ignore[attr-defined]
             county, consented=cls.name == "family_preferences")  # type: ignore[attr-defined]
-        args = {"invitation_id": ids["invitation_id"]} if cls.name == "rsvp" else {}  # type: ignore[attr-defined]
-        snaps = await _explore(county, cls, args)
-        reached = {s["state"] for s in snaps}
-        missing = set(cls.states) - reached  # type: ignore[attr-defined]
-        assert missing == UNREACHED.get(cls.name, set()), f"{cls.name}: states not reached {sorted(missing)}"  # type: ignore[attr-defined]
-        county._explored = snaps  # type: ignore[attr-defined]
+        words = (ids["code"],) if cls.name == "register" else ()  # type: ignore[attr-defined]
+        county._explored = await _explore(county, cls, {}, words)  # type: ignore[attr-defined]
     snaps = county._explored  # type: ignore[attr-defined]
+    missing = set(cls.states) - {s["state"] for s in snaps}  # type: ignore[attr-defined]
+    assert missing == UNREACHED.get(cls.name, set()), f"{cls.name}: states not reached {sorted(missing)}"  # type: ignore[attr-defined]
     address = _address_for(cls)
     tokens = [token for snap in snaps for token, _v, _l in snap["data"].get("_opts", [])]
     token: str | None

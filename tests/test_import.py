@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -12,9 +15,10 @@ from sqlalchemy import func, select
 from bot.app import App
 from bot.care.birthdays import Birthday, LunarBirthday, lunar_birthday_in
 from bot.cli import main
-from bot.imports import FAMILY_COLUMNS
+from bot.imports import FAMILY_COLUMNS, PhoneError, normalise_phone
 from storage.models import (
     ContactAssignment,
+    County,
     DeceasedChild,
     Household,
     HouseholdMember,
@@ -104,7 +108,8 @@ def test_template_then_import_then_reimport_updates(county: App, tmp_path: Path,
     write_xlsx(template, rows)
     assert run(county, "import", "families", str(template)) == 0
     out = capsys.readouterr().out
-    assert "updated: children 2, households 2, members 3" in out
+    assert "updated: households 1\n" in out  # only BY101 changed (hardship)
+    assert "unchanged: children 2, households 1, members 3" in out
     assert "created: assignments 1\n" in out  # only the handed-over family got a new contact
     assert count(county, Household) == households + 2 and count(county, HouseholdMember) == members + 3
     with county.db.session() as session:
@@ -191,3 +196,96 @@ def test_volunteer_rows_are_checked(county: App, tmp_path: Path, capsys: pytest.
     assert "第 3 行" in err and "姓名 不能为空" in err and "abc" in err
     assert "第 4 行" in err and "重复" in err
     assert count(county, Person) == before
+
+
+# ------------------------------------------------------------------ messy county spreadsheets
+
+
+def cli(app: App, *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    """The real `warmline` process, on the test's database."""
+    return subprocess.run([sys.executable, "-m", "bot.cli", "--db", app.settings.database_url, *argv],
+                          capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**os.environ, "WARMLINE_DATA_KEY": TEST_DATA_KEY, **(env or {})})
+
+
+@pytest.mark.parametrize("written", ["138 0000 2212", "138-0000-2212", "+86 138 0000 2212", "0086 13800002212",
+                                     "8613800002212", "13800002212.0", "1.3800002212E+10", "１３８００００２２１２",
+                                     "(138)0000-2212"])
+def test_phone_numbers_are_normalised(written: str) -> None:
+    assert normalise_phone(written) == "13800002212"
+
+
+def test_a_phone_number_that_excel_rounded_is_refused_not_guessed() -> None:
+    with pytest.raises(PhoneError, match="scientific notation"):
+        normalise_phone("1.38E+10")
+    with pytest.raises(PhoneError, match="bad phone number"):
+        normalise_phone("138-abc")
+
+
+def test_messy_phones_and_a_title_row_import(county: App, tmp_path: Path) -> None:
+    path = tmp_path / "families.xlsx"
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["青山县失独家庭名册（2026年12月）"])
+    sheet.append(["填表人：县计生协"])
+    sheet.append(["户编号", "乡镇", "姓名", "关系", "电话", "联系志愿者", "纳入日期"])
+    sheet.append(["QX301", "清溪镇", "韦长青", "父亲", "138 0000 2212", "100-0000-0001", "2026-10-08"])
+    sheet.append(["QX301", "清溪镇", "韦秋菊", "母亲", 13800002221.0, "+86 100 0000 0001", ""])
+    sheet.append(["QX302", "清溪镇", "韦大河", "父亲", "1.38E+10", "", ""])
+    book.save(path)
+    result = cli(county, "import", "families", str(path))
+    assert result.returncode == 1
+    assert "第 6 行" in result.stderr and "scientific notation" in result.stderr  # row numbers as the sheet shows
+    assert "第 4 行" not in result.stderr and "第 5 行" not in result.stderr
+    sheet.delete_rows(6)
+    book.save(path)
+    result = cli(county, "import", "families", str(path))
+    assert result.returncode == 0, result.stderr
+    with county.db.session() as session:
+        phones = dict(session.execute(select(Person.name, Person.phone).where(Person.name.in_(("韦长青", "韦秋菊")))).all())
+        household = session.scalar(select(Household).where(Household.code == "QX301"))
+        assert household is not None and household.enrolled_on == date(2026, 10, 8)
+        volunteer = session.scalar(select(Person.phone).join(
+            ContactAssignment, ContactAssignment.volunteer_id == Person.id).where(
+            ContactAssignment.household_id == household.id))
+    assert phones == {"韦长青": "13800002212", "韦秋菊": "13800002221"}
+    assert volunteer == "10000000001"  # the dashed volunteer phone found the demo volunteer
+    again = cli(county, "import", "families", str(path))
+    assert "未变 / unchanged: households 1, members 2" in again.stdout and "更新 / updated" not in again.stdout
+
+
+def test_no_header_row_names_what_is_missing(county: App, tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("名册\n编号,镇,名字\nQX1,清溪镇,韦\n", encoding="utf-8")
+    result = cli(county, "import", "families", str(path))
+    assert result.returncode == 1 and "户编号(household)" in result.stderr and "first 10 rows" in result.stderr
+
+
+def test_a_template_never_overwrites_a_filled_in_file(tmp_path: Path) -> None:
+    filled = tmp_path / "families.xlsx"
+    write_xlsx(filled, family_rows())
+    before = filled.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "import", "--template", "families", "-o", str(filled)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--force" in result.stderr and "Traceback" not in result.stderr
+    assert filled.read_bytes() == before
+    forced = subprocess.run([sys.executable, "-m", "bot.cli", "import", "--template", "families", "-o", str(filled),
+                             "--force"], capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 0 and [c.value for c in load_workbook(filled).worksheets[0][1]] == HEADERS
+    assert load_workbook(filled).worksheets[0].max_row == 1
+
+
+def test_the_county_can_be_named_in_the_configuration(app: App, tmp_path: Path) -> None:
+    volunteers = tmp_path / "v.csv"
+    volunteers.write_text("姓名,电话,乡镇\n沈志远,100-0000-7001,东湖镇\n", encoding="utf-8")
+    refused = cli(app, "import", "volunteers", str(volunteers))
+    assert refused.returncode == 1 and "[county] name" in refused.stderr and "--county" in refused.stderr
+    config = tmp_path / "county.toml"
+    config.write_text('[county]\nname = "示例县"\n', encoding="utf-8")
+    done = cli(app, "import", "volunteers", str(volunteers), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    with app.db.session() as session:
+        assert session.scalar(select(County.name)) == "示例县"
+        assert session.scalar(select(Person.phone).where(Person.name == "沈志远")) == "10000007001"

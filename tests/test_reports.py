@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.reports.charts import NO_FONT_WARNING, find_cjk_font
+from bot.reports.charts import NO_FONT_WARNING, PACKAGED_FAMILY, find_cjk_font, packaged_font_file
 from bot.reports.chat import chart_folder, chat_period
 from bot.reports.config import ReportConfig
 from bot.reports.model import Report
@@ -194,17 +194,21 @@ async def test_volunteers_get_no_report(q3: App, volunteer: Chat) -> None:
 # ----------------------------------------------------------------------------- fonts
 
 
-def test_a_cjk_font_is_found_on_this_machine() -> None:
+def test_charts_use_the_font_that_comes_with_pip_install() -> None:
     font = find_cjk_font()
-    assert font.family is not None and font.warning is None
+    assert font.family == PACKAGED_FAMILY and font.warning is None
+    from matplotlib import font_manager
+
+    chosen = font_manager.findfont(font_manager.FontProperties(family=font.family), fallback_to_default=False)
+    assert Path(chosen) == packaged_font_file()
 
 
 def test_without_a_chinese_font_the_report_warns_clearly(q3: App) -> None:
-    font = find_cjk_font(families=(), font_files=[])  # nothing installed
+    font = find_cjk_font(families=(), font_files=[], packaged=False)  # nothing installed
     assert font.family is None and font.warning == NO_FONT_WARNING
     html = render_html(report_for(q3), font)
-    assert "未找到中文字体" in html and "fonts-wqy-microhei" in html
+    assert "未找到中文字体" in html and "noto-cjk-sans-otc" in html
     from bot.commands.report import warning_lines
 
     lines = warning_lines(report_for(q3), font, "html")
-    assert any("fonts-wqy-microhei" in line for line in lines)
+    assert any("pip install" in line for line in lines)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from bot.care.calendar import FIRST_YEAR, LAST_YEAR, occasions_in
+from bot.config import load_settings
 
 WEEKDAYS = "一二三四五六日"
 
@@ -19,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_settings(db=args.db, config=args.config)  # a mistake in --config is reported here too
     if not FIRST_YEAR <= args.year <= LAST_YEAR:
         print(f"年份需在 {FIRST_YEAR}–{LAST_YEAR} 之间 / year must be {FIRST_YEAR}–{LAST_YEAR}",
               file=sys.stderr)

@@ -1,12 +1,23 @@
-"""`warmline chat --as ADDRESS`: the console channel."""
+"""`warmline chat --as ADDRESS`: the console channel.
+
+Ctrl-C ends the chat at once. Every answer is saved as it is given, so whatever dialog was half
+filled in is still there the next time this person opens a chat (or any channel). Why the loop
+is run by hand: the line being read waits in a worker thread that nothing can interrupt, and
+`asyncio.run` would wait for it — until Enter — before letting the process end.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 
+from bot.app import App
 from bot.channels.console import run_console
 from bot.commands import open_app
+
+LEFT = "\n已退出。填到一半的内容已保存，下次打开会接着问 / left; what you were filling in is kept for next time."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = open_app(args)
-    return asyncio.run(_chat(app, args.address))
+    return chat(open_app(args), args.address)
 
 
-async def _chat(app, address: str) -> int:  # type: ignore[no-untyped-def]
+def chat(app: App, address: str) -> int:
+    """Chat until the input ends or Ctrl-C; on Ctrl-C leave at once (exit code 130)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_chat(app, address))
+    except KeyboardInterrupt:
+        print(LEFT, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # the reader thread is still blocked on the terminal; do not wait for it
+
+
+async def _chat(app: App, address: str) -> int:
     try:
         return await run_console(app.runner, address)
     finally:

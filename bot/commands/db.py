@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bot.commands import check_database_file
 from bot.config import load_settings
 from storage import migrate
 
@@ -22,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _url(args: argparse.Namespace) -> str:
-    return load_settings(db=args.db, config=args.config).database_url
+    url = load_settings(db=args.db, config=args.config).database_url
+    check_database_file(url)
+    return url
 
 
 def _upgrade(args: argparse.Namespace) -> int:

@@ -11,8 +11,7 @@ from sqlalchemy import select
 from bot.care.planner import STATUSES, plan
 from bot.care.policy import Policy
 from bot.care.wording import status_name, task_title
-from bot.commands import open_app
-from bot.config import parse_instant
+from bot.commands import open_app, parse_at
 from storage.models import Person
 
 
@@ -28,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     app = open_app(args)
     tz = app.settings.timezone
-    at = parse_instant(args.at, tz) if args.at else app.services.now()
+    at = parse_at(args.at, tz) if args.at else app.services.now()
     policy = Policy.from_settings(app.settings)
     wanted = set(args.status.split(",")) if args.status else set(STATUSES)
     if not wanted <= set(STATUSES):

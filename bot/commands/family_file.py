@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.commands import open_app
+from bot.commands import open_app, output_file
 from bot.reports.cells import safe_cell
 from storage.audit import record_audit_sync
 from storage.family_file import collect, erase
@@ -123,6 +123,8 @@ def workbook_bytes(data: dict[str, Any]) -> bytes:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.out:
+        output_file(args.out, "--out")
     app = open_app(args)
     now = app.services.now()
     with app.db.session() as session:

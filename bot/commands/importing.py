@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from bot.commands import open_app
+from bot.commands import open_app, output_file
 from bot.imports import (
     ImportError_,
     import_families,
@@ -29,13 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
     parser.add_argument("--template", choices=KINDS, help="write an empty template with the Chinese headers")
     parser.add_argument("-o", "--output", help="template file (default KIND-template.csv; .xlsx for Excel)")
-    parser.add_argument("--county", help="county name, for townships not yet in the database")
+    parser.add_argument("--force", action="store_true", help="with --template: replace an existing file")
+    parser.add_argument("--county", help="county name, for townships not yet in the database "
+                                         "(default: [county] name in the configuration)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.template:
-        path = Path(args.output or f"{args.template}-template.csv")
+        path = output_file(args.output or f"{args.template}-template.csv", "-o", force=args.force)
         write_template(args.template, path)
         print(f"模板已写入 / template written: {path}")
         return 0
@@ -46,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"找不到文件 / file not found: {path}", file=sys.stderr)
         return 2
+    if path.is_dir():
+        print(f"{path} 是文件夹，请给出 .csv 或 .xlsx 文件 / is a folder; give a .csv or .xlsx file", file=sys.stderr)
+        return 2
     try:
         rows = records(args.kind, read_rows(path))
     except ImportError_ as exc:
@@ -53,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     app = open_app(args)
     now = app.services.now()
+    county = args.county or str(app.settings.section("county").get("name") or "").strip() or None
     with Session(app.db.sync_engine, expire_on_commit=False) as session:
         if args.kind == "families":
-            report = import_families(session, rows, now=now, today=app.services.today(), county=args.county)
+            report = import_families(session, rows, now=now, today=app.services.today(), county=county)
         else:
-            report = import_volunteers(session, rows, now=now, county=args.county)
+            report = import_volunteers(session, rows, now=now, county=county)
         if report.errors or args.dry_run:
             session.rollback()
         else:

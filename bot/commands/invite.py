@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bot.app import App
-from bot.commands import open_app
+from bot.commands import UsageError, open_app, output_file
 from storage.invites import create_invite
 from storage.models import Household, Lease
 
@@ -43,7 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+MAX_TTL_DAYS = 365
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.ttl_days is not None and not 0 < args.ttl_days <= MAX_TTL_DAYS:
+        raise UsageError(f"--ttl-days 应在 0 到 {MAX_TTL_DAYS} 天之间（不含 0），现在是 {args.ttl_days:g} / "
+                         f"--ttl-days must be more than 0 and at most {MAX_TTL_DAYS}, not {args.ttl_days:g}")
+    if args.qr:
+        output_file(args.qr, "--qr")
     app = open_app(args)
     if args.role == "coordinator" and not args.township:
         print("协调员邀请码需要 --township / a coordinator invite needs --township", file=sys.stderr)
@@ -51,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.role == "family" and not args.household:
         print("家庭邀请码需要 --household / a family invite needs --household", file=sys.stderr)
         return 2
-    ttl = timedelta(days=args.ttl_days) if args.ttl_days else app.services.invite_ttl
+    ttl = timedelta(days=args.ttl_days) if args.ttl_days is not None else app.services.invite_ttl
     now = app.services.now()
     with app.db.session() as session:
         household_id = None

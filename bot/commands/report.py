@@ -7,7 +7,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from bot.commands import open_app
+from bot.commands import UsageError, open_app, output_file
 from bot.reports.build import UnknownTownship
 from bot.reports.charts import ChartFont, default_font
 from bot.reports.model import Report
@@ -48,6 +48,17 @@ def warning_lines(report: Report, font: ChartFont, fmt: str) -> list[str]:
     return lines
 
 
+def _check_out(out: str, fmt: str) -> None:
+    """CSV goes to a folder or a .zip; the other formats to one file (never a folder)."""
+    path = Path(out)
+    if fmt == "csv" and path.suffix.lower() != ".zip":
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {path} 是一个文件；CSV 报表要写到文件夹或 .zip 文件 / "
+                             "is a file; a CSV report goes to a folder or a .zip file")
+        return
+    output_file(out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         period = parse_period(args.period)
@@ -62,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if fmt is None:
         print("请用 --format 指定 xlsx、csv 或 html / give --format xlsx|csv|html", file=sys.stderr)
         return 2
+    if args.out:
+        _check_out(args.out, fmt)
     app = open_app(args)
     try:
         with app.db.session() as session:

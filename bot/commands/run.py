@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable
 
 import uvicorn
 
 from bot.app import App
 from bot.channels.base import Channel, configured_channels
-from bot.commands import open_app
+from bot.commands import UsageError, open_app
 from bot.delivery.base import ChannelSender
 from bot.http import DEFAULT_HOST, DEFAULT_PORT, HttpLimits, build_http_app, uvicorn_options
 
@@ -36,9 +39,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+NO_CHANNEL = (
+    "没有配置任何渠道，只运行发送和排班。要接入聊天，请设置 / no channel is configured (only delivery and the "
+    "scheduler run); to connect one set: Telegram: WARMLINE_TELEGRAM_TOKEN; WeChat Official Account: "
+    "WARMLINE_WECHAT_APPID, WARMLINE_WECHAT_SECRET, WARMLINE_WECHAT_TOKEN; WeCom: WARMLINE_WECOM_CORP_ID, "
+    "WARMLINE_WECOM_SECRET, WARMLINE_WECOM_AGENT_ID, WARMLINE_WECOM_TOKEN, WARMLINE_WECOM_AES_KEY; SMS: "
+    "WARMLINE_SMS_PROVIDER, WARMLINE_SMS_ACCESS_KEY_ID, WARMLINE_SMS_ACCESS_KEY_SECRET, WARMLINE_SMS_SIGN_NAME "
+    "(README: Channels)")
+
+
+def listen_address(app: App) -> tuple[str, int]:
+    """WARMLINE_HTTP_HOST and WARMLINE_HTTP_PORT, checked: a port is a number 1–65535."""
+    host = app.settings.get_env("WARMLINE_HTTP_HOST", DEFAULT_HOST) or DEFAULT_HOST
+    text = app.settings.get_env("WARMLINE_HTTP_PORT", str(DEFAULT_PORT)) or str(DEFAULT_PORT)
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"WARMLINE_HTTP_PORT 应是 1–65535 的端口号，现在是 {text!r} / "
+                         f"WARMLINE_HTTP_PORT must be a port number 1–65535, not {text!r}")
+    return host, int(text)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before anything starts so a taken port is said plainly."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise UsageError(f"WARMLINE_HTTP_HOST {host!r} 不是本机地址 / is not an address of this machine") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"端口 {port} 已被占用（另一个暖心或别的程序在用）；换一个：WARMLINE_HTTP_PORT=… / "
+                             f"port {port} on {host} is already in use; choose another with WARMLINE_HTTP_PORT") from None
+        raise UsageError(f"无法在 {host}:{port} 上监听 / cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     app = open_app(args)
-    return asyncio.run(serve(app, scheduler=not args.no_scheduler))
+    host, port = listen_address(app)
+    sock = bind(host, port)
+    return asyncio.run(serve(app, scheduler=not args.no_scheduler, sock=sock))
 
 
 def _background(scheduler: bool) -> list[Background]:
@@ -50,7 +96,8 @@ def _background(scheduler: bool) -> list[Background]:
     return [run_worker, run_scheduler] if scheduler else [run_worker]
 
 
-async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None = None) -> int:
+async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None = None,
+                sock: socket.socket | None = None) -> int:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -58,7 +105,7 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
             loop.add_signal_handler(sig, stop.set)
     channels: list[Channel] = configured_channels(app)
     if not channels:
-        log.warning("no channel is configured; only the delivery worker and scheduler run")
+        print(NO_CHANNEL, file=sys.stderr)
     senders: dict[str, ChannelSender] = {}
     routes = []
     for channel in channels:
@@ -69,12 +116,14 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     from bot.console import console_routes  # the web console for coordinators (/console)
 
     routes.extend(console_routes(app))
-    host = app.settings.get_env("WARMLINE_HTTP_HOST", DEFAULT_HOST) or DEFAULT_HOST
-    port = int(app.settings.get_env("WARMLINE_HTTP_PORT", str(DEFAULT_PORT)) or DEFAULT_PORT)
+    host, port = listen_address(app)
     limits = HttpLimits.from_section(app.settings.section("http"))  # deadlines and caps, bot/http.py
     server = uvicorn.Server(uvicorn.Config(build_http_app(routes, limits), host=host, port=port,
                                            log_level="warning", lifespan="off", **uvicorn_options(limits)))
-    tasks = [asyncio.create_task(server.serve(), name="http")]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock] if sock else None), name="http")]
+    names = ", ".join(c.name for c in channels) or "无 / none"
+    print(f"暖心已启动 / Warmline is running: http://{host}:{port} (/healthz)；渠道 / channels: {names}；"
+          "Ctrl-C 停止 / to stop", file=sys.stderr)
     for channel in channels:
         await channel.start()
     tasks += [asyncio.create_task(job(app, senders, stop), name=getattr(job, "__name__", "job"))

@@ -1,10 +1,11 @@
 """Charts for reports (PNG, matplotlib), with Chinese labels that render on a fresh machine.
 
-Matplotlib's default font has no Chinese glyphs; labels would come out as empty boxes. We look
-for an installed CJK font by family name in matplotlib's font list, then — because that list is
-cached and may predate a font package installed later — among the system's font files. If none
-is found the charts are still drawn, and the report carries a clear warning naming the Debian
-package to install (`fonts-wqy-microhei`).
+Matplotlib's default font has no Chinese glyphs; labels would come out as empty boxes. The font
+comes with `pip install`: the `noto-cjk-sans-otc` package ships Noto Sans CJK (Regular, SIL Open
+Font License 1.1), registered with matplotlib here and used by every chart, so charts do not
+depend on what fonts the machine has. Only if that package is missing do we look for a system
+CJK font (by family name, then among font files); if there is none the charts are still drawn,
+and the report carries a clear warning saying how to get the font.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from bot.reports.frame import TOTAL, TOWNSHIP, VOLUNTEER
 from bot.reports.model import Report
 
+PACKAGED_FAMILY = "Noto Sans CJK SC"  # the Simplified Chinese face of the packaged collection
 CJK_FAMILIES = (
     "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
     "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Microsoft YaHei", "SimHei", "PingFang SC",
@@ -26,9 +28,10 @@ CJK_FAMILIES = (
 )
 CJK_FILE_HINTS = ("wqy", "notosanscjk", "notoserifcjk", "noto sans cjk", "sourcehansans", "simhei",
                   "msyh", "droidsansfallback", "uming", "ukai", "pingfang")
-FONT_PACKAGE = "fonts-wqy-microhei"
-NO_FONT_WARNING = (f"未找到中文字体，图表中的中文可能显示为方框。请安装字体后重新生成：apt-get install {FONT_PACKAGE}"
-                   f"（No CJK font found: Chinese chart labels may show as boxes; install {FONT_PACKAGE}.）")
+FONT_PACKAGE = "noto-cjk-sans-otc"
+NO_FONT_WARNING = (f"未找到中文字体，图表中的中文可能显示为方框。请重新安装暖心（python3 -m pip install -e .，会装上 {FONT_PACKAGE}）"
+                   f"后重新生成（No CJK font found: Chinese chart labels may show as boxes; reinstall Warmline "
+                   f"so that the {FONT_PACKAGE} package is there.）")
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,42 @@ class ChartFont:
         return None if self.family else NO_FONT_WARNING
 
 
-def find_cjk_font(families: Sequence[str] = CJK_FAMILIES,
-                  font_files: Sequence[str] | None = None) -> ChartFont:
-    """The first CJK font matplotlib can use: by family name, else by scanning font files."""
+def packaged_font_file() -> Path | None:
+    """The CJK font file that arrives with `pip install` (None if the package is missing)."""
+    try:
+        from noto_cjk_sans_otc import FONT_PATH
+    except ImportError:
+        return None
+    path = Path(str(FONT_PATH))
+    return path if path.is_file() else None
+
+
+def register_packaged_font() -> str | None:
+    """Register the packaged font with matplotlib; the family name charts should ask for."""
+    path = packaged_font_file()
+    if path is None:
+        return None
     from matplotlib import font_manager
 
+    try:
+        font_manager.fontManager.addfont(str(path))
+    except (OSError, RuntimeError, ValueError):
+        return None
+    names = [f.name for f in font_manager.fontManager.ttflist if Path(f.fname) == path]
+    # Matplotlib reads every face of the collection in recent versions, only the first in older.
+    return PACKAGED_FAMILY if PACKAGED_FAMILY in names else (names[0] if names else None)
+
+
+def find_cjk_font(families: Sequence[str] = CJK_FAMILIES,
+                  font_files: Sequence[str] | None = None, *, packaged: bool = True) -> ChartFont:
+    """The CJK font charts use: the packaged one; else a system one by family name, else by
+    scanning font files."""
+    from matplotlib import font_manager
+
+    if packaged:
+        family = register_packaged_font()
+        if family:
+            return ChartFont(family)
     known = {f.name for f in font_manager.fontManager.ttflist}
     for family in families:
         if family in known:
@@ -68,10 +102,11 @@ def default_font() -> ChartFont:
     return find_cjk_font()
 
 
-def _png(fig: object) -> bytes:
+def _png(fig: object, font: ChartFont) -> bytes:
     buf = io.BytesIO()
-    with warnings.catch_warnings():  # without a CJK font the report already warns, once and clearly
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+    with warnings.catch_warnings():
+        if font.family is None:  # the report already warns, once and clearly
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")  # type: ignore[attr-defined]
     return buf.getvalue()
 
@@ -124,7 +159,7 @@ def rates_chart(report: Report, font: ChartFont) -> bytes:
         ax.set_title(f"{report.scope_label} · {report.period_label} 服务完成情况")
         ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(names) <= 5 else -0.25),
                   frameon=False)
-        return _png(fig)
+        return _png(fig, font)
 
 
 def trend_chart(report: Report, font: ChartFont) -> bytes | None:
@@ -143,7 +178,7 @@ def trend_chart(report: Report, font: ChartFont) -> bytes | None:
             ax.plot(months, [float(r[column.key] or 0) for r in rows], marker="o", label=column.label)
         ax.set_title("评估得分趋势（月平均）")
         ax.legend(fontsize=8, ncols=2)
-        return _png(fig)
+        return _png(fig, font)
 
 
 def money_chart(report: Report, font: ChartFont) -> bytes:
@@ -165,7 +200,7 @@ def money_chart(report: Report, font: ChartFont) -> bytes:
         ax.set_ylabel("元")
         ax.set_title("节日走访经费：应得与支出")
         ax.legend(fontsize=8)
-        return _png(fig)
+        return _png(fig, font)
 
 
 def report_charts(report: Report, font: ChartFont) -> list[tuple[str, str, bytes]]:
