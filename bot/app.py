@@ -61,6 +61,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         idle_timeout=settings.idle_timeout,
         invite_ttl=timedelta(days=float(d["invite_ttl_days"])),
         invite_max_failures=int(d["invite_max_failures"]),
+        invite_max_failures_global=int(d.get("invite_max_failures_global", 50)),
         invite_failure_window=timedelta(minutes=float(d["invite_failure_window_minutes"])),
         quiet_hours=quiet_hours(settings),
         hard_days=CareHardDays(),

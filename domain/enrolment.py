@@ -1,7 +1,9 @@
 """Joining Warmline: invite codes, the guard against guessing them, and linking an address.
 
 A code is checked against its hash; wrong codes from one address are counted, and past
-`invite_max_failures` within `invite_failure_window` that address is locked out for a while.
+`invite_max_failures` within `invite_failure_window` that address is locked out for a while;
+past `invite_max_failures_global` from all addresses together, every address is
+(`storage.invites.guessing_locked`).
 Registering binds the chat address to a person (the invited person, a chosen member of the
 invited household, or someone new) and gives them the messages that waited for an address.
 """
@@ -11,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messages import route_waiting
 from domain.services import Services
-from storage.invites import hash_code, normalize_code
+from storage.invites import guessing_locked, hash_code, normalize_code
 from storage.models import (
     ChannelAddress,
     Household,
@@ -41,11 +43,9 @@ class CodeCheck:
 
 async def check_code(session: AsyncSession, *, channel: str, address: str, text: str,
                      now: datetime, window: timedelta, max_failures: int,
-                     looks_like_code: bool) -> CodeCheck:
-    failures = await session.scalar(select(func.count()).select_from(InviteFailure).where(
-        InviteFailure.channel == channel, InviteFailure.address == address,
-        InviteFailure.at > now - window))
-    if (failures or 0) >= max_failures:
+                     looks_like_code: bool, max_failures_global: int = 50) -> CodeCheck:
+    if await guessing_locked(session, channel=channel, address=address, now=now, window=window,
+                             per_address=max_failures, county_wide=max_failures_global):
         return CodeCheck("locked")
     if not looks_like_code:
         return CodeCheck("bad_code")  # not a guess: words, a greeting, a typo in length

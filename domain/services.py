@@ -173,6 +173,7 @@ class Services:
     idle_timeout: timedelta = timedelta(hours=2)
     invite_ttl: timedelta = timedelta(days=14)
     invite_max_failures: int = 5
+    invite_max_failures_global: int = 50  # wrong codes from all addresses together, per window
     invite_failure_window: timedelta = timedelta(hours=1)
     # local hours when no message goes to a family ([program] quiet_hours): (start, end)
     quiet_hours: tuple[time, time] = (time(21, 0), time(8, 0))

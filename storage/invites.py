@@ -8,9 +8,10 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from storage.models import InviteCode, Township
+from storage.models import InviteCode, InviteFailure, Township
 
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: people read these aloud
 CODE_LENGTH = 8
@@ -50,3 +51,22 @@ def create_invite(session: Session, *, role: str, now: datetime, ttl: timedelta,
                            household_id=household_id, person_id=person_id,
                            created_by_id=created_by_id, created_at=now, expires_at=now + ttl))
     return code
+
+
+async def guessing_locked(session: AsyncSession, *, channel: str, address: str, now: datetime,
+                          window: timedelta, per_address: int, county_wide: int) -> bool:
+    """Whether code entry is refused now: too many wrong codes from this address, or from all
+    addresses together, within the window.
+
+    The per-address limit stops one chat guessing; the county-wide one stops a guesser who
+    spreads the guesses over many chat accounts (each under its own limit). While the
+    county-wide limit holds, honest newcomers wait too — the price of keeping codes unguessable;
+    codes are single use and expire, so the window is short.
+    """
+    since = now - window
+    mine = await session.scalar(select(func.count()).select_from(InviteFailure).where(
+        InviteFailure.channel == channel, InviteFailure.address == address, InviteFailure.at > since))
+    if (mine or 0) >= per_address:
+        return True
+    everyone = await session.scalar(select(func.count()).select_from(InviteFailure).where(InviteFailure.at > since))
+    return (everyone or 0) >= county_wide

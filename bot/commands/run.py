@@ -24,7 +24,7 @@ from bot.app import App
 from bot.channels.base import Channel, configured_channels
 from bot.commands import UsageError, open_app
 from bot.delivery.base import ChannelSender
-from bot.http import DEFAULT_HOST, DEFAULT_PORT, build_http_app
+from bot.http import DEFAULT_HOST, DEFAULT_PORT, HttpLimits, build_http_app, uvicorn_options
 
 log = logging.getLogger("warmline.run")
 
@@ -117,8 +117,9 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
 
     routes.extend(console_routes(app))
     host, port = listen_address(app)
-    server = uvicorn.Server(uvicorn.Config(build_http_app(routes), host=host, port=port,
-                                           log_level="warning", lifespan="off"))
+    limits = HttpLimits.from_section(app.settings.section("http"))  # deadlines and caps, bot/http.py
+    server = uvicorn.Server(uvicorn.Config(build_http_app(routes, limits), host=host, port=port,
+                                           log_level="warning", lifespan="off", **uvicorn_options(limits)))
     tasks = [asyncio.create_task(server.serve(sockets=[sock] if sock else None), name="http")]
     names = ", ".join(c.name for c in channels) or "无 / none"
     print(f"暖心已启动 / Warmline is running: http://{host}:{port} (/healthz)；渠道 / channels: {names}；"

@@ -8,6 +8,7 @@ without buttons; and a pressed button's opaque token, which acts once.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy import select
@@ -20,6 +21,9 @@ from storage.models import ActionToken, DialogSession, OutboxMessage, OutboxStat
 CANCEL_WORDS = frozenset({"取消", "/cancel", "cancel", "退出", "算了"})
 HELP_WORDS = frozenset({"帮助", "/help", "help", "?", "？", "怎么用"})
 MENU_WORDS = frozenset({"菜单", "/menu", "menu", "/start", "主菜单", "开始"})
+# What a token we issue looks like (domain.messages.new_token); anything else is forged and is
+# not looked up at all (PostgreSQL refuses a NUL byte in a query parameter).
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def control_word(word: str) -> str | None:
@@ -90,6 +94,8 @@ async def resolve_token(session: AsyncSession, row: DialogSession, inbound: Inbo
                         now: datetime) -> str | None:
     """What a pressed button means: one of the current question's options, or a pushed
     message's action bound to this very chat; None for anything stale, foreign or forged."""
+    if not inbound.option_token or not TOKEN_SHAPE.fullmatch(inbound.option_token):
+        return None
     for token, value, _label in (row.data or {}).get("_opts") or []:
         if token == inbound.option_token:
             return str(value)

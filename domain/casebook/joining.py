@@ -24,7 +24,8 @@ class JoiningDesk(BookBase):
         return await enrolment.check_code(
             self._session, channel=channel, address=address, text=text, now=self.now(),
             window=self.services.invite_failure_window,
-            max_failures=self.services.invite_max_failures, looks_like_code=looks_like_code)
+            max_failures=self.services.invite_max_failures,
+            max_failures_global=self.services.invite_max_failures_global, looks_like_code=looks_like_code)
 
     async def invite(self, invite_id: int) -> InviteCode | None:
         return await self._session.get(InviteCode, invite_id)

@@ -78,7 +78,8 @@ class InviteFailure(Base):
     """A wrong invite code from one address, counted to slow down guessing."""
 
     __tablename__ = "invite_failures"
-    __table_args__ = (Index("ix_invite_failures_addr", "channel", "address", "at"),)
+    __table_args__ = (Index("ix_invite_failures_addr", "channel", "address", "at"),
+                      Index("ix_invite_failures_at", "at"))  # the county-wide count
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 17:31:32.247947
+Create Date: 2026-12-01 17:38:48.744535
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('invite_failures', schema=None) as batch_op:
         batch_op.create_index('ix_invite_failures_addr', ['channel', 'address', 'at'], unique=False)
+        batch_op.create_index('ix_invite_failures_at', ['at'], unique=False)
 
     op.create_table('leases',
     sa.Column('name', sa.String(length=64), nullable=False),
@@ -667,6 +668,7 @@ def downgrade() -> None:
     op.drop_table('processed_inbound')
     op.drop_table('leases')
     with op.batch_alter_table('invite_failures', schema=None) as batch_op:
+        batch_op.drop_index('ix_invite_failures_at')
         batch_op.drop_index('ix_invite_failures_addr')
 
     op.drop_table('invite_failures')
