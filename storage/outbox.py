@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Table, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -132,8 +132,9 @@ async def preferred_addresses(session: AsyncSession, person_ids: Sequence[int]) 
         for row in await session.execute(_by_recency(part).with_only_columns(
                 ChannelAddress.person_id, ChannelAddress.channel, ChannelAddress.address)):
             pairs.setdefault(row[0], []).append((row[1], row[2]))
-        chosen.update((await session.execute(select(Preference.person_id, Preference.channel).where(
-            Preference.person_id.in_(part), Preference.channel.is_not(None)))).all())
+        chosen.update((person_id, str(channel)) for person_id, channel in await session.execute(
+            select(Preference.person_id, Preference.channel).where(
+                Preference.person_id.in_(part), Preference.channel.is_not(None))))
     out: dict[int, tuple[str, str]] = {}
     for person_id, found in pairs.items():
         pick = _pick(found, chosen.get(person_id))
@@ -283,9 +284,16 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Queued], now: d
                          "created_at": now, "last_error": None if address else NO_ADDRESS_NOTE})
             written[m.key] = channel
         if tokens:  # table inserts (the columns' types still apply): no ORM bookkeeping per row
-            await session.execute(insert(ActionToken.__table__), tokens)
-        await session.execute(insert(OutboxMessage.__table__), rows)
+            await session.execute(insert(_table(ActionToken)), tokens)
+        await session.execute(insert(_table(OutboxMessage)), rows)
     return written
+
+
+def _table(model: type[Any]) -> Table:
+    """A model's Core table, for inserts that skip the ORM's per-row bookkeeping."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 async def cancel_queued(session: AsyncSession, person_id: int, note: str, *,
