@@ -18,7 +18,8 @@ than one connection slot for a few seconds, and must never produce a stack trace
   files" storm; the cap should be at least twice the backlog.
 - Bodies: read in full before any route sees them, within `[http] body_timeout_seconds` (408)
   and `[http] max_body_bytes` (413). A client that disconnects meanwhile costs one log line.
-- Heads: larger than `[http] max_header_bytes` get 431 (400 from h11 while still incomplete).
+- Heads: larger than `[http] max_header_bytes` get 431; h11 cuts off a head still incomplete at
+  four times that (400).
 - A body nested deeper than the parsers can follow (RecursionError) is answered 400.
 """
 
@@ -93,6 +94,15 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": text.encode()})
 
 
+ARRIVED = "warmline.arrived"  # scope key: time.monotonic() when the request head arrived
+
+
+def arrived_at(scope: Scope) -> float:
+    """When the request arrived (BodyGuard's stamp), or now for an app run without the guard."""
+    stamp = scope.get(ARRIVED)
+    return float(stamp) if stamp is not None else time.monotonic()
+
+
 class BodyGuard:
     """Reads each request body in full, within the time and size limits, before the routes see it.
 
@@ -109,6 +119,9 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # when the request's head was in: a webhook's reply budget counts from here, not from
+        # when its body had been read (a slow body must not lengthen the platform's 5 seconds)
+        scope[ARRIVED] = time.monotonic()
         path = scope.get("path", "")
         headers = scope.get("headers") or []
         head_size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(
@@ -247,5 +260,8 @@ def protocol_for(limits: HttpLimits) -> type[GuardedH11Protocol]:
 def uvicorn_options(limits: HttpLimits) -> dict[str, Any]:
     """What `warmline run` passes to uvicorn.Config besides the app, host and port."""
     return {"http": protocol_for(limits), "limit_concurrency": limits.max_connections + 1,
-            "timeout_keep_alive": limits.keep_alive, "h11_max_incomplete_event_size": limits.max_header_bytes,
+            "timeout_keep_alive": limits.keep_alive,
+            # a complete head over max_header_bytes gets the app's 431; h11 cuts off only a head
+            # still incomplete at four times that (else a head split across reads got 400 or a reset)
+            "h11_max_incomplete_event_size": 4 * limits.max_header_bytes,
             "backlog": limits.backlog}

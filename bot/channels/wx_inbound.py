@@ -7,7 +7,6 @@ claimed by the fast path and the delivery worker sends them later.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from bot.channels.dispatch import max_concurrent_steps
 from bot.channels.wx_pump import SUCCESS, ReplyPump
 from bot.delivery.base import ChannelSender
 from bot.delivery.outcome import RetryPolicy
+from bot.http import arrived_at
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -89,7 +89,7 @@ class PumpedWebhookChannel:
         await self.pump.drain()
 
     async def endpoint(self, request: Request) -> Response:
-        arrived = time.monotonic()  # first: the platform's five seconds run from here
+        arrived = arrived_at(request.scope)  # the platform's five seconds run from its arrival
         if request.method == "GET":
             return self._verify(request)
         deadline = self.pump.deadline(arrived, request.query_params.get("timestamp"), self.wall_clock)
