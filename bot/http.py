@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import h11
@@ -53,7 +53,7 @@ class HttpLimits:
     header_timeout: float = 10.0
     body_timeout: float = 20.0
     max_body_bytes: int = 1_048_576
-    max_connections: int = 500
+    max_connections: int = 2000
     keep_alive: float = 5.0
     max_header_bytes: int = 16_384
     backlog: int = 128
@@ -68,6 +68,34 @@ class HttpLimits:
                    keep_alive=float(section.get("keep_alive_seconds", d.keep_alive)),
                    max_header_bytes=int(section.get("max_header_bytes", d.max_header_bytes)),
                    backlog=int(section.get("listen_backlog", d.backlog)))
+
+
+OPEN_FILES_SPARE = 200  # database files, the platforms' API connections, logs
+
+
+def fit_open_files(limits: HttpLimits) -> HttpLimits:
+    """Raise this process's open-file limit (up to its hard limit) to hold the connection cap;
+    where it cannot, lower the cap to what fits, so a festival morning meets 503s, not a storm
+    of "too many open files". (A service manager's default is often 1,024.)"""
+    try:
+        import resource
+    except ImportError:  # not on this platform: leave it to the operator
+        return limits
+    need = limits.max_connections + 2 * limits.backlog + OPEN_FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(hard, need)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return limits
+    room = max(16, int(soft) - 2 * limits.backlog - OPEN_FILES_SPARE)
+    log.warning("open-file limit %d holds only %d connections ([http] max_connections = %d); "
+                "raise LimitNOFILE / ulimit -n", soft, room, limits.max_connections)
+    return replace(limits, max_connections=room)
 
 
 async def healthz(_request: Request) -> JSONResponse:

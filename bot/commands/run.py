@@ -24,7 +24,14 @@ from bot.app import App
 from bot.channels.base import Channel, configured_channels
 from bot.commands import UsageError, open_app
 from bot.delivery.base import ChannelSender
-from bot.http import DEFAULT_HOST, DEFAULT_PORT, HttpLimits, build_http_app, uvicorn_options
+from bot.http import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    HttpLimits,
+    build_http_app,
+    fit_open_files,
+    uvicorn_options,
+)
 
 log = logging.getLogger("warmline.run")
 
@@ -117,7 +124,7 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
 
     routes.extend(console_routes(app))
     host, port = listen_address(app)
-    limits = HttpLimits.from_section(app.settings.section("http"))  # deadlines and caps, bot/http.py
+    limits = fit_open_files(HttpLimits.from_section(app.settings.section("http")))  # bot/http.py
     server = uvicorn.Server(uvicorn.Config(build_http_app(routes, limits), host=host, port=port,
                                            log_level="warning", lifespan="off", **uvicorn_options(limits)))
     tasks = [asyncio.create_task(server.serve(sockets=[sock] if sock else None), name="http")]
