@@ -49,7 +49,10 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "wechat.reply_budget_seconds": (0.5, 4.8, "s"),
     "wecom.reply_budget_seconds": (0.5, 4.8, "s"),
     "activities.reminder_days_before": (0, 60, ""),
+    "scheduler.job_process_nice": (0, 19, ""),
 }
+# Settings that take one of a few words.
+CHOICES: dict[str, tuple[str, ...]] = {"scheduler.jobs_in": ("process", "thread")}
 # (lower, higher): the first must be below the second.
 ORDERED = (("health.systolic_low", "health.systolic_high"), ("health.glucose_low", "health.glucose_high"),
            ("telegram.reconnect_min_seconds", "telegram.reconnect_max_seconds"),
@@ -209,6 +212,11 @@ def _open_table(path: str, value: Any) -> Iterator[Problem]:
 def _rules(path: str, value: Any) -> Iterator[Problem]:
     name = path.rpartition(".")[2]
     plain = re.sub(r"\[\d+\]", "", path)
+    if plain in CHOICES:
+        if value not in CHOICES[plain]:
+            words = " / ".join(f'"{c}"' for c in CHOICES[plain])
+            yield Problem(_label(path), f"应当是 {words} 之一，现在是 {value!r}", f"must be one of {words}, not {value!r}")
+        return
     if plain in RANGES:
         low, high, unit = RANGES[plain]
         if not low <= value <= high:
