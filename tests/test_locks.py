@@ -83,6 +83,7 @@ async def test_two_schedulers_plan_once(app: App, clock: FixedClock, monkeypatch
 
     monkeypatch.setattr(scheduler, "JOBS", [scheduler.Job("count", count)])
     app.settings.raw.setdefault("scheduler", {})["interval_seconds"] = 0.05
+    app.settings.raw["scheduler"]["jobs_in"] = "thread"  # the patched job exists in this process only
     other_db = _db(app)
     other = App(settings=app.settings, db=other_db, services=app.services,
                 runner=Runner(other_db, app.services, ALL_DIALOGS))
