@@ -32,6 +32,7 @@ from bot.care.activities import reminders_job, scheduled_sends_job
 from bot.care.casework import casework_job
 from bot.care.family_line import family_messages_job
 from bot.care.greetings import greetings_job
+from bot.care.job_process import JobProcess, JobProcessDied
 from bot.care.reminders import plan_reminders
 from bot.message_retention import purge_bodies_job
 from bot.retention import retention_job
@@ -83,14 +84,16 @@ async def run_jobs(app: App, at: datetime | None = None) -> dict[str, Any]:
 
 
 class JobThread:
-    """The jobs' own thread, event loop and database connections, for the life of a scheduler.
+    """The jobs' own thread, event loop and database connections, for the life of a scheduler
+    (`[scheduler] jobs_in = "thread"`; the default is a process: bot/care/job_process.py).
 
     Why: a tick at province scale plans hundreds of thousands of households and writes
     thousands of digests. On the web process's event loop that work would hold every webhook
     and /healthz until it ends (SQLite calls run inline on the loop). Here the loop only awaits
     a future; the work runs in this thread with a `Database` of its own (its own engine and
     connections), and the interpreter switches threads every few milliseconds, so requests
-    keep being answered while a tick runs.
+    keep being answered while a tick runs — more slowly than with a process, as both threads
+    share one interpreter lock.
     """
 
     def __init__(self, app: App) -> None:
@@ -115,20 +118,51 @@ class JobThread:
             self.loop.close()
 
 
+JOBS_IN = ("process", "thread")  # where `warmline run` runs the jobs: `[scheduler] jobs_in`
+
+
+def job_runner(app: App) -> JobThread | JobProcess:
+    """The jobs' runner the settings choose: a process of their own (the default), or a thread."""
+    section = app.settings.section("scheduler")
+    where = section.get("jobs_in", "process")
+    if where == "thread":
+        return JobThread(app)
+    if where != "process":
+        raise ValueError(f"[scheduler] jobs_in must be one of {JOBS_IN}, not {where!r}")
+    return JobProcess(app, nice=int(section.get("job_process_nice", 10)))
+
+
+async def _tick(jobs: JobThread | JobProcess, at: datetime, stop: asyncio.Event) -> None:
+    """One tick; a stop meanwhile ends a job process at once (the next start resumes its work),
+    while a thread is waited for (it cannot be stopped from outside)."""
+    tick = asyncio.ensure_future(jobs.run(at))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({tick, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not tick.done() and isinstance(jobs, JobProcess):
+            await jobs.close()
+        await tick
+    except JobProcessDied:
+        pass  # logged by the runner; the next tick starts a new process
+    finally:
+        stopping.cancel()
+
+
 async def run_scheduler(app: App, senders: dict[str, ChannelSender], stop: asyncio.Event) -> None:
     """Tick until `stop` is set. Senders are not used: jobs only write the outbox.
 
-    The lock is held from this loop; each tick's jobs run in a `JobThread`."""
+    The lock is held from this loop; each tick's jobs run in a `JobProcess` (or a `JobThread`)."""
     interval = float(app.settings.section("scheduler").get("interval_seconds", 60))
-    log.info("scheduler started interval=%ss jobs=%s", interval, [j.name for j in JOBS])
+    jobs = job_runner(app)
+    log.info("scheduler started interval=%ss jobs=%s in=%s", interval, [j.name for j in JOBS],
+             "process" if isinstance(jobs, JobProcess) else "thread")
     lease = timedelta(seconds=max(3 * interval, 90))  # outlives a slow tick; renewed every tick
-    jobs = JobThread(app)
     try:
         async with leadership(app.db, "scheduler", ttl=lease, now=app.services.now) as lock:
             while not stop.is_set():
                 # only the leader plans; `stop` again, as a leader stepping down may hand over meanwhile
                 if await lock.try_acquire() and not stop.is_set():
-                    await jobs.run(app.services.now())
+                    await _tick(jobs, app.services.now(), stop)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
