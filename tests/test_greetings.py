@@ -189,6 +189,13 @@ async def test_a_year_of_greetings(county: App, clock: FixedClock, platform: Fak
         assert len(visits) == len(arrived)
         assert {(v.visited_on, v.occasion) for v in visits} == {(d, o) for _p, o, d in got}
         assert all(v.kind == "message" for v in visits)
+        # each delivered greeting links the visit of its own member and occasion
+        by_id = {v.id: v for v in visits}
+        sent = [g for g in greetings if g.status == "sent"]
+        assert sorted(g.visit_id for g in sent) == sorted(by_id)
+        member_person = dict(session.execute(select(HouseholdMember.id, HouseholdMember.person_id)).all())
+        assert all(member_person[by_id[g.visit_id].member_id] == g.member_person_id
+                   and by_id[g.visit_id].occasion == g.occasion for g in sent)
         # words: the member's form of address and their contact volunteer's name, nothing cheerful
         texts = [rows[ref].payload["text"] for ref, _d, _t in arrived]
         assert all("快乐" not in t and "退订" in t for t in texts)
