@@ -1,6 +1,6 @@
 """The scheduler's tick at province scale, and how fast the web side answers while it runs.
 
-    python benchmarks/tick_latency.py [--households 100000] [--cache DIR] [--no-baseline]
+    python benchmarks/tick_latency.py [--households 100000] [--cache DIR] [--modes process,thread,inline]
 
 A real `warmline run` on a copy of the synthetic county (benchmarks/planner_scale.py builds it)
 with the WeChat channel configured (its API pointed at a closed port: nothing is sent), the
@@ -11,10 +11,14 @@ a client thread keeps asking, one request at a time, in turn:
 - POST /wechat, a signed text message from a stranger (a dialog step: a database write on the
   web side while the tick writes digests).
 Each request's latency is recorded from send to answer; the tick's start and end come from the
-process's log ("scheduler started", "tick finished"), its peak RSS is sampled every 50 ms.
+process's log ("scheduler started", "tick finished"); the resident memory of `warmline run` and
+of its job process is sampled every 50 ms, and their CPU time read from /proc.
 
-Baseline, in the same run: the same process with the jobs run on the web event loop, as before
-(`JobThread.run` replaced by a direct await — the only difference).
+Modes, each on its own copy of the county, in the same run:
+- process: as built (`[scheduler] jobs_in = "process"`, the default): the jobs in a child process;
+- thread: `jobs_in = "thread"`: the jobs in a thread of the web process (the previous design);
+- inline: the baseline, the jobs awaited on the web event loop (before either; `job_runner`
+  replaced by one that awaits `run_jobs` directly — the only difference).
 """
 
 from __future__ import annotations
@@ -45,10 +49,45 @@ from benchmarks.planner_scale import county_db
 TICK_AT = "2026-11-20T08:05:00+08:00"
 TOKEN = "bench-token"
 MB = 2**20
-# the baseline: run the jobs on the web event loop (how it was before JobThread)
+# the baseline: run the jobs on the web event loop (how it was before JobThread and JobProcess)
 INLINE = ("import sys\nimport bot.care.scheduler as s\n"
-          "async def _inline(self, at):\n    return await s.run_jobs(self.app, at)\n"
-          "s.JobThread.run = _inline\nfrom bot.cli import main\nsys.exit(main(sys.argv[1:]))")
+          "class _Inline:\n    def __init__(self, app):\n        self.app = app\n"
+          "    async def run(self, at):\n        return await s.run_jobs(self.app, at)\n"
+          "    async def close(self):\n        pass\n"
+          "s.job_runner = _Inline\nfrom bot.cli import main\nsys.exit(main(sys.argv[1:]))")
+MODES = ("process", "thread", "inline")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def _sign(*parts: str) -> str:
@@ -68,13 +107,18 @@ def _text_xml(openid: str, n: int) -> str:
             f"<Content><![CDATA[你好]]></Content><MsgId>{9000000 + n}</MsgId></xml>")
 
 
-def measure(url: str, *, inline: bool, cap: float) -> dict[str, Any]:
+def measure(url: str, *, mode: str, cap: float) -> dict[str, Any]:
     port = free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="wl-tick-", suffix=".log", delete=False)  # noqa: SIM115
-    cmd = [sys.executable, "-c", INLINE, "--verbose", "run"] if inline else \
+    cmd = [sys.executable, "-c", INLINE, "--verbose", "run"] if mode == "inline" else \
         [sys.executable, "-m", "bot.cli", "--verbose", "run"]
+    env = _env(url, port)
+    if mode == "thread":
+        config = Path(log_file.name).with_suffix(".toml")
+        config.write_text('[scheduler]\njobs_in = "thread"\n', encoding="utf-8")
+        env["WARMLINE_CONFIG"] = str(config)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, env=_env(url, port), cwd=Path(__file__).resolve().parent.parent,
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent,
                             stdout=subprocess.DEVNULL, stderr=log_file)
     samples: dict[str, list[tuple[float, float]]] = {"healthz": [], "webhook_get": [], "webhook_post": []}
     stop = threading.Event()
@@ -85,7 +129,9 @@ def measure(url: str, *, inline: bool, cap: float) -> dict[str, Any]:
             while not stop.is_set():
                 n = next(counter)
                 kind = ("healthz", "webhook_get", "webhook_post")[n % 3]
-                ts, nonce = str(1795000000 + n), str(n)
+                # WeChat's timestamps are real time (the channel refuses one 300 s off) and a
+                # (timestamp, nonce, signature) is accepted once
+                ts, nonce = str(int(time.time())), f"{os.getpid()}-{n}"
                 t0 = time.monotonic()
                 try:
                     if kind == "healthz":
@@ -106,18 +152,32 @@ def measure(url: str, *, inline: bool, cap: float) -> dict[str, Any]:
 
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
-    peak = 0
+    peak = peak_jobs = peak_both = 0
     tick_start = tick_end = None
+    web_cpu_start = web_cpu_end = jobs_cpu = 0.0
+    jobs_pid: int | None = None
+    loads = [load_average()]
     try:
         while time.monotonic() - started < cap and proc.poll() is None:
-            peak = max(peak, rss_of(proc.pid))
+            web = rss_of(proc.pid)
+            if mode == "process" and jobs_pid is None:
+                jobs_pid = next(iter(children_of(proc.pid)), None)
+            jobs = rss_of(jobs_pid) if jobs_pid else 0
+            peak, peak_jobs, peak_both = max(peak, web), max(peak_jobs, jobs), max(peak_both, web + jobs)
+            if jobs_pid:
+                jobs_cpu = max(jobs_cpu, cpu_seconds(jobs_pid))
             text = Path(log_file.name).read_text(errors="replace")
             if tick_start is None and "scheduler started" in text:
                 tick_start = time.monotonic()
+                web_cpu_start = cpu_seconds(proc.pid)
             if "tick finished" in text:
                 tick_end = time.monotonic()
+                web_cpu_end = cpu_seconds(proc.pid)
+                if jobs_pid:
+                    jobs_cpu = max(jobs_cpu, cpu_seconds(jobs_pid))
                 break
             time.sleep(0.05)
+        loads.append(load_average())
         time.sleep(1.0)  # a second of the idle process, for comparison
     finally:
         stop.set()
@@ -129,13 +189,21 @@ def measure(url: str, *, inline: bool, cap: float) -> dict[str, Any]:
             proc.kill()
         log_text = Path(log_file.name).read_text(errors="replace")
         Path(log_file.name).unlink()
+        Path(log_file.name).with_suffix(".toml").unlink(missing_ok=True)
+    jobs_left = jobs_pid is not None and running(jobs_pid)  # the job process outlived `warmline run`?
     tick_seconds = None
     for line in log_text.splitlines():
         if "tick finished seconds=" in line:
             tick_seconds = float(line.split("tick finished seconds=")[1].split()[0])
     window = (tick_start or started, tick_end or time.monotonic())
-    out: dict[str, Any] = {"inline": inline, "tick_seconds": tick_seconds, "tick_finished": tick_end is not None,
-                           "peak_rss_mb": round(peak / MB, 1)}
+    out: dict[str, Any] = {
+        "mode": mode, "tick_seconds": tick_seconds, "tick_finished": tick_end is not None,
+        # the web process's CPU while the tick ran (all of the tick's CPU, unless mode == process)
+        "web_cpu_s": round(web_cpu_end - web_cpu_start, 2),
+        # the job process's CPU from its start (imports ~1 s) to the end of the tick
+        "jobs_cpu_s": round(jobs_cpu, 2) if mode == "process" else None,
+        "peak_rss_mb": round(peak / MB, 1), "jobs_peak_rss_mb": round(peak_jobs / MB, 1) if mode == "process" else None,
+        "both_peak_rss_mb": round(peak_both / MB, 1), "load_average": loads, "job_process_left_behind": jobs_left}
     for kind, values in samples.items():
         during = sorted(lat for t0, lat in values if window[0] <= t0 <= window[1])
         out[kind] = {"requests": len(during), "p50_ms": round(percentile(during, 50) * 1000, 1),
@@ -146,16 +214,19 @@ def measure(url: str, *, inline: bool, cap: float) -> dict[str, Any]:
     return out
 
 
-def run(households: int, cache: Path, baseline: bool = True, cap: float = 300.0) -> dict[str, Any]:
+def run(households: int, cache: Path, modes: tuple[str, ...] = MODES, cap: float = 300.0) -> dict[str, Any]:
     url = county_db(households, cache)
     source = Path(url.removeprefix("sqlite:///"))
     results: dict[str, Any] = {"households": households}
     with tempfile.TemporaryDirectory(prefix="wl-tick-") as tmp:
-        for name, inline in (("thread", False), *((("inline", True),) if baseline else ())):
-            target = Path(tmp) / f"{name}.db"
+        for mode in modes:
+            target = Path(tmp) / f"{mode}.db"
             shutil.copy(source, target)
-            results[name] = measure(f"sqlite:///{target}", inline=inline, cap=cap)
-            print(f"  {name}: {json.dumps(results[name], ensure_ascii=False)}", file=sys.stderr)
+            results[mode] = measure(f"sqlite:///{target}", mode=mode, cap=cap)
+            print(f"  {mode}: {json.dumps(results[mode], ensure_ascii=False)}", file=sys.stderr)
+            target.unlink()
+    if "process" in results and "inline" in results and results["inline"]["web_cpu_s"]:
+        results["cpu_ratio_vs_inline"] = round(results["process"]["jobs_cpu_s"] / results["inline"]["web_cpu_s"], 2)
     return results
 
 
@@ -163,10 +234,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=100_000)
     parser.add_argument("--cache", default="/tmp/warmline-bench")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the jobs-on-the-loop baseline")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"which of {','.join(MODES)} to measure, in order")
+    parser.add_argument("--no-baseline", action="store_true", help="measure the process mode only")
     parser.add_argument("--cap", type=float, default=300.0, help="stop watching a tick after this many seconds")
     args = parser.parse_args(argv)
-    results = run(args.households, Path(args.cache), not args.no_baseline, args.cap)
+    modes = ("process",) if args.no_baseline else tuple(m for m in args.modes.split(",") if m)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    results = run(args.households, Path(args.cache), modes, args.cap)
     print(json.dumps(results, ensure_ascii=False, indent=2))
     return results
 

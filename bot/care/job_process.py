@@ -85,6 +85,7 @@ class JobProcess:
         self._writer: asyncio.StreamWriter | None = None
         self.starts = 0  # how many children were started (the first, then one per restart)
         self._busy = False
+        self._stopping = False
 
     @property
     def pid(self) -> int | None:
@@ -124,8 +125,12 @@ class JobProcess:
             size = _HEADER.unpack(await reader.readexactly(_HEADER.size))[0]
             return dict(pickle.loads(await reader.readexactly(size)))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            stopping = self._stopping
             code = await self._discard()
-            log.error("job process ended mid-tick exit=%s; the next tick starts another and resumes", code)
+            if stopping:
+                log.info("job process stopped mid-tick; the next start resumes its work")
+            else:
+                log.error("job process ended mid-tick exit=%s; the next tick starts another and resumes", code)
             raise JobProcessDied(f"exit {code}") from exc
         finally:
             self._busy = False
@@ -151,9 +156,13 @@ class JobProcess:
         closed its database connections."""
         proc = self.proc
         if proc is not None and proc.returncode is None and self._busy:
+            self._stopping = True
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-        await self._discard()
+        try:
+            await self._discard()
+        finally:
+            self._stopping = False
 
 
 # ------------------------------------------------------------------------- the child
