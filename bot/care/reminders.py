@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("warmline.reminders")
 
 MAX_LINES = 15
-WRITE_SLICE = 200  # digests per write transaction
+WRITE_SLICE = 50  # digests per write transaction: a webhook waits at most one for the write lock
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
 # The dialog that records each kind of task; a kind whose dialog is not registered gets no option.
