@@ -56,6 +56,7 @@ log = logging.getLogger("warmline.reminders")
 
 MAX_LINES = 15
 WRITE_SLICE = 50  # digests per write transaction: a webhook waits at most one for the write lock
+COMPOSE_SLICE = 1000  # digests composed per round of reads (names, labels)
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
 # The dialog that records each kind of task; a kind whose dialog is not registered gets no option.
@@ -287,7 +288,8 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
     people: dict[int, _Person] = {}
     digests: dict[int, _Digest] = {}
 
-    async def write(session: AsyncSession, person_ids: list[int]) -> None:
+    async def compose(session: AsyncSession, person_ids: list[int]) -> list[tuple[ToQueue, int]]:
+        """The digests of these people (reads only), with how many escalated lines each has."""
         ready = [pid for pid in sorted(person_ids) if pid in digests]
         await _people(session, set(ready), people)
         labels = await _labels(session, {t.household_id for pid in ready for t in digests[pid].own
@@ -301,21 +303,26 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             reply = _digest_text(person, digest, today, labels, names, township_names, policy, registered)
             outgoing.append((ToQueue(pid, reply, DIGEST_KIND, digest_key(pid, today), expires_at=next_digest),
                              digest.escalated_total))
-        written = await enqueue_many(session, [o for o, _ in outgoing], at)
-        for message, escalated in outgoing:
-            if message.key in written:
-                report.digests += 1
-                report.escalated_tasks += escalated
-                report.people.append(message.person_id)
-            else:
-                report.skipped_existing += 1
+        return outgoing
 
     async def write_in_slices(person_ids: list[int]) -> None:
-        # short write transactions: a webhook waiting for the database's write lock waits for
-        # one slice, not a township (SQLite has one writer)
-        for i in range(0, len(person_ids), WRITE_SLICE):
+        # digests composed COMPOSE_SLICE at a time; written in short transactions: a webhook
+        # waiting for the database's write lock waits for one slice, not a township (SQLite
+        # has one writer)
+        for i in range(0, len(person_ids), COMPOSE_SLICE):
             async with app.db.async_session() as session:
-                await write(session, person_ids[i:i + WRITE_SLICE])
+                outgoing = await compose(session, person_ids[i:i + COMPOSE_SLICE])
+            for j in range(0, len(outgoing), WRITE_SLICE):
+                part = outgoing[j:j + WRITE_SLICE]
+                async with app.db.async_session() as session:
+                    written = await enqueue_many(session, [o for o, _ in part], at)
+                for message, escalated in part:
+                    if message.key in written:
+                        report.digests += 1
+                        report.escalated_tasks += escalated
+                        report.people.append(message.person_id)
+                    else:
+                        report.skipped_existing += 1
 
     for township in townships:
         async with app.db.async_session() as session:
