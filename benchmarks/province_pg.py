@@ -23,6 +23,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,6 +52,7 @@ from storage.models import (
     Visit,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 TOWNSHIPS = 120  # a province: many townships
 PER_VOLUNTEER = 8
 MAX_HOUSEHOLDS = 2_000_000  # person ids: volunteers first, then two parents per household
@@ -126,15 +128,15 @@ def add_households(db: Any, first: int, last: int, townships: list[int], today: 
                     s.execute(insert(model), batch)
 
 
-def tick(url: str) -> dict[str, Any]:
-    """`warmline schedule` at 08:05 in its own process: seconds and peak RSS."""
+def tick(url: str, tree: Path = ROOT) -> dict[str, Any]:
+    """`warmline schedule` at 08:05 in its own process, with the code of `tree`: seconds, CPU, peak RSS."""
     wrapper = ("import resource, sys\nfrom bot.cli import main\ncode = main(sys.argv[1:])\n"
                "from benchmarks.common import peak_rss_mb\nprint('MAXRSS_KB', int(peak_rss_mb() * 1024))\n"
                "print('CPU_S', sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))\nsys.exit(code)")
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", wrapper, "--db", url, "schedule", "--at", "2026-11-20T08:05+08:00"],
-                          env={**os.environ, "WARMLINE_DATA_KEY": BENCH_DATA_KEY},
-                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=False)
+                          env={**os.environ, "WARMLINE_DATA_KEY": BENCH_DATA_KEY, "PYTHONPATH": str(tree)},
+                          cwd=tree, capture_output=True, text=True, check=False)
     lines = proc.stdout.splitlines()
     value = {x.split()[0]: float(x.split()[1]) for x in lines if x.startswith(("MAXRSS_KB", "CPU_S"))}
     return {"wall_s": round(time.monotonic() - started, 2), "cpu_s": round(value.get("CPU_S", 0), 2),
@@ -143,13 +145,24 @@ def tick(url: str) -> dict[str, Any]:
             "stderr": proc.stderr[-500:] if proc.returncode else ""}
 
 
+def _checkout(revision: str) -> tempfile.TemporaryDirectory[str]:
+    """The project's files at `revision`, in a temporary folder (removed with the object)."""
+    folder = tempfile.TemporaryDirectory(prefix="wl-baseline-")
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder.name], input=archive, check=True)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="100000,300000,1000000")
     parser.add_argument("--pg", help="PostgreSQL server URL (a database is created on it)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also tick with the code of this git revision, "
+                        "on the same database, for a ratio in the same run")
     args = parser.parse_args(argv)
+    baseline = _checkout(args.baseline) if args.baseline else None
     server = args.pg or postgres_url()
     if server is None:
         print(json.dumps({"skipped": "no PostgreSQL server"}))
@@ -176,6 +189,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 s.execute(delete(OutboxMessage))
                 s.execute(delete(ActionToken))
             step["tick"] = tick(pg.url)
+            if baseline is not None:
+                with db.session() as s:
+                    s.execute(delete(OutboxMessage))
+                    s.execute(delete(ActionToken))
+                step["tick_baseline"] = {"revision": args.baseline, **tick(pg.url, Path(baseline.name))}
+                if step["tick"]["cpu_s"]:
+                    step["tick_cpu_ratio"] = round(step["tick_baseline"]["cpu_s"] / step["tick"]["cpu_s"], 2)
             if not args.no_report:
                 step["report"] = measure("report", pg.url)
             results["steps"][size] = step
