@@ -148,7 +148,9 @@ def tick(url: str, tree: Path = ROOT) -> dict[str, Any]:
 def _checkout(revision: str) -> tempfile.TemporaryDirectory[str]:
     """The project's files at `revision`, in a temporary folder (removed with the object)."""
     folder = tempfile.TemporaryDirectory(prefix="wl-baseline-")
-    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
+    # the repository this file is in, else the one of the current folder (a copy of the tree)
+    repo = ROOT if (ROOT / ".git").exists() else Path.cwd()
+    archive = subprocess.run(["git", "archive", revision], cwd=repo, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", folder.name], input=archive, check=True)
     return folder
 
