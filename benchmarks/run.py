@@ -26,6 +26,7 @@ from benchmarks import (
     broadcast,
     delivery_rate,
     dialog_throughput,
+    greeting_outcomes,
     memory,
     planner_scale,
     province_pg,
@@ -185,6 +186,15 @@ def tick_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def greeting_rows(r: dict[str, Any]) -> list[str]:
+    b, base = r["bulk"], r["one_by_one"]
+    return [f"| delivered greetings become contacts (`note_outcomes`), {r['greetings']:,} mid-autumn greetings "
+            f"({r['households']:,}-household county) | {b['wall_s']:.2f} s wall, {b['cpu_s']:.2f} s CPU; one by one "
+            f"(before, same run) {base['wall_s']:.2f} s wall, {base['cpu_s']:.2f} s CPU = {r['cpu_ratio']}x the CPU; "
+            f"same visits and statuses: {'yes' if r['same_result'] else '**no**'} | set-based, same result | "
+            f"{_mark(r['same_result'] and r['cpu_ratio'] > 1)} | `python benchmarks/greeting_outcomes.py` |"]
+
+
 def province_rows(r: dict[str, Any]) -> list[str]:
     if "skipped" in r:
         return [f"| province on PostgreSQL | skipped: {r['skipped']} | | | |"]
@@ -251,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     step("tick", "scheduler tick latency",
          lambda: tick_latency.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
     step("broadcast", "broadcast", lambda: broadcast.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
+    step("greetings", "greetings delivered on a festival morning", lambda: greeting_outcomes.main(
+        ["--households", str(min(sizes[-1], 10_000)), "--cache", str(cache)]))
     if not (args.no_postgres or args.no_province):
         step("province", "province on PostgreSQL",
              lambda: province_pg.main(["--steps", "3000,10000" if args.quick else args.province]))
@@ -261,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[str] = []
     for key, make in (("dialog", dialog_rows), ("planner", planner_rows), ("delivery", delivery_rows),
                       ("memory", memory_rows), ("tick", tick_rows), ("broadcast", broadcast_rows),
-                      ("province", province_rows)):
+                      ("greetings", greeting_rows), ("province", province_rows)):
         if key not in results:
             continue
         value = results[key]
