@@ -45,6 +45,7 @@ from dialogs.engine.dialog import action_value
 from dialogs.engine.types import Option, Reply
 from dialogs.registry import ALL_DIALOGS
 from domain.messages import ToQueue, enqueue_many
+from storage.db import is_sqlite
 from storage.models import ContactAssignment, Household, Person, Role, Task, Township
 from storage.queries import household_labels
 
@@ -55,7 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("warmline.reminders")
 
 MAX_LINES = 15
-WRITE_SLICE = 50  # digests per write transaction: a webhook waits at most one for the write lock
+# digests per write transaction. SQLite has one writer: a webhook's write waits for at most one
+# slice, so slices are short there; PostgreSQL locks rows, so fewer, larger transactions.
+WRITE_SLICE_SQLITE = 50
+WRITE_SLICE = 500
 COMPOSE_SLICE = 1000  # digests composed per round of reads (names, labels)
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
@@ -280,6 +284,7 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
         return report
     registered = {d.name for d in ALL_DIALOGS}
     next_digest = datetime.combine(today + timedelta(days=1), policy.digest_time, tzinfo=tz)
+    write_slice = WRITE_SLICE_SQLITE if is_sqlite(app.db.url) else WRITE_SLICE
     async with app.db.async_session() as session:
         township_names = {tid: tname for tid, tname in await session.execute(select(Township.id, Township.name))}
         townships = sorted(township_names)
@@ -312,8 +317,8 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
         for i in range(0, len(person_ids), COMPOSE_SLICE):
             async with app.db.async_session() as session:
                 outgoing = await compose(session, person_ids[i:i + COMPOSE_SLICE])
-            for j in range(0, len(outgoing), WRITE_SLICE):
-                part = outgoing[j:j + WRITE_SLICE]
+            for j in range(0, len(outgoing), write_slice):
+                part = outgoing[j:j + write_slice]
                 async with app.db.async_session() as session:
                     written = await enqueue_many(session, [o for o, _ in part], at)
                 for message, escalated in part:
