@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -443,12 +443,19 @@ def _utc_start(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
-def scope_query(*, volunteer_id: int | None = None, township_id: int | None = None,
+def in_townships(township_id: int | Sequence[int]) -> ColumnElement[bool]:
+    """A scope's township condition: one township, or several (the scheduler plans a group at once)."""
+    if isinstance(township_id, int):
+        return Household.township_id == township_id
+    return Household.township_id.in_(list(township_id))
+
+
+def scope_query(*, volunteer_id: int | None = None, township_id: int | Sequence[int] | None = None,
                 household_ids: Sequence[int] | None = None) -> Select[tuple[int]]:
     """The ids of the households a plan covers; every other query is limited to these."""
     query = select(Household.id).where(Household.erased_at.is_(None))
     if township_id is not None:
-        query = query.where(Household.township_id == township_id)
+        query = query.where(in_townships(township_id))
     if household_ids is not None:
         query = query.where(Household.id.in_(list(household_ids)))
     if volunteer_id is not None:
@@ -629,7 +636,7 @@ def iter_plan(session: Session, at: datetime, policy: Policy, *, volunteer_id: i
 
 
 def iter_batches(session: Session, at: datetime, policy: Policy, *, volunteer_id: int | None = None,
-                 township_id: int | None = None, household_ids: Iterable[int] | None = None,
+                 township_id: int | Sequence[int] | None = None, household_ids: Iterable[int] | None = None,
                  tz: ZoneInfo = DEFAULT_TZ) -> Iterator[Any]:
     """The plan as column batches (`planner_bulk.TaskBatch`), for callers that count."""
     from bot.care.planner_bulk import iter_batches as batches  # it builds on this module's rules

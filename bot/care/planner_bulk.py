@@ -342,12 +342,12 @@ class _Frame:
         return int(offset.total_seconds()) if offset else 0
 
 
-def _scope_conditions(lo: int, hi: int, *, volunteer_id: int | None, township_id: int | None,
+def _scope_conditions(lo: int, hi: int, *, volunteer_id: int | None, township_id: int | Sequence[int] | None,
                       household_ids: Sequence[int] | None) -> list[ColumnElement[bool]]:
     """The households of one chunk: the plan's scope between two ids (the same as `scope_query`)."""
     conds: list[ColumnElement[bool]] = [Household.id >= lo, Household.id <= hi, Household.erased_at.is_(None)]
     if township_id is not None:
-        conds.append(Household.township_id == township_id)
+        conds.append(p.in_townships(township_id))
     if household_ids is not None:
         conds.append(Household.id.in_(list(household_ids)))
     if volunteer_id is not None:
@@ -625,7 +625,7 @@ def plan_chunk(session: Session, frame: _Frame, scope: list[ColumnElement[bool]]
 
 
 def iter_batches(session: Session, at: datetime, policy: Policy, *, volunteer_id: int | None = None,
-                 township_id: int | None = None, household_ids: Sequence[int] | None = None,
+                 township_id: int | Sequence[int] | None = None, household_ids: Sequence[int] | None = None,
                  tz: ZoneInfo = p.DEFAULT_TZ, chunk: int = BULK_CHUNK) -> Iterator[TaskBatch]:
     """The plan of a scope as batches of `chunk` households, in household order."""
     frame = _Frame(p._local_date(at, tz), policy, tz)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from bot.care.planner import (
     iter_batches,
     sort_key,
 )
+from bot.care.planner_bulk import BULK_CHUNK
 from bot.care.policy import Policy
 from bot.care.wording import task_title, task_when
 from dialogs.engine import catalog
@@ -60,6 +61,7 @@ MAX_LINES = 15
 # slice, so slices are short there; PostgreSQL locks rows, so fewer, larger transactions.
 WRITE_SLICE_SQLITE = 50
 WRITE_SLICE = 500
+GROUP_HOUSEHOLDS = BULK_CHUNK  # households planned and routed together (a group of townships)
 COMPOSE_SLICE = 1000  # digests composed per round of reads (names, labels)
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
@@ -83,7 +85,7 @@ class ScheduleReport:
 
 @dataclass
 class _Digest:
-    """One person's digest as it is gathered township by township: the first lines of each
+    """One person's digest as it is gathered group by group of townships: the first lines of each
     part (merged, in order) and how many lines each part has in all."""
 
     own: list[PlannedTask] = field(default_factory=list)
@@ -148,6 +150,20 @@ def route(tasks: list[PlannedTask], today: date, policy: Policy, active_voluntee
 def _route_township(_session: Session, batches: list[TaskBatch], objects: list[PlannedTask], today: date,
                     policy: Policy, active: set[int], coordinators: dict[int, list[int]]) -> dict[int, Inbox]:
     return township_inboxes(batches, objects, today, policy, active, coordinators, MAX_LINES)
+
+
+def _groups(townships: list[int], households: dict[int, int]) -> list[list[int]]:
+    """Townships in order, in groups of about `GROUP_HOUSEHOLDS` households: planned together
+    (a province has a hundred small townships; one plan each would be mostly fixed costs)."""
+    groups: list[list[int]] = []
+    size = GROUP_HOUSEHOLDS
+    for township in townships:
+        if size >= GROUP_HOUSEHOLDS:
+            groups.append([])
+            size = 0
+        groups[-1].append(township)
+        size += households.get(township, 0)
+    return groups
 
 
 async def _coordinators(session: AsyncSession, township_ids: set[int]) -> dict[int, list[int]]:
@@ -268,9 +284,10 @@ async def _last_township(session: AsyncSession, townships: list[int],
 async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport:
     """Plan everything due at instant `at` into the outbox (idempotent); see the module docstring.
 
-    Township by township: the township's due and overdue tasks are planned, routed and folded
-    into each person's digest, then the digests of everyone who can get nothing from a later
-    township are written, `WRITE_SLICE` per transaction. A tick that stops half-way has
+    Group of townships by group (`GROUP_HOUSEHOLDS`): the group's due and overdue tasks are
+    planned, routed and folded into each person's digest, then the digests of everyone who can
+    get nothing from a later township are written, `WRITE_SLICE` per transaction (50 on
+    SQLite). A tick that stops half-way has
     committed whole slices; the next tick plans again and writes only the digests missing (each
     has its idempotency key), so it carries on where the other stopped.
     """
@@ -290,6 +307,9 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
         townships = sorted(township_names)
         coordinators = await _coordinators(session, set(townships))
         last_township = await _last_township(session, townships, coordinators)
+        groups = _groups(townships, dict((await session.execute(
+            select(Household.township_id, func.count()).where(Household.erased_at.is_(None))
+            .group_by(Household.township_id))).all()))
     people: dict[int, _Person] = {}
     digests: dict[int, _Digest] = {}
 
@@ -329,14 +349,15 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
                     else:
                         report.skipped_existing += 1
 
-    for township in townships:
+    for group in groups:
         async with app.db.async_session() as session:
-            def collect(sync_session: Session, township: int = township) -> tuple[list[TaskBatch], list[PlannedTask]]:
-                """The township's plan as column batches (volunteers and codes loaded), and the
-                tasks that are objects anyway (manual tasks, the class invitation)."""
-                batches = list(iter_batches(sync_session, at, policy, tz=tz, township_id=township))
+            def collect(sync_session: Session, group: list[int] = group) -> tuple[list[TaskBatch], list[PlannedTask]]:
+                """The group's plan as column batches (volunteers and codes loaded), and the
+                tasks that are objects anyway (manual tasks, the class invitations)."""
+                batches = list(iter_batches(sync_session, at, policy, tz=tz, township_id=group))
                 objects = [t for b in batches for t in b.manual]
-                objects += class_invitation_tasks(sync_session, today, tz, policy, township)
+                for township in group:
+                    objects += class_invitation_tasks(sync_session, today, tz, policy, township)
                 for batch in batches:
                     batch.labels.volunteers(), batch.labels.codes()
                 return batches, objects
@@ -351,7 +372,8 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
             for person_id, inbox in inboxes.items():
                 digests.setdefault(person_id, _Digest()).add(inbox)
             del batches, objects, inboxes
-        await write_in_slices(sorted(pid for pid in digests if last_township.get(pid, township) == township))
+        done = set(group)  # everyone whose last township is in this group: their digest is complete
+        await write_in_slices(sorted(pid for pid in digests if last_township.get(pid, group[-1]) in done))
     if digests:  # anyone the forecast missed (records changed during the tick)
         await write_in_slices(sorted(digests))
     log.info("reminders planned digests=%d escalated=%d already=%d", report.digests,
