@@ -54,7 +54,7 @@ def forget_digests(app: App) -> None:
 
 async def test_a_tick_that_stops_half_way_is_completed_by_the_next(county: App,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reminders, "GROUP_HOUSEHOLDS", 1)  # a group per township: this county is small
+    monkeypatch.setattr(reminders, "GROUP_HOUSEHOLDS", 0)  # a group per township: this county is small
     await plan_reminders(county, MORNING)
     expected = digest_texts(county)
     assert len(expected) >= 3
@@ -248,13 +248,14 @@ def test_where_the_jobs_run_is_checked_when_the_settings_are_read(tmp_path: Path
 async def test_townships_planned_one_by_one_or_in_groups_write_the_same_digests(
         county: App, monkeypatch: pytest.MonkeyPatch) -> None:
     together = await expected_digests(county)  # this small county: one group
-    monkeypatch.setattr(reminders, "GROUP_HOUSEHOLDS", 1)
+    monkeypatch.setattr(reminders, "GROUP_HOUSEHOLDS", 0)
     await plan_reminders(county, MORNING)
     assert digest_texts(county) == together and len(together) >= 3
 
 
 def test_townships_are_grouped_in_order_by_households() -> None:
-    sizes = {1: 30_000, 2: 10_000, 3: 10_000, 4: 10_000, 5: 0, 6: 1}
-    groups = reminders._groups([1, 2, 3, 4, 5, 6], sizes)
-    assert groups == [[1], [2, 3, 4], [5, 6]]  # each group closes once it holds 25,000 households
+    sizes = {1: 30_000, 2: 5_000, 3: 5_000, 4: 5_000, 5: 0, 6: 1, 7: 12_000}
+    groups = reminders._groups([1, 2, 3, 4, 5, 6, 7], sizes)
+    # at most 12,500 households a group, in order; a bigger township alone
+    assert groups == [[1], [2, 3], [4, 5, 6], [7]]
     assert reminders._groups([], {}) == []

@@ -38,7 +38,6 @@ from bot.care.planner import (
     iter_batches,
     sort_key,
 )
-from bot.care.planner_bulk import BULK_CHUNK
 from bot.care.policy import Policy
 from bot.care.wording import task_title, task_when
 from dialogs.engine import catalog
@@ -61,7 +60,7 @@ MAX_LINES = 15
 # slice, so slices are short there; PostgreSQL locks rows, so fewer, larger transactions.
 WRITE_SLICE_SQLITE = 50
 WRITE_SLICE = 500
-GROUP_HOUSEHOLDS = BULK_CHUNK  # households planned and routed together (a group of townships)
+GROUP_HOUSEHOLDS = 12_500  # at most this many households planned and routed together
 COMPOSE_SLICE = 1000  # digests composed per round of reads (names, labels)
 MAX_OPTIONS = 10
 DIGEST_KIND = "reminder"
@@ -153,16 +152,18 @@ def _route_township(_session: Session, batches: list[TaskBatch], objects: list[P
 
 
 def _groups(townships: list[int], households: dict[int, int]) -> list[list[int]]:
-    """Townships in order, in groups of about `GROUP_HOUSEHOLDS` households: planned together
-    (a province has a hundred small townships; one plan each would be mostly fixed costs)."""
+    """Townships in order, in groups of at most `GROUP_HOUSEHOLDS` households (a bigger township
+    is a group of its own), planned together: a province has a hundred small townships, and one
+    plan each would be mostly fixed costs; the limit keeps the memory of a group's plan flat."""
     groups: list[list[int]] = []
-    size = GROUP_HOUSEHOLDS
+    size = 0
     for township in townships:
-        if size >= GROUP_HOUSEHOLDS:
+        n = households.get(township, 0)
+        if not groups or size + n > GROUP_HOUSEHOLDS:
             groups.append([])
             size = 0
         groups[-1].append(township)
-        size += households.get(township, 0)
+        size += n
     return groups
 
 
