@@ -25,13 +25,14 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.base import utcnow
+from storage.base import table_of, utcnow
 from storage.models import (
     ActionToken,
     ChannelAddress,
@@ -215,8 +216,21 @@ async def enqueue(session: AsyncSession, *, kind: str, recipient: Recipient, pay
                                     action=dict(action), created_at=now, expires_at=expires_at))
             option["token"] = token
         payload["options"] = options
+    row = OutboxMessage(**_values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
+                                  priority=priority, not_before=not_before, expires_at=expires_at,
+                                  claimed_by=claimed_by))
+    session.add(row)
+    if flush:
+        await session.flush()
+    return row
+
+
+def _values(*, kind: str, recipient: Recipient, payload: dict[str, Any], key: str, now: datetime,
+            priority: int | None = None, not_before: datetime | None = None,
+            expires_at: datetime | None = None, claimed_by: str | None = None) -> dict[str, Any]:
+    """One outbox row's columns: its lane, its first due time, its claim, its routing note."""
     start = not_before or now
-    row = OutboxMessage(
+    return dict(
         idempotency_key=key, channel=recipient.channel, address=recipient.address,
         person_id=recipient.person_id, kind=kind, payload=payload,
         priority=int(lane_of(kind) if priority is None else priority),
@@ -225,10 +239,19 @@ async def enqueue(session: AsyncSession, *, kind: str, recipient: Recipient, pay
         claimed_by=claimed_by, claimed_at=utcnow() if claimed_by else None,
         last_error=None if recipient.routed else NO_ADDRESS_NOTE,
     )
-    session.add(row)
-    if flush:
-        await session.flush()
-    return row
+
+
+
+
+async def enqueue_claimed(session: AsyncSession, *, kind: str, recipient: Recipient,
+                          payloads: Sequence[tuple[str, dict[str, Any]]], now: datetime) -> list[int]:
+    """A step's replies (key, payload), written already claimed by this process for its fast
+    path, as plain INSERTs: this runs on every message, where the unit of work's bookkeeping
+    for a new object costs more than the statement. Same columns as `enqueue`."""
+    claimer, statement = this_process(), _statements().insert_returning_id
+    return [(await session.execute(statement, _values(
+        kind=kind, recipient=recipient, payload=payload, key=key, now=now, claimed_by=claimer)
+    )).scalar_one() for key, payload in payloads]
 
 
 SLICE = 500  # messages per round of bulk statements (bound parameters stay well under the limits)
@@ -289,11 +312,35 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Queued], now: d
     return written
 
 
-def _table(model: type[Any]) -> Table:
-    """A model's Core table, for inserts that skip the ORM's per-row bookkeeping."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
+_table = table_of
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of every step's fast path, built once: building a statement costs more
+    than running the cached, compiled one."""
+
+    insert_returning_id: Any
+    pending_ahead: Any
+    mark_sent: Any
+
+
+@cache
+def _statements() -> _Statements:
+    table = _table(OutboxMessage)
+    return _Statements(
+        insert_returning_id=insert(table).returning(table.c.id),
+        pending_ahead=select(table.c.id).where(
+            table.c.channel == bindparam("channel"), table.c.address == bindparam("address"),
+            table.c.id < bindparam("before_id"), table.c.status.in_(PENDING),
+            table.c.not_before <= bindparam("now", type_=table.c.not_before.type)).limit(1),
+        mark_sent=update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT).values(
+            attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
+            sent_at=bindparam("at", type_=table.c.sent_at.type),
+            platform_message_id=func.coalesce(bindparam("platform_id", type_=table.c.platform_message_id.type),
+                                              table.c.platform_message_id),
+            last_error=None, claimed_by=None, claimed_at=None),
+    )
 
 
 async def cancel_queued(session: AsyncSession, person_id: int, note: str, *,
@@ -450,6 +497,15 @@ async def claim_ahead(session: AsyncSession, *, claimer: str, now: datetime, cha
     return claims
 
 
+async def pending_ahead(session: AsyncSession, *, channel: str, address: str, before_id: int,
+                        now: datetime) -> bool:
+    """Whether `claim_ahead` would find anything: asked inside a step's own transaction, so the
+    usual answer (nothing) costs the fast path no transaction of its own."""
+    found = await session.execute(_statements().pending_ahead, {
+        "channel": channel, "address": address, "before_id": before_id, "now": now})
+    return found.first() is not None
+
+
 async def lift(session: AsyncSession, *, channel: str, address: str, before_id: int, priority: int) -> None:
     """Raise the pending rows ahead of `before_id` to its lane: a reply waiting behind a
     greeting must not also wait for the whole county's greetings."""
@@ -535,6 +591,13 @@ async def expire_due(session: AsyncSession, now: datetime, note: str) -> int:
 
 
 # ------------------------------------------------------------------------ recording
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str | None, datetime]]) -> None:
+    """`record_sent` for rows delivered, by id, with no ORM objects (it runs after every step).
+    A row already recorded as sent is left as it is."""
+    await session.execute(_statements().mark_sent, [{"row_id": row_id, "platform_id": platform_id, "at": at}
+                                      for row_id, platform_id, at in sent])
 
 
 def record_sent(row: OutboxMessage, now: datetime, platform_message_id: str | None = None) -> None:

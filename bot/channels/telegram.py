@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -507,10 +507,10 @@ def _mark(outgoing: list[Outgoing], *, extra: dict[str, Any],
         payload = {**message.payload, **extra}
         if hint:
             payload["text"] = f"{payload.get('text', '')}\n{hint}"
-        changed = Outgoing(message.outbox_id, message.channel, message.address, payload)
+        changed = replace(message, payload=payload)
         return [*outgoing[:i], changed, *outgoing[i + 1:]]
     return outgoing
 
 
 def _with(message: Outgoing, extra: dict[str, Any]) -> Outgoing:
-    return Outgoing(message.outbox_id, message.channel, message.address, {**message.payload, **extra})
+    return replace(message, payload={**message.payload, **extra})

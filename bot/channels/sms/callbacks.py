@@ -14,6 +14,7 @@ can only carry an approved template, so the runner's answer goes out as the `sto
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -155,7 +156,7 @@ def _with(outgoing: Outgoing, hint: str | None, volunteer: str) -> Outgoing:
     payload = dict(outgoing.payload)
     payload["sms_template"] = hint or "reply"
     payload["volunteer"] = volunteer
-    return Outgoing(outgoing.outbox_id, outgoing.channel, outgoing.address, payload)
+    return replace(outgoing, payload=payload)
 
 
 async def _answer_template(app: App, person_id: int, since: datetime) -> tuple[str | None, str]:
