@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine.context import new_token
@@ -64,6 +64,14 @@ _NAMED = (update(ChannelAddress).where(ChannelAddress.id == bindparam("address_i
 _ROW = select(*(_T.c[name] for name in _COLUMNS)).where(
     _T.c.channel == bindparam("channel"), _T.c.address == bindparam("address"))
 _ROW_LOCKED = _ROW.with_for_update()
+# The usual step (someone who has talked before): their session row and who they are, at once.
+_BOTH = (select(*(_T.c[name] for name in _COLUMNS), ChannelAddress.id, ChannelAddress.last_inbound_at,
+                ChannelAddress.display_name, Person)
+         .select_from(_T)
+         .outerjoin(ChannelAddress, and_(ChannelAddress.channel == _T.c.channel, ChannelAddress.address == _T.c.address))
+         .outerjoin(Person, Person.id == ChannelAddress.person_id)
+         .where(_T.c.channel == bindparam("channel"), _T.c.address == bindparam("address")))
+_BOTH_LOCKED = _BOTH.with_for_update(of=_T)
 _INSERT = insert(_T).returning(_T.c.id)
 _UPDATE = update(_T).where(_T.c.id == bindparam("row_id"))
 
@@ -73,7 +81,13 @@ async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) ->
     found = (await session.execute(_SENDER, {"channel": inbound.channel, "address": inbound.address})).first()
     if found is None:
         return None
-    person, address_id, seen, name = found
+    return await _seen(session, inbound, now, *found)
+
+
+async def _seen(session: AsyncSession, inbound: Inbound, now: datetime, person: Person | None,
+                address_id: int | None, seen: datetime | None, name: str | None) -> Person | None:
+    if person is None or address_id is None:
+        return None
     if seen is None or not (now - SEEN_PRECISION < seen <= now):
         await session.execute(_SEEN, {"address_id": address_id, "seen": now})
     if inbound.display_name and not name:
@@ -83,12 +97,17 @@ async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) ->
 
 async def load_session(session: AsyncSession, channel: str, address: str,
                        *, lock: bool) -> SessionRow | None:
-    locking = lock and session.bind is not None and session.bind.dialect.name != "sqlite"
-    found = (await session.execute(_ROW_LOCKED if locking else _ROW,
+    found = (await session.execute(_ROW_LOCKED if _locking(session, lock) else _ROW,
                                    {"channel": channel, "address": address})).first()
-    if found is None:
-        return None
-    row = SessionRow(channel, address, **dict(zip(_COLUMNS, found, strict=True)))
+    return None if found is None else _row(channel, address, found)
+
+
+def _locking(session: AsyncSession, lock: bool) -> bool:
+    return lock and session.bind is not None and session.bind.dialect.name != "sqlite"
+
+
+def _row(channel: str, address: str, found: Any) -> SessionRow:
+    row = SessionRow(channel, address, **dict(zip(_COLUMNS, found[:len(_COLUMNS)], strict=True)))
     row.data = row.data or {}
     row.version = row.version or 0
     return row
@@ -97,11 +116,15 @@ async def load_session(session: AsyncSession, channel: str, address: str,
 async def open_session(session: AsyncSession, inbound: Inbound,
                        now: datetime) -> tuple[Person | None, SessionRow]:
     """The sender and their session row (locked for this step; a new one for a new address)."""
+    keys = {"channel": inbound.channel, "address": inbound.address}
     with session.no_autoflush:
-        person = await find_sender(session, inbound, now)
-        row = await load_session(session, inbound.channel, inbound.address, lock=True)
-    if row is None:
-        row = SessionRow(inbound.channel, inbound.address)
+        found = (await session.execute(_BOTH_LOCKED if _locking(session, True) else _BOTH, keys)).first()
+        if found is not None:
+            row = _row(inbound.channel, inbound.address, found)
+            person = await _seen(session, inbound, now, found[-1], *found[len(_COLUMNS):-1])
+        else:  # someone's first message: no session row yet
+            person = await find_sender(session, inbound, now)
+            row = SessionRow(inbound.channel, inbound.address)
     row.person_id = person.id if person else None
     return person, row
 
