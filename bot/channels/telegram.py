@@ -36,6 +36,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from telegram.warnings import PTBUserWarning
 
 from bot.channels.dispatch import KeyedDispatcher, max_concurrent_steps
+from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_sender import (
     CHANNEL,
     CONTACT_LABEL_KEY,
@@ -132,6 +133,7 @@ def stored_bot_username(session: Session) -> str | None:
 def build_application(config: TelegramConfig) -> Application:
     return (ApplicationBuilder().token(config.token)
             .base_url(f"{config.base_url}/bot").base_file_url(f"{config.base_url}/file/bot")
+            .request(AiohttpRequest(256)).get_updates_request(AiohttpRequest(1))
             .updater(None).build())
 
 
