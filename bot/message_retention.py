@@ -1,5 +1,5 @@
 """How long delivered message bodies are kept (`[delivery] keep_bodies_days`), and the
-scheduler job that purges older ones (see storage/outbox.py, "bodies", for why)."""
+scheduler job that purges older ones (see storage/outbox/recording.py, "bodies", for why)."""
 
 from __future__ import annotations
 

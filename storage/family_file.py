@@ -131,7 +131,7 @@ def _scrub_mentions(session: Session, words: list[str]) -> tuple[int, int]:
         return 0, 0
     outbox = 0
     # Bodies are encrypted, so they are searched here after decryption, not in SQL; purged
-    # bodies (NULL, see storage/outbox.py, "bodies") are not even loaded.
+    # bodies (NULL, see storage/outbox/recording.py, "bodies") are not even loaded.
     for message in session.scalars(select(OutboxMessage).where(OutboxMessage.payload.is_not(None))):
         if not any(w in json.dumps(message.payload, ensure_ascii=False) for w in words):
             continue
