@@ -118,6 +118,7 @@ class Tally:
     completed: int = 0
     duplicates: int = 0
     connect_times: list[float] = field(default_factory=list)
+    api_waits: list[float] = field(default_factory=list)  # from `success` to the reply by the API
     hung_connecting: int = 0  # hung up before the connection was even accepted
 
 
@@ -206,12 +207,14 @@ class Platform:
                 return self._open(data)
             if status == 200:  # "success": the reply comes through the API
                 break
+        acknowledged = time.monotonic()
         try:
             text = await asyncio.wait_for(self.api.inbox[userid].get(), REPLY_WAIT)
         except TimeoutError:
             t.lost += 1
             return None
         t.via_api += 1
+        t.api_waits.append(time.monotonic() - acknowledged)
         t.reply_times.append(time.monotonic() - started)
         return text
 
@@ -335,6 +338,8 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
         "answer_max_ms": round(answers[-1] * 1000) if answers else None,
         "answers_over_4_5s": sum(a > 4.5 for a in answers),
         "reply_p50_ms": round(percentile(replies, 50) * 1000), "reply_p99_ms": round(percentile(replies, 99) * 1000),
+        "api_wait_p50_ms": round(percentile(sorted(t.api_waits), 50) * 1000) if t.api_waits else None,
+        "api_wait_p99_ms": round(percentile(sorted(t.api_waits), 99) * 1000) if t.api_waits else None,
         "passive_share": round(t.passive / max(1, t.passive + t.via_api), 3),
         "wall_s": round(wall, 1), "server_cpu_s": round(cpu, 1), "platform_cpu_s": round(driver_cpu, 1),
         "api_sends": api.sends, "load_1m": [round(load_before, 2), round(load_after, 2)],

@@ -133,7 +133,7 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": text.encode()})
 
 
-ARRIVED = "warmline.arrived"  # scope key: time.monotonic() when the request head arrived
+ARRIVED = "warmline.arrived"  # scope key: time.monotonic() when the request arrived
 
 
 def arrived_at(scope: Scope) -> float:
@@ -158,9 +158,12 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # when the request's head was in: a webhook's reply budget counts from here, not from
-        # when its body had been read (a slow body must not lengthen the platform's 5 seconds)
-        scope[ARRIVED] = time.monotonic()
+        # when the request began: its connection's accept (or the first byte of a following
+        # request on a kept-alive one), stamped by the protocol below; else now, the head being
+        # in. A webhook's reply budget counts from here, not from when its body had been read
+        # (a slow body must not lengthen the platform's 5 seconds), and a busy loop's turns
+        # between the accept and this line count too.
+        scope.setdefault(ARRIVED, time.monotonic())
         path = scope.get("path", "")
         headers = scope.get("headers") or []
         head_size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(
@@ -267,6 +270,9 @@ class GuardedH11Protocol(H11Protocol):
                 self._start_head_timer()
             self._bytes_in_head += len(data)
         super().data_received(data)
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and ARRIVED not in cycle.scope:  # a request begun by these bytes
+            cycle.scope[ARRIVED] = self._head_started
         if not self.waiting_for_head():
             self._cancel_head_timer()
             self._bytes_in_head = 0
