@@ -139,8 +139,9 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     tasks += [asyncio.create_task(job(app, senders, stop), name=getattr(job, "__name__", "job"))
               for job in _background(scheduler)]
     # Everything loaded so far (modules, the app, the channels) lives as long as the process:
-    # kept out of the collector's full passes, which at 1,000 WeCom volunteers paused the event
-    # loop up to 176 ms at a time; this halved those pauses in a trial of benchmarks/wecom_load.py.
+    # kept out of the collector's full passes. At 1,000 WeCom volunteers those paused the event
+    # loop 1.23 s in a run (the longest 176 ms); frozen, 0.64 s (longest 112 ms), in a trial of
+    # benchmarks/wecom_load.py.
     gc.freeze()
     log.info("running channels=%s http=%s:%s", [c.name for c in channels], host, port)
     await stop.wait()
