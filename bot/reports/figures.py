@@ -179,64 +179,94 @@ def weekly_greetings(f: Frame) -> Section:
 # ----------------------------------------------------------------------- holiday greetings
 
 
-def holidays_in(f: Frame) -> list[str]:
-    """The program's holidays that fall in the elapsed part of the period, by date."""
+def holiday_occurrences(f: Frame) -> list[tuple[date, str]]:
+    """(day, name) of the program's holidays that fall in the elapsed part of the period."""
     end = f.elapsed_end
     if end is None:
         return []
-    return [o.name for o in occurrences_between(f.config.policy.holiday_occasions, f.period.start, end)]
+    return [(o.day, o.name) for o in occurrences_between(f.config.policy.holiday_occasions, f.period.start, end)]
+
+
+def holidays_in(f: Frame) -> list[str]:
+    """The program's holidays that fall in the elapsed part of the period, by date."""
+    return [name for _day, name in holiday_occurrences(f)]
+
+
+def holiday_share(f: Frame, holidays: int) -> float:
+    """The yearly minimum, shared out over `holidays` of the program's listed holidays."""
+    policy = f.config.policy
+    listed = len(set(policy.holiday_occasions))
+    return policy.holiday_min_per_year * holidays / listed if listed else 0.0
 
 
 def holiday_target(f: Frame) -> float:
-    """The yearly minimum, shared out over the program's holidays that fall in the period."""
-    policy = f.config.policy
-    listed = len(set(policy.holiday_occasions))
-    return policy.holiday_min_per_year * len(holidays_in(f)) / listed if listed else 0.0
+    """The target of a household enrolled before the period: every holiday of the elapsed period."""
+    return holiday_share(f, len(holiday_occurrences(f)))
+
+
+def holiday_threshold(f: Frame, holidays: int) -> int:
+    """Greetings a household owing `holidays` holidays needs to meet its target (rounded up)."""
+    return math.ceil(round(holiday_share(f, holidays), 6))
 
 
 def holiday_greetings(f: Frame) -> Section:
+    """Holiday greetings against a target per household: the yearly minimum shared out over the
+    holidays of the elapsed period that fall on or after the household's enrolment, so a
+    household that joined after the period's holidays owes none (and counts in no rate)."""
     policy = f.config.policy
     d = f.dims
+    days = [day for day, _name in holiday_occurrences(f)]
     target = holiday_target(f)
-    threshold = math.ceil(round(target, 6))
     end = f.elapsed_end
+    # per household: how many of the period's holidays it owes, and the greetings that makes
+    owed_here = sum((case((or_(d.c.enrolled_on.is_(None), d.c.enrolled_on <= day), 1), else_=0) for day in days),
+                    literal(0))
+    needs: Any = case(*[(owed_here == k, holiday_threshold(f, k)) for k in range(1, len(days) + 1)],
+                      else_=0) if days else literal(0)
     metrics = None
-    count_expr: Any = literal(0)
-    met_expr: Any = literal(0) if threshold > 0 else func.count(d.c.household_id)
+    counted: Any = literal(0)
     if end is not None:
+        enrolled = Household.enrolled_on
         year_of_visit = cast(func.substr(month_key(Visit.visited_on), 1, 4), Integer)
         visits = select(Visit.household_id.label("household_id"), Visit.occasion.label("occasion"),
-                        year_of_visit.label("year")).where(
+                        year_of_visit.label("year")).join(Household, Household.id == Visit.household_id).where(
             f.in_scope(Visit.household_id), Visit.outcome == VisitOutcome.DONE, Visit.occasion.in_(policy.holiday_occasions),
             Visit.kind.in_(policy.holiday_kinds), Visit.visited_on >= f.period.start,
-            Visit.visited_on <= end)
+            Visit.visited_on <= end, or_(enrolled.is_(None), Visit.visited_on >= enrolled))
         greetings = select(Greeting.household_id.label("household_id"), Greeting.occasion.label("occasion"),
                            Greeting.year.label("year")).join(
-            OutboxMessage, OutboxMessage.id == Greeting.outbox_id).where(
+            OutboxMessage, OutboxMessage.id == Greeting.outbox_id).join(
+            Household, Household.id == Greeting.household_id).where(
             OutboxMessage.status == OutboxStatus.SENT, Greeting.occasion.in_(policy.holiday_occasions),
-            OutboxMessage.sent_at >= f.start_instant, OutboxMessage.sent_at < f.instant(end + timedelta(days=1)))
+            OutboxMessage.sent_at >= f.start_instant, OutboxMessage.sent_at < f.instant(end + timedelta(days=1)),
+            or_(enrolled.is_(None), f.day_of(OutboxMessage.sent_at) >= enrolled))
         u = union(visits, greetings).subquery("holiday_u")
         metrics = select(u.c.household_id, func.count().label("n")).group_by(u.c.household_id).subquery("holidays")
-        count_expr = func.sum(func.coalesce(metrics.c.n, 0))
-        met_expr = func.sum(case((func.coalesce(metrics.c.n, 0) >= threshold, 1), else_=0))
-    grouped = f.grouped({"households": func.count(d.c.household_id), "greetings": count_expr,
-                         "met": met_expr}, metrics)
+        counted = func.coalesce(metrics.c.n, 0)
+    grouped = f.grouped({"households": func.count(d.c.household_id), "greetings": func.sum(counted),
+                         "owed": owed(d.c.enrolled_on, days),
+                         "owing": func.sum(case((needs > 0, 1), else_=0)),
+                         "met": func.sum(case((and_(needs > 0, counted >= needs), 1), else_=0))}, metrics)
     table = Table("holidays", "节日问候", [
         *LEVEL_COLUMNS, Column("households", "户数"), Column("greetings", "节日问候次数"),
-        Column("per_household", "户均次数", "float"), Column("target", "折算目标（次/户）", "float"),
-        Column("met", "达到目标户数"), Column("met_pct", "达标率（%）", "pct")])
+        Column("per_household", "户均次数", "float"), Column("target", "折算目标（次/户，户均）", "float"),
+        Column("owing", "有目标户数"), Column("met", "达到目标户数"), Column("met_pct", "达标率（%）", "pct")])
     _rows(table, grouped, lambda v: {
         "households": _n(v["households"]), "greetings": _n(v["greetings"]),
         "per_household": ratio(_n(v["greetings"]), _n(v["households"])),
-        "target": round(target, 2), "met": _n(v["met"]) if threshold else None,
-        "met_pct": pct(_n(v["met"]), _n(v["households"])) if threshold else None})
+        "target": round(holiday_share(f, _n(v["owed"])) / _n(v["households"]) if _n(v["households"]) else target, 2),
+        "owing": _n(v["owing"]), "met": _n(v["met"]) if _n(v["owing"]) else None,
+        "met_pct": pct(_n(v["met"]), _n(v["owing"])) if _n(v["owing"]) else None})
+    listed = len(set(policy.holiday_occasions))
     return Section("holidays", "节日问候", [table], definition=(
         f"节日问候：一户在一个节日（{'、'.join(NAMES.get(k, k) for k in policy.holiday_occasions)}）"
         f"当年有一次已完成的联系（方式：{kinds_text(policy.holiday_kinds)}，记录了该节日）或一条已发出的节日问候，算一次；"
-        f"同一节日多次联系只算一次。目标每户每年至少 {policy.holiday_min_per_year} 次，按期内（截至报表日）"
-        f"实际有的节日折算：{policy.holiday_min_per_year} × 期内节日数 ÷ {len(set(policy.holiday_occasions))}"
-        f"（本期节日：{'、'.join(holidays_in(f)) or '无'}，折算 {target:.2f} 次）；"
-        f"一户的次数达到折算目标（向上取整为 {threshold} 次）即为达标。"))
+        f"同一节日多次联系只算一次；纳入项目之前的联系和问候不算。目标每户每年至少 {policy.holiday_min_per_year} 次，"
+        f"按期内（截至报表日）、该户纳入项目当天及以后实际有的节日折算：{policy.holiday_min_per_year} × 该户应计节日数 ÷ {listed}"
+        f"（本期节日：{'、'.join(holidays_in(f)) or '无'}；期初前已纳入的家庭折算 {target:.2f} 次，"
+        f"向上取整为 {holiday_threshold(f, len(days))} 次）。纳入之后期内没有节日的家庭没有目标，不计入达标率。"
+        "一户的次数达到本户折算目标（向上取整）即为达标；达标率 = 达到目标户数 ÷ 有目标户数；"
+        "各行的折算目标为该行家庭的户均值。"))
 
 
 # ----------------------------------------------------------------------- health services
@@ -259,9 +289,11 @@ def health_services(f: Frame) -> Section:
     metrics = None
     if end is not None:
         day = f.day_of(HealthReading.measured_at)
-        service_days = select(HealthReading.household_id.label("household_id"), day.label("day")).where(
+        service_days = select(HealthReading.household_id.label("household_id"), day.label("day")).join(
+            Household, Household.id == HealthReading.household_id).where(
             f.in_scope(HealthReading.household_id), HealthReading.measured_at >= f.start_instant,
-            HealthReading.measured_at < f.instant(end + timedelta(days=1))).distinct().subquery("sd")
+            HealthReading.measured_at < f.instant(end + timedelta(days=1)),
+            or_(Household.enrolled_on.is_(None), day >= Household.enrolled_on)).distinct().subquery("sd")
         per_month_q = select(service_days.c.household_id, month_key(service_days.c.day).label("month"),
                              func.count().label("n")).group_by(
             service_days.c.household_id, month_key(service_days.c.day)).subquery("pm")
@@ -280,16 +312,16 @@ def health_services(f: Frame) -> Section:
     grouped = f.grouped({"households": func.count(d.c.household_id), "days": days_expr,
                          "met": met_expr,
                          "expected": owed(d.c.enrolled_on, [date(y, m, 1) for y, m in complete])}, metrics)
-    _rows(table, grouped, lambda v: {
-        "households": _n(v["households"]), "service_days": _n(v["days"]),
-        "per_household_month": ratio(_n(v["days"]), _n(v["households"]) * months),
-        "target": per_month, "expected_months": _n(v["expected"]),
-        "met_months": _n(v["met"]),
-        "met_pct": pct(_n(v["met"]), _n(v["expected"]))})
+    household_months = f.household_months()
+    for group, v in grouped:
+        table.add(level=group.level, name=group.name, households=_n(v["households"]), service_days=_n(v["days"]),
+                  per_household_month=ratio(_n(v["days"]), household_months.get((group.level, group.key), 0.0)),
+                  target=per_month, expected_months=_n(v["expected"]), met_months=_n(v["met"]),
+                  met_pct=pct(_n(v["met"]), _n(v["expected"])))
     return Section("health", "健康服务", [table], definition=(
-        "健康服务次数：一户有健康数据（血压、血糖等）记录的不同日期数，同一天多条只算一次；只有走访而"
-        "没有测量记录的不算健康服务。户均每月次数 = 次数 ÷ 户数 ÷ 期内已过月数（不满一月按天数折算，"
-        f"本期 {months:.2f} 个月）。目标每户每月 {per_month} 次；户月达标率只统计期内已经结束的整月"
+        "健康服务次数：一户纳入项目以后有健康数据（血压、血糖等）记录的不同日期数，同一天多条只算一次；只有走访而"
+        "没有测量记录的不算健康服务。户均每月次数 = 次数 ÷ 在册户月数（每户从纳入项目那天或期初算到报表日，"
+        f"不满一月按天数折算；期初前已纳入的家庭本期 {months:.2f} 个月）。目标每户每月 {per_month} 次；户月达标率只统计期内已经结束的整月"
         f"（本期 {len(complete)} 个月），且从一户纳入项目后的第一个整月算起；"
         f"一户一月有 {per_month} 个或以上不同日期即达标。"))
 

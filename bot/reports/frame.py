@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from bot.reports.config import ReportConfig
 from bot.reports.model import Column
-from bot.reports.periods import Period
+from bot.reports.periods import Period, months_between
 from bot.reports.sqlfuncs import local_day
 from storage.models import ContactAssignment, Household, Person, Township
 
@@ -234,6 +234,20 @@ class Frame:
         out.extend(sorted(towns, key=lambda g: g[0].name))
         out.extend(sorted(vols, key=lambda g: (g[0].key is None, g[0].name)))
         return out
+
+    def household_months(self) -> dict[tuple[str, int | None], float]:
+        """Months each row's households were in the program in the elapsed period: from the
+        period's start or a later enrolment, a part month by its share of days ((level, key) ->
+        household-months). Households share enrolment days, so this is one small grouped query."""
+        end = self.elapsed_end
+        d = self.dims
+        cells = []
+        for tid, vid, enrolled, n in self.session.execute(
+                select(d.c.township_id, d.c.volunteer_id, d.c.enrolled_on, func.count())
+                .group_by(d.c.township_id, d.c.volunteer_id, d.c.enrolled_on)):
+            since = max(self.period.start, enrolled) if enrolled is not None else self.period.start
+            cells.append((tid, vid, [n * months_between(since, end) if end is not None and since <= end else 0.0]))
+        return {(group.level, group.key): values["months"] for group, values in self._rollup(cells, ["months"])}
 
     def groups_of(self) -> dict[int, tuple[int, int | None]]:
         """household id -> (township id, volunteer id), for figures computed outside SQL."""
