@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from statistics import median
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Integer,
     and_,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from bot.care.calendar import occurrences_between
 from bot.care.occasions import NAMES
 from bot.care.planner import birthday_of, birthdays_in
-from bot.reports.frame import LEVEL_COLUMNS, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
+from bot.reports.frame import LEVEL_COLUMNS, NO_DAY, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
 from bot.reports.model import Column, Section, Table, pct, ratio
 from bot.reports.sqlfuncs import date_literal, day_number, epoch_day, month_key
 from storage.models import (
@@ -54,7 +55,6 @@ from storage.models import (
 
 BIRTHDAY = "birthday"  # the visit dialog's occasion for a birthday visit
 PARENTS = ("father", "mother")
-NO_DAY = -(1 << 40)  # a missing date among day numbers (dates before 1970 are negative)
 FOLLOW_UP_KINDS = ("home", "phone", "wechat")
 NOT_HELD = ("draft", "cancelled")  # activity statuses that never took place
 KIND_NAMES = {"home": "上门", "phone": "电话", "wechat": "微信", "card": "贺卡/信件",
@@ -90,9 +90,8 @@ def owed(enrolled: Any, due_days: list[date]) -> Any:
 def served_households(f: Frame) -> Any:
     """Households with any done visit, health reading or attended activity in the elapsed period."""
     end = f.elapsed_end or f.period.start - timedelta(days=1)
-    visits = select(Visit.household_id).where(
-        f.in_scope(Visit.household_id),
-        Visit.outcome == VisitOutcome.DONE, Visit.visited_on >= f.period.start, Visit.visited_on <= end)
+    v = f.visits.c
+    visits = select(v.household_id).where(v.visited_on >= f.period.start, v.visited_on <= end)
     readings = select(HealthReading.household_id).where(
         f.in_scope(HealthReading.household_id), HealthReading.measured_at >= f.start_instant,
         HealthReading.measured_at < f.instant(end + timedelta(days=1)))
@@ -143,12 +142,11 @@ def weekly_greetings(f: Frame) -> Section:
         first, last = weeks[0], weeks[-1] + timedelta(days=6)
         origin = date_literal(first)
         seven = literal_column("7")
+        v = f.visits.c
         visits = select(
-            Visit.household_id.label("household_id"),
-            day_number(Visit.visited_on, origin).op("/")(seven).label("week"),
-        ).where(f.in_scope(Visit.household_id),
-                Visit.outcome == VisitOutcome.DONE, Visit.kind.in_(f.config.policy.greeting_kinds),
-                Visit.visited_on >= first, Visit.visited_on <= last)
+            v.household_id.label("household_id"),
+            day_number(v.visited_on, origin).op("/")(seven).label("week"),
+        ).where(v.kind.in_(f.config.policy.greeting_kinds), v.visited_on >= first, v.visited_on <= last)
         sent_day = f.day_of(OutboxMessage.sent_at)
         greetings = select(
             Greeting.household_id.label("household_id"),
@@ -227,12 +225,12 @@ def holiday_greetings(f: Frame) -> Section:
     counted: Any = literal(0)
     if end is not None:
         enrolled = Household.enrolled_on
-        year_of_visit = cast(func.substr(month_key(Visit.visited_on), 1, 4), Integer)
-        visits = select(Visit.household_id.label("household_id"), Visit.occasion.label("occasion"),
-                        year_of_visit.label("year")).join(Household, Household.id == Visit.household_id).where(
-            f.in_scope(Visit.household_id), Visit.outcome == VisitOutcome.DONE, Visit.occasion.in_(policy.holiday_occasions),
-            Visit.kind.in_(policy.holiday_kinds), Visit.visited_on >= f.period.start,
-            Visit.visited_on <= end, or_(enrolled.is_(None), Visit.visited_on >= enrolled))
+        v = f.visits.c
+        year_of_visit = cast(func.substr(month_key(v.visited_on), 1, 4), Integer)
+        visits = select(v.household_id.label("household_id"), v.occasion.label("occasion"),
+                        year_of_visit.label("year")).join(Household, Household.id == v.household_id).where(
+            v.occasion.in_(policy.holiday_occasions), v.kind.in_(policy.holiday_kinds), v.visited_on >= f.period.start,
+            v.visited_on <= end, or_(enrolled.is_(None), v.visited_on >= enrolled))
         greetings = select(Greeting.household_id.label("household_id"), Greeting.occasion.label("occasion"),
                            Greeting.year.label("year")).join(
             OutboxMessage, OutboxMessage.id == Greeting.outbox_id).join(
@@ -329,68 +327,85 @@ def health_services(f: Frame) -> Section:
 # ----------------------------------------------------------------------- birthday visits
 
 
-def _by_birthday(rows: list[Any]) -> dict[tuple[int, ...], list[tuple[int, int]]]:
-    """Parents grouped by their birthday's columns: {(lunar, born, month, day, leap): [(household, enrolled)]}."""
-    out: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
-    for hid, lunar, born, month, day, leap, enrolled in rows:
-        out[(lunar, born, month, day, leap)].append((hid, enrolled))
-    return out
+def _parents(f: Frame) -> np.ndarray:
+    """The scope's living parents as integer rows: household, lunar (0/1), birth day number,
+    lunar month, lunar day, leap (0/1), enrolment day number (a province has a million parents)."""
+    m = HouseholdMember
+    return f.int_rows(
+        select(m.household_id, case((m.birthday_calendar == "lunar", 1), else_=0),
+               func.coalesce(epoch_day(m.birth_date), NO_DAY), func.coalesce(m.lunar_birth_month, 0),
+               func.coalesce(m.lunar_birth_day, 0), case((m.lunar_birth_leap.is_(True), 1), else_=0),
+               func.coalesce(epoch_day(f.dims.c.enrolled_on), NO_DAY))
+        .join(f.dims, f.dims.c.household_id == m.household_id)
+        .where(m.alive.is_(True), m.relation.in_(PARENTS)), 7)
+
+
+def birthdays_due(f: Frame, end: date) -> tuple[np.ndarray, np.ndarray]:
+    """(household ids, day numbers) of every living parent's birthday in the elapsed period on
+    or after the household's enrolment, one entry per birthday. Each distinct birthday is
+    computed once (a county's parents share a few thousand), then spread to its parents."""
+    parents = _parents(f)
+    if not len(parents):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # one integer per distinct birthday (1-D unique sorts far faster than rows)
+    born = np.where(parents[:, 2] == NO_DAY, 0, parents[:, 2] + (1 << 24))
+    packed = (((born * 2 + parents[:, 1]) * 16 + parents[:, 3]) * 32 + parents[:, 4]) * 2 + parents[:, 5]
+    _packed, first_of, which = np.unique(packed, return_index=True, return_inverse=True)
+    keys = parents[first_of, 1:6]
+    which = which.ravel()
+    epoch = date(1970, 1, 1)
+    days_of: list[list[int]] = []
+    for lunar, born, month, day, leap in keys.tolist():
+        birthday = birthday_of("lunar" if lunar else "solar", epoch + timedelta(days=born) if born != NO_DAY else None,
+                               month or None, day or None, bool(leap))
+        days = birthdays_in(birthday, f.period.start, end) if birthday is not None else ()
+        days_of.append([(d - epoch).days for d in days])
+    count = np.array([len(d) for d in days_of], dtype=np.int64)
+    first = np.concatenate(([0], np.cumsum(count)[:-1]))
+    flat = np.array([d for days in days_of for d in days], dtype=np.int64)
+    repeat = count[which]  # a parent's entries: one per celebration of their birthday in the period
+    parent = np.repeat(np.arange(len(parents)), repeat)
+    nth = np.arange(len(parent)) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+    due = flat[first[which[parent]] + nth] if len(parent) else np.zeros(0, dtype=np.int64)
+    hid = parents[parent, 0]
+    kept = due >= parents[parent, 6]  # NO_DAY (no enrolment date) keeps every one
+    return hid[kept], due[kept]
 
 
 def birthday_visits(f: Frame) -> Section:
-    """Birthdays are computed in Python (lunar calendar) from one bulk query of parents."""
+    """Birthdays are computed per distinct birthday (lunar calendar), spread with arrays."""
     policy = f.config.policy
     end = f.elapsed_end
-    due: dict[int, list[date]] = defaultdict(list)
-    if end is not None:
-        m = HouseholdMember
-        result = f.session.connection().execute(  # plain integers straight from the cursor
-            select(m.household_id, case((m.birthday_calendar == "lunar", 1), else_=0),
-                   func.coalesce(epoch_day(m.birth_date), NO_DAY), func.coalesce(m.lunar_birth_month, 0),
-                   func.coalesce(m.lunar_birth_day, 0), case((m.lunar_birth_leap.is_(True), 1), else_=0),
-                   func.coalesce(epoch_day(Household.enrolled_on), NO_DAY))
-            .join(Household, Household.id == m.household_id)
-            .where(m.household_id.in_(f.household_ids()), m.alive.is_(True), m.relation.in_(PARENTS)))
-        rows = result.cursor.fetchall() if result.cursor is not None else []
-        result.close()
-        epoch = date(1970, 1, 1)
-        # many parents share a birthday: each distinct one is computed once (planner caches)
-        for (lunar, born, month, day, leap), members in _by_birthday(rows).items():
-            birthday = birthday_of("lunar" if lunar else "solar",
-                                   epoch + timedelta(days=born) if born != NO_DAY else None,
-                                   month or None, day or None, bool(leap))
-            days = birthdays_in(birthday, f.period.start, end) if birthday is not None else ()
-            if not days:
-                continue
-            for hid, enrolled in members:
-                since = max(f.period.start, epoch + timedelta(days=enrolled)) if enrolled != NO_DAY else f.period.start
-                kept = [d for d in days if d >= since]
-                if kept:
-                    due[hid].extend(kept)
+    hids, due = birthdays_due(f, end) if end is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     before = timedelta(days=policy.birthday_opens_days_before)
     after = timedelta(days=policy.birthday_closes_days_after)
+    epoch = date(1970, 1, 1)
     visits: dict[int, list[date]] = defaultdict(list)
-    if due:
-        lo = min(min(v) for v in due.values()) - before
-        hi = max(max(v) for v in due.values()) + after
+    if len(due):
+        lo = epoch + timedelta(days=int(due.min())) - before
+        hi = epoch + timedelta(days=int(due.max())) + after
         for hid, day in f.session.execute(
-            select(Visit.household_id, Visit.visited_on).where(
-                Visit.household_id.in_(f.household_ids()), Visit.outcome == VisitOutcome.DONE,
-                Visit.occasion == BIRTHDAY, Visit.kind.in_(policy.birthday_kinds),
-                Visit.visited_on >= lo, Visit.visited_on <= hi)):
+            select(f.visits.c.household_id, f.visits.c.visited_on).where(
+                f.visits.c.occasion == BIRTHDAY, f.visits.c.kind.in_(policy.birthday_kinds),
+                f.visits.c.visited_on >= lo, f.visits.c.visited_on <= hi)):
             visits[hid].append(day)
-    per_household: dict[int, dict[str, float]] = {}
-    for hid, days in due.items():
-        used: set[date] = set()
-        done = 0
-        for birthday in sorted(days):  # each visit counts for one birthday
-            match = next((v for v in sorted(visits.get(hid, [])) if v not in used
-                          and birthday - before <= v <= birthday + after), None)
-            if match is not None:
-                used.add(match)
-                done += 1
-        per_household[hid] = {"due": len(days), "done": done}
-    grouped = f.regroup(per_household, ["due", "done"])
+    done: dict[int, int] = {}
+    if visits:  # only households with a birthday visit need matching (few)
+        visited = np.isin(hids, np.fromiter(visits, dtype=np.int64))
+        birthdays: dict[int, list[date]] = defaultdict(list)
+        for hid, day in zip(hids[visited].tolist(), due[visited].tolist(), strict=True):
+            birthdays[hid].append(epoch + timedelta(days=day))
+        for hid, days in birthdays.items():
+            used: set[date] = set()
+            for birthday in sorted(days):  # each visit counts for one birthday
+                match = next((v for v in sorted(visits[hid]) if v not in used
+                              and birthday - before <= v <= birthday + after), None)
+                if match is not None:
+                    used.add(match)
+                    done[hid] = done.get(hid, 0) + 1
+    grouped = f.regroup({"due": (hids, None),
+                         "done": (np.fromiter(done, dtype=np.int64, count=len(done)),
+                                  np.fromiter(done.values(), dtype=np.float64, count=len(done)))})
     table = Table("birthdays", "生日走访", [
         *LEVEL_COLUMNS, Column("due", "应走访（人次）"), Column("done", "已走访（人次）"),
         Column("done_pct", "完成率（%）", "pct")])

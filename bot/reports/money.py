@@ -15,7 +15,7 @@ from sqlalchemy import case, func, select
 from bot.reports.figures import NOT_HELD
 from bot.reports.frame import LEVEL_COLUMNS, Frame
 from bot.reports.model import Column, Section, Table, pct, yuan
-from storage.models import Activity, Visit, VisitOutcome
+from storage.models import Activity
 
 
 def _n(value: Any) -> int:
@@ -24,11 +24,10 @@ def _n(value: Any) -> int:
 
 def spending_by_household(f: Frame) -> Any:
     p = f.period
-    return select(Visit.household_id.label("household_id"), func.sum(Visit.money_fen).label("spent")).where(
-        f.in_scope(Visit.household_id),
-        Visit.outcome == VisitOutcome.DONE, Visit.occasion.is_not(None), Visit.money_fen > 0,
-        Visit.visited_on >= p.start, Visit.visited_on <= p.end,
-    ).group_by(Visit.household_id).subquery("spent")
+    v = f.visits.c  # the period's done visits
+    return select(v.household_id.label("household_id"), func.sum(v.money_fen).label("spent")).where(
+        v.occasion.is_not(None), v.money_fen > 0, v.visited_on >= p.start, v.visited_on <= p.end,
+    ).group_by(v.household_id).subquery("spent")
 
 
 def entitlement_fen(f: Frame) -> tuple[float, float]:
@@ -62,16 +61,29 @@ def holiday_money(f: Frame) -> Section:
         summary.add(level=group.level, name=group.name, households=households, hardship=hardship,
                     entitled=yuan(entitled), spent=yuan(_n(v["spent"])),
                     spent_pct=pct(_n(v["spent"]), entitled), paid=_n(v["paid"]), over=_n(v["over"]))
+    households = _n(grouped[0][1]["households"]) if grouped else 0
     detail = Table("money_households", "节日走访经费（逐户）", [
         Column("code", "户编号", "text"), Column("township", "乡镇", "text"),
         Column("hardship", "困难家庭", "text"), Column("entitled", "期内应得（元）", "yuan"),
         Column("spent", "已记录支出（元）", "yuan"), Column("balance", "余额（元）", "yuan")])
-    for code, tid, hardship, spent_fen in f.session.execute(
-        select(d.c.code, d.c.township_id, d.c.hardship, func.coalesce(m.c.spent, 0))
-        .select_from(d.outerjoin(m, m.c.household_id == d.c.household_id)).order_by(d.c.code)):
+    query = select(d.c.code, d.c.township_id, d.c.hardship, spent).select_from(
+        d.outerjoin(m, m.c.household_id == d.c.household_id))
+    over = _n(grouped[0][1]["over"]) if grouped else 0
+    limit = f.detail_rows
+    if households <= limit:
+        query = query.order_by(d.c.code)
+    else:  # a province: the households over their entitlement, largest excess first
+        query = query.where(spent > ent + 0.5).order_by((spent - ent).desc(), d.c.code).limit(limit)
+    rows = f.session.connection().execute(query) if households <= limit or over else []
+    for code, tid, hardship, spent_fen in rows:
         entitled = hard if hardship else std
         detail.add(code=code, township=f.township_names.get(tid, ""), hardship="是" if hardship else "否",
                    entitled=yuan(entitled), spent=yuan(spent_fen), balance=yuan(entitled - _n(spent_fen)))
+    if households > limit:
+        detail.title = "节日走访经费（超出应得的家庭）"
+        detail.note = (f"本报表范围有 {households:,} 户，超过 {limit:,} 户，逐户表只列支出超出应得的 {over:,} 户"
+                       f"（按超出金额从多到少{'，列出前 ' + format(limit, ',') + ' 户' if over > limit else ''}）；"
+                       "各户的完整清单请按乡镇出报表（--township 乡镇名）。")
     c = f.config
     return Section("money", "节日走访经费", [summary, detail], definition=(
         "已记录支出：期内已完成、记录了节日（含 5·29、生日）的走访中登记的慰问金额。期内应得：困难家庭"
