@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import BENCH_DATA_KEY, fresh_sqlite  # noqa: E402
+from benchmarks.common import BENCH_DATA_KEY, baseline_worktree, fresh_sqlite  # noqa: E402
 
 BASELINE = "6b17959"  # imports before this change: one row at a time through the ORM
 HOUSEHOLDS_PER_VOLUNTEER = 8
@@ -137,19 +137,11 @@ def contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def baseline_tree(revision: str, cache: Path) -> Path:
-    tree = cache / f"import-baseline-{revision}"
-    if not (tree / "bot").exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT, check=True,
-                       capture_output=True)
-    return tree
-
-
 def run(rows: int, baseline_rows: int, baseline: str, cache: Path) -> dict[str, Any]:
     cache.mkdir(parents=True, exist_ok=True)
     folder = cache / "imports"
     folder.mkdir(exist_ok=True)
-    old = baseline_tree(baseline, cache)
+    old = baseline_worktree(baseline, cache, "import")
     results: dict[str, Any] = {"rows": rows, "baseline_rows": baseline_rows, "baseline": baseline}
 
     def fresh(name: str, volunteers: Path) -> str:

@@ -66,15 +66,6 @@ def _measure(url: str, period: str) -> dict[str, Any]:
             "figures": hashlib.sha256(json.dumps(figures, default=str, ensure_ascii=False).encode()).hexdigest()[:16]}
 
 
-def baseline_tree(revision: str, cache: Path) -> Path:
-    """The baseline revision's code, checked out once beside the cached counties."""
-    tree = cache / f"report-baseline-{revision}"
-    if not (tree / "bot").exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT, check=True,
-                       capture_output=True)
-    return tree
-
-
 def measure(code: Path, url: str, period: str) -> dict[str, Any]:
     """A fresh interpreter that imports `bot` from `code` and makes the report once."""
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -87,9 +78,10 @@ def measure(code: Path, url: str, period: str) -> dict[str, Any]:
 
 def run(sizes: list[int], baseline: str, cache: Path, period: str) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
+    from benchmarks.common import baseline_worktree
     from benchmarks.planner_scale import county_db
 
-    old = baseline_tree(baseline, cache)
+    old = baseline_worktree(baseline, cache, "report")
     results: dict[str, Any] = {"baseline": baseline, "period": period, "sizes": {}}
     for n in sizes:
         url = county_db(n, cache)
