@@ -10,9 +10,11 @@ own: first with this tree's code, then with the code of `--baseline` (a git revi
 once as a detached worktree under --cache; default: the revision before the report was made
 fast), then this tree again. The two runs of the current code bracket the baseline, so machine
 load falls on both sides. Each process also prints a digest of every figure the report holds,
-so the run says whether both revisions gave the same figures; the per-household money listing
-is left out of the digest because past `DETAIL_ROWS` households the new code lists only the
-households over their entitlement (that is the change, not a different figure).
+so the run says whether both revisions gave the same figures (total and township rows of every
+table) and the same volunteer rows. The per-household money listing is left out, and past
+`DETAIL_ROWS` volunteers the new code leaves the volunteer rows out: a province's report lists
+only the households over their entitlement and sums the volunteers (that is the change, not a
+different figure).
 Times are printed, never asserted (a benchmark, not a test).
 """
 
@@ -58,12 +60,16 @@ def _measure(url: str, period: str) -> dict[str, Any]:
                               tz=settings.timezone, config=ReportConfig.from_settings(settings),
                               generated_at=datetime.now(UTC))
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    figures = [(t.key, [[(k, r.get(k)) for k in sorted(r)] for r in t.rows])
-               for section in report.sections for t in section.tables if t.key != "money_households"]
+    def digest(volunteers: bool) -> str:
+        """Every row of every table (not the money listing), volunteer rows or all the others."""
+        figures = [(t.key, [[(k, r.get(k)) for k in sorted(r)] for r in t.rows if (r.get("level") == "志愿者") == volunteers])
+                   for section in report.sections for t in section.tables if t.key != "money_households"]
+        return hashlib.sha256(json.dumps(figures, default=str, ensure_ascii=False).encode()).hexdigest()[:16]
+
     rows = sum(len(t.rows) for section in report.sections for t in section.tables)
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(), "rows": rows,
             "money_rows": len(report.table("money_households").rows), "notes": report.warnings,
-            "figures": hashlib.sha256(json.dumps(figures, default=str, ensure_ascii=False).encode()).hexdigest()[:16]}
+            "figures": digest(False), "volunteer_rows": digest(True)}
 
 
 def measure(code: Path, url: str, period: str) -> dict[str, Any]:
@@ -91,11 +97,13 @@ def run(sizes: list[int], baseline: str, cache: Path, period: str) -> dict[str, 
         now = min(first, second, key=lambda r: r["cpu_s"])
         row = {"current": now, "current_runs": [first, second], "baseline": before,
                "same_figures": first["figures"] == second["figures"] == before["figures"],
+               "same_volunteer_rows": first["volunteer_rows"] == before["volunteer_rows"],
                "ratio_cpu": before["cpu_s"] / now["cpu_s"], "load": os.getloadavg()}
         results["sizes"][n] = row
         print(f"  {n}: report {now['cpu_s']:.2f} s CPU ({now['wall_s']:.2f} s wall), {now['peak_rss_mb']:.0f} MB; "
               f"baseline {before['cpu_s']:.2f} s CPU ({before['wall_s']:.2f} s wall), {before['peak_rss_mb']:.0f} MB; "
-              f"same figures: {row['same_figures']}", file=sys.stderr)
+              f"same figures: {row['same_figures']}, same volunteer rows: {row['same_volunteer_rows']}"
+              f"{' (left out: ' + now['notes'][0] + ')' if now['notes'] else ''}", file=sys.stderr)
     return results
 
 

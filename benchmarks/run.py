@@ -202,7 +202,8 @@ def report_rows(r: dict[str, Any]) -> list[str]:
             f"| period report {r['period']}, {int(n):,} households (SQLite, with the planner's snapshot) | "
             f"{c['wall_s']:.2f} s wall, {c['cpu_s']:.2f} s CPU, peak RSS {c['peak_rss_mb']:.0f} MB; report code of "
             f"{r['baseline']} (before, same run) {b['wall_s']:.2f} s wall, {b['cpu_s']:.2f} s CPU, "
-            f"{b['peak_rss_mb']:.0f} MB = {x['ratio_cpu']:.2f}x the CPU; same figures: {x['same_figures']} | <= 5 s | "
+            f"{b['peak_rss_mb']:.0f} MB = {x['ratio_cpu']:.2f}x the CPU; same figures: {x['same_figures']}"
+            f"{'' if x.get('same_volunteer_rows', True) else ' (volunteer rows summed away past 20,000)'} | <= 5 s | "
             f"{_timed(c['wall_s'], c['cpu_s'], 5)} | `python benchmarks/report_scale.py` |")
     return rows
 
