@@ -21,6 +21,8 @@ The plan and baseline measurements alternate per size, so machine load falls on 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import subprocess
@@ -38,12 +40,33 @@ AT = datetime(2026, 11, 20, 9, 0, tzinfo=SHANGHAI)
 GENERATOR_VERSION = 3  # bump when synthetic.py or the schema changes what it builds
 
 
+def schema_tag() -> str:
+    """A short hash of the migrations: a cached county built for another schema is not reused
+    (the one migration is regenerated when the models change, so its revision id stays)."""
+    versions = Path(__file__).resolve().parent.parent / "storage" / "migrations" / "versions"
+    digest = hashlib.sha256()
+    for file in sorted(versions.glob("*.py")):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def county_db(households: int, cache: Path) -> str:
-    path = cache / f"county-{households}-v{GENERATOR_VERSION}.db"
+    """The cached county of that size for this schema, built once; concurrent callers (other
+    benchmarks running at the same time) wait for the one building it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"county-{households}-v{GENERATOR_VERSION}-{schema_tag()}.db"
     url = f"sqlite:///{path}"
-    if path.exists() and not Path(f"{path}.building").exists():
-        return url
-    Path(f"{path}.building").touch()
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists() and not Path(f"{path}.building").exists():
+            return url
+        Path(f"{path}.building").touch()
+        _build(path, url, households)
+        Path(f"{path}.building").unlink()
+    return url
+
+
+def _build(path: Path, url: str, households: int) -> None:
     from benchmarks.synthetic import build_county
     from bot.config import load_settings
     from storage.db import Database
@@ -55,8 +78,6 @@ def county_db(households: int, cache: Path) -> str:
     build_county(db, households, today=START.date())
     db.dispose()
     print(f"  built {households} households in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    Path(f"{path}.building").unlink()
-    return url
 
 
 # --------------------------------------------------------- one measurement, in its own process

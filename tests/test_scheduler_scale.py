@@ -46,7 +46,7 @@ async def test_a_tick_that_stops_half_way_is_completed_by_the_next(county: App,
     assert len(expected) >= 3
     forget_digests(county)
 
-    real = reminders.iter_plan
+    real = reminders.iter_batches
     calls: list[object] = []
 
     def failing(*args: Any, **kwargs: Any) -> Any:
@@ -55,13 +55,13 @@ async def test_a_tick_that_stops_half_way_is_completed_by_the_next(county: App,
             raise RuntimeError("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reminders, "iter_plan", failing)
+    monkeypatch.setattr(reminders, "iter_batches", failing)
     with pytest.raises(RuntimeError):
         await plan_reminders(county, MORNING)
     partial = digest_texts(county)
     assert 0 < len(partial) < len(expected)  # the first township's digests were committed
 
-    monkeypatch.setattr(reminders, "iter_plan", real)
+    monkeypatch.setattr(reminders, "iter_batches", real)
     resumed = await plan_reminders(county, MORNING)
     assert resumed.digests == len(expected) - len(partial)
     assert resumed.skipped_existing == len(partial)

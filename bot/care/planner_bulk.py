@@ -148,7 +148,14 @@ class TaskBatch:
         out = [t for t in self.manual
                if (statuses is None or t.status in statuses)
                and (volunteer_id is None or t.volunteer_id == volunteer_id)]
-        index = np.nonzero(rows)[0]
+        return out + self.tasks_at(np.nonzero(rows)[0])
+
+    def tasks_at(self, index: np.ndarray, *, short_lived: bool = False) -> list[p.PlannedTask]:
+        """`PlannedTask` objects for these rows of the columns (manual tasks not included).
+
+        `short_lived`: objects dropped again within the caller's step (a township's digest
+        lines) are built without the dataclass's `__init__` (`planner._built`: faster, bigger)."""
+        out: list[p.PlannedTask] = []
         if not len(index):
             return out
         spans = np.concatenate([self.opens[index], self.due[index], self.closes[index]])
@@ -173,14 +180,18 @@ class TaskBatch:
                 ref_text = "-"
             due_day = day[due]
             hid = hids[h]
-            out.append(p.PlannedTask(
+            fields = dict(
                 key=f"{kind}:{hid}:{ref_text}:{occasion or '-'}:{due_day.isoformat()}",
                 kind=kind, status=p.STATUSES[status], opens=day[opens], due=due_day,
                 closes=day[closes], township_id=townships[h],
                 household_id=hid, household_code=codes.get(hid),
                 member_id=member if member != NONE else None,
                 member_name=names.get(member) if member != NONE else None,
-                occasion=occasion, volunteer_id=vols.get(hid)))
+                occasion=occasion, volunteer_id=vols.get(hid))
+            if short_lived:
+                out.append(p._built(p.PlannedTask, {**fields, "task_id": None, "detail": None}))
+            else:
+                out.append(p.PlannedTask(**fields))  # type: ignore[arg-type]
         return out
 
 

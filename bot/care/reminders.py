@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from bot.care.digest_routing import Inbox, township_inboxes
 from bot.care.planner import (
     BIRTHDAY,
     CLASS_INVITATION,
@@ -32,7 +34,8 @@ from bot.care.planner import (
     OVERDUE,
     QINGMING,
     PlannedTask,
-    iter_plan,
+    class_invitation_tasks,
+    iter_batches,
     sort_key,
 )
 from bot.care.policy import Policy
@@ -47,6 +50,7 @@ from storage.queries import household_labels
 
 if TYPE_CHECKING:
     from bot.app import App
+    from bot.care.planner_bulk import TaskBatch
 
 log = logging.getLogger("warmline.reminders")
 
@@ -73,12 +77,6 @@ class ScheduleReport:
 
 
 @dataclass
-class _Inbox:
-    own: list[PlannedTask] = field(default_factory=list)
-    escalated: list[PlannedTask] = field(default_factory=list)
-
-
-@dataclass
 class _Digest:
     """One person's digest as it is gathered township by township: the first lines of each
     part (merged, in order) and how many lines each part has in all."""
@@ -88,13 +86,13 @@ class _Digest:
     escalated: list[PlannedTask] = field(default_factory=list)
     escalated_total: int = 0
 
-    def add(self, inbox: _Inbox) -> None:
+    def add(self, inbox: Inbox) -> None:
         # a household's tasks all come in one township's chunk, so lines merged per chunk stay merged
         own, escalated = merge_same(inbox.own), merge_same(inbox.escalated)
         self.own = sorted(self.own + own, key=sort_key)[:MAX_LINES]
-        self.own_total += len(own)
+        self.own_total += len(own) if inbox.own_total is None else inbox.own_total
         self.escalated = sorted(self.escalated + escalated, key=sort_key)[:MAX_LINES]
-        self.escalated_total += len(escalated)
+        self.escalated_total += len(escalated) if inbox.escalated_total is None else inbox.escalated_total
 
 
 def digest_key(person_id: int, day: date) -> str:
@@ -125,9 +123,9 @@ def merge_same(tasks: list[PlannedTask]) -> list[PlannedTask]:
 
 
 def route(tasks: list[PlannedTask], today: date, policy: Policy, active_volunteers: set[int],
-          coordinators: dict[int, list[int]]) -> dict[int, _Inbox]:
+          coordinators: dict[int, list[int]]) -> dict[int, Inbox]:
     """Who hears about which task today (a pure function, tested without a database)."""
-    inboxes: dict[int, _Inbox] = defaultdict(_Inbox)
+    inboxes: dict[int, Inbox] = defaultdict(Inbox)
     for task in tasks:
         if task.status not in (DUE, OVERDUE):
             continue
@@ -140,6 +138,11 @@ def route(tasks: list[PlannedTask], today: date, policy: Policy, active_voluntee
             for coordinator in coordinators.get(task.township_id, []):
                 inboxes[coordinator].escalated.append(task)
     return inboxes
+
+
+def _route_township(_session: Session, batches: list[TaskBatch], objects: list[PlannedTask], today: date,
+                    policy: Policy, active: set[int], coordinators: dict[int, list[int]]) -> dict[int, Inbox]:
+    return township_inboxes(batches, objects, today, policy, active, coordinators, MAX_LINES)
 
 
 async def _coordinators(session: AsyncSession, township_ids: set[int]) -> dict[int, list[int]]:
@@ -171,11 +174,12 @@ def _digest_text(person: _Person, inbox: _Digest, today: date, labels: dict[int,
         for i, task in enumerate(own[:MAX_LINES], start=1):
             label = labels.get(task.household_id or 0, task.household_code or "")
             hint = t("hard_day_hint") if task.kind == "hard_day_call" else ""
-            lines.append(f"{i}. {label} · {task_title(task, locale)} · {task_when(task, today, locale)}{hint}")
-            value = action_for(task, registered)
-            if value and len(options) < MAX_OPTIONS:
+            title = task_title(task, locale)
+            lines.append(f"{i}. {label} · {title} · {task_when(task, today, locale)}{hint}")
+            value = action_for(task, registered) if len(options) < MAX_OPTIONS else None
+            if value:
                 word = "option_reading" if task.kind == HEALTH_SERVICE else "option_visit"
-                options.append(Option(t(word, code=task.household_code, task=task_title(task, locale)), value))
+                options.append(Option(t(word, code=task.household_code, task=title), value))
         if inbox.own_total > MAX_LINES:
             lines.append(t("digest_more", n=inbox.own_total - MAX_LINES))
     escalated = inbox.escalated
@@ -315,16 +319,26 @@ async def plan_reminders(app: App, at: datetime | None = None) -> ScheduleReport
 
     for township in townships:
         async with app.db.async_session() as session:
-            def collect(sync_session: object, township: int = township) -> list[PlannedTask]:
-                return [t for part in iter_plan(sync_session, at, policy, tz=tz,  # type: ignore[arg-type]
-                                                township_id=township, statuses=(DUE, OVERDUE)) for t in part]
+            def collect(sync_session: Session, township: int = township) -> tuple[list[TaskBatch], list[PlannedTask]]:
+                """The township's plan as column batches (volunteers and codes loaded), and the
+                tasks that are objects anyway (manual tasks, the class invitation)."""
+                batches = list(iter_batches(sync_session, at, policy, tz=tz, township_id=township))
+                objects = [t for b in batches for t in b.manual]
+                objects += class_invitation_tasks(sync_session, today, tz, policy, township)
+                for batch in batches:
+                    batch.labels.volunteers(), batch.labels.codes()
+                return batches, objects
 
-            tasks = await session.run_sync(collect)
-            await _people(session, {t.volunteer_id for t in tasks if t.volunteer_id is not None}, people)
+            batches, objects = await session.run_sync(collect)
+            helpers = {v for b in batches for v in b.labels.volunteers().values()}
+            await _people(session, helpers | {t.volunteer_id for t in objects if t.volunteer_id is not None}, people)
             active = {pid for pid, p in people.items() if p.active}
-            for person_id, inbox in route(tasks, today, policy, active, coordinators).items():
+            # in the session's thread of control: building task objects may read members' names
+            inboxes = await session.run_sync(_route_township, batches, objects, today, policy, active,
+                                             coordinators)
+            for person_id, inbox in inboxes.items():
                 digests.setdefault(person_id, _Digest()).add(inbox)
-            del tasks
+            del batches, objects, inboxes
         await write_in_slices(sorted(pid for pid in digests if last_township.get(pid, township) == township))
     if digests:  # anyone the forecast missed (records changed during the tick)
         await write_in_slices(sorted(digests))
