@@ -4,8 +4,8 @@
 
 Prints the machine (nproc, CPU model, Python, SQLite, load average before and after) and one
 markdown table of results, each row with its target and the command that reproduces it alone.
-The numbers are printed, never asserted: these are benchmarks, not tests. About 5 minutes on
-a 2-core machine, 7 the first time (building the 100k county takes ~2; it is kept in --cache
+The numbers are printed, never asserted: these are benchmarks, not tests. About 15 minutes on
+a 2-core machine, 17 the first time (building the 100k county takes ~2; it is kept in --cache
 for later runs). --quick uses small sizes to check that everything runs (~2 minutes).
 """
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
     broadcast,
+    delivery_faults,
     delivery_rate,
     dialog_throughput,
     import_scale,
@@ -31,6 +32,7 @@ from benchmarks import (
     planner_scale,
     province_pg,
     report_scale,
+    telegram_e2e,
     tick_latency,
 )
 from benchmarks.common import git_revision, machine
@@ -220,6 +222,43 @@ def import_rows(r: dict[str, Any]) -> list[str]:
         f"same rows written: {r['same_rows']} | same rows | {_mark(r['same_rows'])} | same |"]
 
 
+def e2e_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for backend, r in results.items():
+        if not isinstance(r, dict) or "warmline" not in r:
+            if isinstance(r, dict) and "skipped" in r:
+                rows.append(f"| Telegram end to end ({backend}) | skipped: {r['skipped']} | | | |")
+            continue
+        w, b = r["warmline"], r["baseline"]
+        ok = (w["steps_per_s"] > b["steps_per_s"] and w["first_reply_p50_ms"] <= 300
+              and w["first_reply_p99_ms"] <= 1000 and w["complete"])
+        rows.append(
+            f"| Telegram end to end ({backend}), {results['volunteers']} volunteers, `warmline run` vs PTB+pickle | "
+            f"{w['steps_per_s']:.0f} vs {b['steps_per_s']:.0f} steps/s ({r['ratio_steps_per_s']}×); "
+            f"{w['steps_per_cpu_s']:.0f} vs {b['steps_per_cpu_s']:.0f} per CPU-second; first reply p50 "
+            f"{w['first_reply_p50_ms']:.0f} vs {b['first_reply_p50_ms']:.0f} ms, p99 {w['first_reply_p99_ms']:.0f} vs "
+            f"{b['first_reply_p99_ms']:.0f} ms{'' if w['complete'] else ' (incomplete!)'} | ahead of baseline; "
+            f"p50 ≤ 300 ms, p99 ≤ 1 s | {_mark(ok)} | `python benchmarks/telegram_e2e.py --volunteers 200` |")
+    return rows
+
+
+def faults_rows(r: dict[str, Any]) -> list[str]:
+    rows = []
+    if "burst" in r:
+        b = r["burst"]
+        delay = b["refused_reply_delay_s"]
+        rows.append(f"| reply refused with retry_after 1 during a broadcast of {b['broadcast']} | delay p50 "
+                    f"{delay['p50']} s, max {delay['max']} s; broadcast lost {b['broadcast_lost']} | ≤ 2 s | "
+                    f"{_mark(delay['max'] <= b['target_max_s'])} | `python benchmarks/delivery_faults.py --only burst` |")
+    if "kill" in r:
+        k = r["kill"]
+        rows.append(f"| SIGKILL mid-broadcast to {k['recipients']} | lost {k['lost']}, duplicates {k['duplicates']}, "
+                    f"all sent {k['all_sent_after_restart_s']} s after the restart | 0 lost, ≤ 15 s | "
+                    f"{_mark(k['lost'] == 0 and k['all_sent_after_restart_s'] <= k['target_s'])} | "
+                    f"`python benchmarks/delivery_faults.py --only kill` |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: check that it all runs")
@@ -229,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--province", default="100000,300000,1000000",
                         help="province sizes on PostgreSQL (benchmarks/province_pg.py; ~1 h to 1M here)")
     parser.add_argument("--no-province", action="store_true", help="skip the PostgreSQL province")
-    parser.add_argument("--only", help="comma-separated parts: dialog,planner,delivery,memory,tick,broadcast,province,"
-                                       "report,imports")
+    parser.add_argument("--only", help="comma-separated parts: dialog,e2e,faults,planner,delivery,memory,tick,"
+                                       "broadcast,province,report,imports")
     args = parser.parse_args(argv)
     cache = Path(args.cache)
     started = time.monotonic()
@@ -258,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     step("dialog", "dialog throughput", lambda: dialog_throughput.main(
         ["--volunteers", "30" if args.quick else "100", "--rounds", "1",
          *(["--no-postgres"] if args.no_postgres else [])]))
+    step("e2e", "Telegram end to end", lambda: telegram_e2e.main(
+        ["--volunteers", "40" if args.quick else "200", "--readings", "1" if args.quick else "3",
+         *(["--no-postgres"] if args.no_postgres else [])]))
+    step("faults", "delivery under faults", lambda: delivery_faults.main([]))
     step("planner", "planner scale",
          lambda: planner_scale.main(["--sizes", ",".join(map(str, sizes)), "--cache", str(cache)]))
     n = 150 if args.quick else 1000  # as built it runs at ~60% of 30/s: 3,000 would take ~3 minutes
@@ -283,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.monotonic() - started)
 
     rows: list[str] = []
-    for key, make in (("dialog", dialog_rows), ("planner", planner_rows), ("delivery", delivery_rows),
+    for key, make in (("dialog", dialog_rows), ("e2e", e2e_rows), ("faults", faults_rows), ("planner", planner_rows), ("delivery", delivery_rows),
                       ("memory", memory_rows), ("tick", tick_rows), ("broadcast", broadcast_rows),
                       ("province", province_rows), ("report", report_rows), ("imports", import_rows)):
         if key not in results:

@@ -1,6 +1,7 @@
 """End to end over Telegram: volunteers recording health readings at once, `warmline run` vs PTB.
 
     python benchmarks/telegram_e2e.py [--volunteers 200] [--readings 3] [--think 0.3] [--no-postgres]
+        [--no-sqlite] [--concurrency N]
 
 Both bots run as real processes polling the same kind of fake Bot API
 (benchmarks/volunteer_crowd.py, in this process): `warmline run --no-scheduler` (its Telegram
@@ -44,6 +45,7 @@ from benchmarks.common import (
 from benchmarks.dialog_throughput import BASELINE_CHAT, WARMLINE_CHAT, prepare
 from benchmarks.volunteer_crowd import Crowd, serve
 
+CONCURRENCY: int | None = None  # --concurrency: [core] max_concurrent_steps for this run (default: the shipped one)
 RUN_CONFIG = """
 [core]
 flood_max_messages = 1000000
@@ -80,7 +82,7 @@ def command(side: str, base_url: str, url: str, workdir: Path) -> tuple[list[str
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WARMLINE_DATA_KEY": BENCH_DATA_KEY}
     if side == "warmline":
         config = workdir / "warmline.toml"
-        config.write_text(RUN_CONFIG)
+        config.write_text(RUN_CONFIG + (f"max_concurrent_steps = {CONCURRENCY}\n" if CONCURRENCY else ""))
         env.update({"WARMLINE_TELEGRAM_TOKEN": "7000003:warmline",
                     "WARMLINE_TELEGRAM_BASE_URL": base_url, "WARMLINE_DATABASE_URL": url,
                     "WARMLINE_CONFIG": str(config), "WARMLINE_HTTP_PORT": str(free_port())})
@@ -156,7 +158,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                "readings_each": args.readings, "think_s": args.think}
     with tempfile.TemporaryDirectory(prefix="wl-tg-e2e-") as tmp:
         workdir = Path(tmp)
-        results["sqlite"] = await run_backend(fresh_sqlite(workdir / "e2e.db"), args, workdir)
+        results["sqlite"] = ({"skipped": "--no-sqlite"} if args.no_sqlite
+                             else await run_backend(fresh_sqlite(workdir / "e2e.db"), args, workdir))
         server = None if args.no_postgres else (args.pg_url or postgres_url())
         if server is None:
             results["postgresql"] = {"skipped": "--no-postgres" if args.no_postgres
@@ -178,8 +181,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timeout", type=float, default=300, help="give up on a side after this")
     parser.add_argument("--pg-url", help="PostgreSQL server (default: WARMLINE_BENCH_PG_URL, CI's)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--concurrency", type=int, help="[core] max_concurrent_steps for warmline run")
     args = parser.parse_args(argv)
+    global CONCURRENCY
+    CONCURRENCY = args.concurrency
     results = asyncio.run(run(args))
+    results["max_concurrent_steps"] = args.concurrency or "default"
     print(json.dumps(results, ensure_ascii=False, indent=2))
     return results
 

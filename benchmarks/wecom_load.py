@@ -117,6 +117,9 @@ class Tally:
     refused: int = 0
     completed: int = 0
     duplicates: int = 0
+    connect_times: list[float] = field(default_factory=list)
+    api_waits: list[float] = field(default_factory=list)  # from `success` to the reply by the API
+    hung_connecting: int = 0  # hung up before the connection was even accepted
 
 
 class Platform:
@@ -141,8 +144,13 @@ class Platform:
 
     async def _post(self, query: str, body: bytes) -> tuple[int, bytes] | None:
         """One try: the answer, or None when the platform hung up after 5 s."""
+        began = time.monotonic()
+        connected: list[float] = []
+
         async def exchange() -> tuple[int, bytes]:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            connected.append(time.monotonic() - began)
+            self.tally.connect_times.append(connected[0])
             try:
                 writer.write(f"POST /wecom?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
@@ -159,6 +167,8 @@ class Platform:
         try:
             return await asyncio.wait_for(exchange(), HANG_UP)
         except TimeoutError:
+            if not connected:
+                self.tally.hung_connecting += 1
             return None
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             return (0, b"")
@@ -197,12 +207,14 @@ class Platform:
                 return self._open(data)
             if status == 200:  # "success": the reply comes through the API
                 break
+        acknowledged = time.monotonic()
         try:
             text = await asyncio.wait_for(self.api.inbox[userid].get(), REPLY_WAIT)
         except TimeoutError:
             t.lost += 1
             return None
         t.via_api += 1
+        t.api_waits.append(time.monotonic() - acknowledged)
         t.reply_times.append(time.monotonic() - started)
         return text
 
@@ -237,9 +249,37 @@ def prepare(db_path: Path, volunteers: int) -> str:
     return url
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (all sockets)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=False)).get("ListenOverflows", 0))
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def serving(port: int, timeout: float = 60.0) -> None:
+    """Until /healthz answers 200. Not a bare TCP connect: `warmline run` binds its socket (with a
+    short kernel queue) before the app is up, and a burst sent then meets that queue, not the
+    configured `[http] listen_backlog`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+            if answer.startswith(b"HTTP/1.1 200"):
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("warmline run did not come up")
 
 
 async def run_once(volunteers: int, think: float, workdir: Path, *, admission: bool) -> dict[str, Any]:
@@ -260,15 +300,11 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
         server = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--no-scheduler"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=log)
     try:
-        for _ in range(600):
-            try:
-                _r, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await serving(port)
         platform = Platform(port, api, think)
         cpu_before = cpu_seconds(server.pid)
+        overflows_before = listen_overflows()
+        load_before = os.getloadavg()[0]
         driver_before = time.process_time()
         started = time.monotonic()
         await asyncio.gather(*(platform.volunteer(f"v{v:05d}") for v in range(1, volunteers + 1)))
@@ -277,6 +313,8 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
         t = platform.tally
         t.duplicates = sum(q.qsize() for q in api.inbox.values())
         cpu = cpu_seconds(server.pid) - cpu_before
+        overflows = listen_overflows() - overflows_before
+        load_after = os.getloadavg()[0]
         driver_cpu = time.process_time() - driver_before
     finally:
         server.send_signal(signal.SIGTERM)
@@ -286,18 +324,25 @@ async def run_once(volunteers: int, think: float, workdir: Path, *, admission: b
             server.kill()
         if api.server is not None:
             api.server.close()
-    answers, replies = sorted(t.answer_times), sorted(t.reply_times)
+    answers, replies, connects = sorted(t.answer_times), sorted(t.reply_times), sorted(t.connect_times)
     steps = volunteers * len(SCRIPT)
     return {
         "volunteers": volunteers, "admission": admission, "dialogs_completed": t.completed,
         "steps": steps, "replies_lost": t.lost, "replies_over_60s": sum(r > SLOW for r in replies),
         "duplicates": t.duplicates,
-        "posts": t.tries, "posts_after_5s": t.hung_up, "refused_403": t.refused,
+        "posts": t.tries, "posts_after_5s": t.hung_up, "hung_up_before_accept": t.hung_connecting,
+        "refused_403": t.refused,
+        "connect_p99_ms": round(percentile(connects, 99) * 1000), "connect_max_ms": round(connects[-1] * 1000),
+        "connects_over_1s": sum(c > 1.0 for c in connects), "listen_overflows_machine": overflows,
         "answer_p50_ms": round(percentile(answers, 50) * 1000), "answer_p99_ms": round(percentile(answers, 99) * 1000),
+        "answer_max_ms": round(answers[-1] * 1000) if answers else None,
+        "answers_over_4_5s": sum(a > 4.5 for a in answers),
         "reply_p50_ms": round(percentile(replies, 50) * 1000), "reply_p99_ms": round(percentile(replies, 99) * 1000),
+        "api_wait_p50_ms": round(percentile(sorted(t.api_waits), 50) * 1000) if t.api_waits else None,
+        "api_wait_p99_ms": round(percentile(sorted(t.api_waits), 99) * 1000) if t.api_waits else None,
         "passive_share": round(t.passive / max(1, t.passive + t.via_api), 3),
         "wall_s": round(wall, 1), "server_cpu_s": round(cpu, 1), "platform_cpu_s": round(driver_cpu, 1),
-        "api_sends": api.sends,
+        "api_sends": api.sends, "load_1m": [round(load_before, 2), round(load_after, 2)],
     }
 
 

@@ -11,11 +11,15 @@ than one connection slot for a few seconds, and must never produce a stack trace
 - Connections: at most `[http] max_connections` are open. A new one over the cap evicts the
   oldest connection that is still waiting for its headers (a slow-loris cannot starve
   `/healthz` or a webhook: a real client sends its request at once); with none to evict it
-  gets 503. uvicorn's `limit_concurrency` caps requests in flight beyond that. The event loop
-  accepts at most `[http] listen_backlog` connections at a time (before any is looked at),
-  so open files stay near max_connections + listen_backlog (plus connections being closed):
-  with max_connections + 2 x listen_backlog + 100 under `ulimit -n` there is no "too many open
-  files" storm; the cap should be at least twice the backlog.
+  gets 503. uvicorn's `limit_concurrency` caps requests in flight beyond that.
+- Bursts: the kernel queues up to `[http] listen_backlog` connections not yet accepted. WeChat
+  and WeCom open a connection per message; a burst of 1,000 into a queue of 128 had most of its
+  connections dropped by the kernel and retried by TCP 1 s and 3 s later — most of the
+  platform's 5 seconds. The event loop still accepts at most `ACCEPT_BATCH` (and a third of the
+  cap) in one go: a bigger batch, over the cap, would push out connections accepted a moment
+  before whose request has not been read yet. Open files stay near max_connections +
+  listen_backlog (plus connections being closed): keep max_connections + 2 x listen_backlog
+  + 200 under `ulimit -n` (`warmline run` raises its limit to that where it can).
 - Bodies: read in full before any route sees them, within `[http] body_timeout_seconds` (408)
   and `[http] max_body_bytes` (413). A client that disconnects meanwhile costs one log line.
 - Heads: larger than `[http] max_header_bytes` get 431; h11 cuts off a head still incomplete at
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -56,7 +61,7 @@ class HttpLimits:
     max_connections: int = 2000
     keep_alive: float = 5.0
     max_header_bytes: int = 16_384
-    backlog: int = 128
+    backlog: int = 1024
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> HttpLimits:
@@ -74,9 +79,10 @@ OPEN_FILES_SPARE = 200  # database files, the platforms' API connections, logs
 
 
 def fit_open_files(limits: HttpLimits) -> HttpLimits:
-    """Raise this process's open-file limit (up to its hard limit) to hold the connection cap;
-    where it cannot, lower the cap to what fits, so a festival morning meets 503s, not a storm
-    of "too many open files". (A service manager's default is often 1,024.)"""
+    """Raise this process's open-file limit (up to its hard limit) to hold the connection cap and
+    the listen backlog; where it cannot, shorten the backlog (to a quarter of what is there at
+    most), then lower the cap to what fits, so a festival morning meets 503s, not a storm of
+    "too many open files". (A service manager's default is often 1,024.)"""
     try:
         import resource
     except ImportError:  # not on this platform: leave it to the operator
@@ -92,10 +98,15 @@ def fit_open_files(limits: HttpLimits) -> HttpLimits:
             pass
     if soft == resource.RLIM_INFINITY or soft >= need:
         return limits
-    room = max(16, int(soft) - 2 * limits.backlog - OPEN_FILES_SPARE)
-    log.warning("open-file limit %d holds only %d connections ([http] max_connections = %d); "
-                "raise LimitNOFILE / ulimit -n", soft, room, limits.max_connections)
-    return replace(limits, max_connections=room)
+    room = int(soft) - OPEN_FILES_SPARE
+    backlog = max(16, min(limits.backlog, room // 4))
+    cap = max(16, min(limits.max_connections, room - 2 * backlog))
+    if cap < limits.max_connections:
+        log.warning("open-file limit %d holds only %d connections ([http] max_connections = %d); "
+                    "raise LimitNOFILE / ulimit -n", soft, cap, limits.max_connections)
+    else:
+        log.info("open-file limit %d: listen backlog shortened to %d", soft, backlog)
+    return replace(limits, max_connections=cap, backlog=backlog)
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -122,7 +133,7 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": text.encode()})
 
 
-ARRIVED = "warmline.arrived"  # scope key: time.monotonic() when the request head arrived
+ARRIVED = "warmline.arrived"  # scope key: time.monotonic() when the request arrived
 
 
 def arrived_at(scope: Scope) -> float:
@@ -147,9 +158,12 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # when the request's head was in: a webhook's reply budget counts from here, not from
-        # when its body had been read (a slow body must not lengthen the platform's 5 seconds)
-        scope[ARRIVED] = time.monotonic()
+        # when the request began: its connection's accept (or the first byte of a following
+        # request on a kept-alive one), stamped by the protocol below; else now, the head being
+        # in. A webhook's reply budget counts from here, not from when its body had been read
+        # (a slow body must not lengthen the platform's 5 seconds), and a busy loop's turns
+        # between the accept and this line count too.
+        scope.setdefault(ARRIVED, time.monotonic())
         path = scope.get("path", "")
         headers = scope.get("headers") or []
         head_size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(
@@ -209,6 +223,9 @@ BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconten
         b"connection: close\r\n\r\nbusy")
 
 
+EVICT_GRACE = 1.0  # seconds a new connection is evicted last, while its bytes may be unread
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline for request heads and a connection cap."""
 
@@ -223,11 +240,20 @@ class GuardedH11Protocol(H11Protocol):
     def waiting_for_head(self) -> bool:
         return self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE
 
+    def unread(self, now: float) -> bool:
+        """Accepted a moment ago and none of its bytes read yet: evicted last among those waiting.
+
+        Its request may well be complete in the socket buffer (a burst of accepts comes before
+        the reads), so pushing it out could cut a genuine client where a slow one, already seen
+        sending part of a head, or an old one, is there to go."""
+        return self._bytes_in_head == 0 and now - self._head_started <= EVICT_GRACE
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
+            now = time.monotonic()
             idle = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c.waiting_for_head()]
             if idle:
-                min(idle, key=lambda c: c._head_started).drop(b"", "evicted (connection cap)")
+                min(idle, key=lambda c: (c.unread(now), c._head_started)).drop(b"", "evicted (connection cap)")
             else:
                 log.warning("connection refused: %d connections busy", len(self.connections))
                 transport.write(BUSY)
@@ -244,6 +270,9 @@ class GuardedH11Protocol(H11Protocol):
                 self._start_head_timer()
             self._bytes_in_head += len(data)
         super().data_received(data)
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and ARRIVED not in cycle.scope:  # a request begun by these bytes
+            cycle.scope[ARRIVED] = self._head_started
         if not self.waiting_for_head():
             self._cancel_head_timer()
             self._bytes_in_head = 0
@@ -292,4 +321,33 @@ def uvicorn_options(limits: HttpLimits) -> dict[str, Any]:
             # a complete head over max_header_bytes gets the app's 431; h11 cuts off only a head
             # still incomplete at four times that (else a head split across reads got 400 or a reset)
             "h11_max_incomplete_event_size": 4 * limits.max_header_bytes,
-            "backlog": limits.backlog}
+            "backlog": accept_batch(limits)}
+
+
+ACCEPT_BATCH = 128
+
+
+def accept_batch(limits: HttpLimits) -> int:
+    """How many queued connections the event loop accepts in one go (asyncio uses the backlog
+    it is given for both): small beside the cap, so a batch never evicts its own members."""
+    return max(1, min(ACCEPT_BATCH, limits.backlog, limits.max_connections // 3))
+
+
+class BurstSocket(socket.socket):
+    """A listening socket whose kernel queue stays `queue` deep whatever backlog asyncio asks for
+    when it starts serving (it calls listen() again with its accept batch)."""
+
+    queue = 128
+
+    def listen(self, backlog: int = 128) -> None:
+        super().listen(max(backlog, self.queue))
+
+
+def burst_socket(sock: socket.socket, limits: HttpLimits) -> socket.socket:
+    """`sock`, bound and listening, as a BurstSocket holding `[http] listen_backlog` waiting
+    connections; the original object is detached (its file descriptor lives on in the new one)."""
+    queued = BurstSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    queued.queue = max(1, limits.backlog)
+    queued.listen(queued.queue)
+    queued.setblocking(False)
+    return queued

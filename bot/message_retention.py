@@ -1,5 +1,5 @@
 """How long delivered message bodies are kept (`[delivery] keep_bodies_days`), and the
-scheduler job that purges older ones (see storage/body_retention.py for why)."""
+scheduler job that purges older ones (see storage/outbox/recording.py, "bodies", for why)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings
-from storage.body_retention import apurge_delivered_bodies
+from storage.outbox import apurge_delivered_bodies
 
 if TYPE_CHECKING:
     from bot.app import App

@@ -161,9 +161,18 @@ def prepare(url: str) -> None:
         create_private_file(file)
 
 
+def _pg_connect_args(url: str) -> dict[str, Any]:
+    """No server-side prepared statements: psycopg prepares a statement on each connection after
+    its fifth use, which costs a round trip per connection and statement and was slower for the
+    short statements of a step (a one-insert transaction: 1.0 instead of 1.4 ms of wall time,
+    0.46 instead of 0.52 ms of CPU), and it breaks behind a transaction-pooling PgBouncer, a
+    common way to share a province's server."""
+    return {"prepare_threshold": None} if make_url(url).get_backend_name() == "postgresql" else {}
+
+
 def make_sync_engine(url: str) -> Engine:
     prepare(url)
-    engine = create_engine(sync_url(url))
+    engine = create_engine(sync_url(url), connect_args=_pg_connect_args(url))
     if is_sqlite(url):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -176,7 +185,7 @@ def make_async_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(async_url(url), async_creator=_inline_sqlite_creator(str(file)))
         event.listen(engine.sync_engine, "connect", _sqlite_async_pragmas)
         return engine
-    engine = create_async_engine(async_url(url))
+    engine = create_async_engine(async_url(url), connect_args=_pg_connect_args(url))
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

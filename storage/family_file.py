@@ -35,7 +35,6 @@ from storage.models import (
     HouseholdMember,
     IntakeDraft,
     OutboxMessage,
-    OutboxStatus,
     Person,
     Preference,
     ServiceEntitlement,
@@ -44,6 +43,7 @@ from storage.models import (
     Village,
     Visit,
 )
+from storage.outbox import record_erased
 
 ERASED_NAME = "（已删除）"
 ERASED_TEXT = "（内容已按家庭要求删除）"
@@ -131,13 +131,11 @@ def _scrub_mentions(session: Session, words: list[str]) -> tuple[int, int]:
         return 0, 0
     outbox = 0
     # Bodies are encrypted, so they are searched here after decryption, not in SQL; purged
-    # bodies (NULL, see storage/body_retention.py) are not even loaded.
+    # bodies (NULL, see storage/outbox/recording.py, "bodies") are not even loaded.
     for message in session.scalars(select(OutboxMessage).where(OutboxMessage.payload.is_not(None))):
         if not any(w in json.dumps(message.payload, ensure_ascii=False) for w in words):
             continue
-        message.payload = {"text": ERASED_TEXT, "options": []}
-        if message.status in (OutboxStatus.QUEUED, OutboxStatus.FAILED):
-            message.status = OutboxStatus.EXPIRED
+        record_erased(message, ERASED_TEXT)
         outbox += 1
     sessions = 0
     for row in session.scalars(select(DialogSession).where(DialogSession.dialog.is_not(None))):

@@ -14,6 +14,7 @@ import pytest
 from telegram import Bot, Update
 
 from bot.channels.telegram import TelegramConfig, inbound_of
+from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_sender import MAX_TEXT, TelegramSender
 from bot.config import ConfigError, load_settings
 from bot.delivery.base import SendRequest
@@ -31,7 +32,8 @@ def api() -> Iterator[FakeBotAPI]:
 
 @pytest.fixture
 async def sender(api: FakeBotAPI) -> AsyncIterator[TelegramSender]:
-    bot = Bot(api.token, base_url=f"{api.base_url}/bot", base_file_url=f"{api.base_url}/file/bot")
+    bot = Bot(api.token, base_url=f"{api.base_url}/bot", base_file_url=f"{api.base_url}/file/bot",
+              request=AiohttpRequest())  # the transport `warmline run` uses
     async with bot:
         yield TelegramSender(bot)
 
@@ -193,3 +195,25 @@ def test_group_chats_are_ignored(api: FakeBotAPI, parser_bot: Bot) -> None:
     update = TgUser(api, -100123).text_update("菜单")
     update["message"]["chat"]["type"] = "supergroup"
     assert inbound_of(parse(parser_bot, update)) is None
+
+
+
+async def test_a_hung_or_refused_bot_api_is_retried_not_lost(api: FakeBotAPI) -> None:
+    """The transport turns a read timeout and a refused connection into PTB's own errors, so a
+    send to a slow or unreachable Bot API is a retry, not a crash or a lost message."""
+    slow = Bot(api.token, base_url=f"{api.base_url}/bot", request=AiohttpRequest(read_timeout=0.3))
+    api.slow("sendMessage", CHAT + 7, 2.0)
+    try:
+        async with slow:
+            result = await TelegramSender(slow).send(request({"text": "你好"}, chat=CHAT + 7))
+    finally:
+        api.slow("sendMessage", CHAT + 7, 0)
+    assert not result.ok and not result.permanent and (result.error or "").startswith("TimedOut")
+    transport = AiohttpRequest()
+    await transport.initialize()
+    try:  # nothing listens on the discard port
+        refused = Bot(api.token, base_url="http://127.0.0.1:9/bot", request=transport)
+        result = await TelegramSender(refused).send(request({"text": "你好"}))
+    finally:
+        await transport.shutdown()
+    assert not result.ok and not result.permanent and (result.error or "").startswith("NetworkError")

@@ -5,7 +5,7 @@ from a county configuration file. Attacks: ~1,100 slow-loris connections (a head
 half second, reconnecting when dropped) while /healthz is polled; a slow body; POSTs aborted
 half-way on /wechat and /telegram; bodies nested thousands deep; an oversized header. Each is
 answered (408/400/413/503), /healthz keeps answering, and the log has one line per event and
-never a traceback.
+never a traceback. A burst of 200 connections at once is queued, not dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -250,6 +251,32 @@ async def test_oversized_headers_and_bodies_are_refused(server: Server) -> None:
     assert (await raw_exchange(server.port, declared, 5)).startswith(b"HTTP/1.1 413")  # refused unread
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await client.get(server.url("/healthz"))).status_code == 200
+
+
+async def test_a_burst_of_connections_waits_in_the_queue_instead_of_being_dropped(server: Server) -> None:
+    """WeChat and WeCom open one connection per message, so a festival morning arrives as a burst.
+    The kernel must queue it for the server to accept; a full queue drops the connection and TCP
+    tries again only a second later (then three), most of the platform's five seconds."""
+    async def one() -> tuple[float, bytes]:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        connected = time.monotonic() - started
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: warmline\r\nConnection: close\r\n\r\n")
+            return connected, (await reader.read()).split(b"\r\n", 1)[0]
+        finally:
+            writer.close()
+
+    server.proc.send_signal(signal.SIGSTOP)  # busy: the burst lands while nothing is accepted
+    try:
+        burst = [asyncio.create_task(one()) for _ in range(200)]
+        await asyncio.sleep(0.5)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    results = await asyncio.gather(*burst)
+    assert {status for _, status in results} == {b"HTTP/1.1 200 OK"}
+    slowest = max(connected for connected, _ in results)
+    assert slowest < 0.9, f"a connection waited {slowest:.2f} s: dropped by a full queue and retried"
 
 
 def test_settings_reach_the_server(server: Server) -> None:

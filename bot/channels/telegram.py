@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -36,6 +36,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from telegram.warnings import PTBUserWarning
 
 from bot.channels.dispatch import KeyedDispatcher, max_concurrent_steps
+from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_sender import (
     CHANNEL,
     CONTACT_LABEL_KEY,
@@ -132,6 +133,7 @@ def stored_bot_username(session: Session) -> str | None:
 def build_application(config: TelegramConfig) -> Application:
     return (ApplicationBuilder().token(config.token)
             .base_url(f"{config.base_url}/bot").base_file_url(f"{config.base_url}/file/bot")
+            .request(AiohttpRequest(256)).get_updates_request(AiohttpRequest(1))
             .updater(None).build())
 
 
@@ -507,10 +509,10 @@ def _mark(outgoing: list[Outgoing], *, extra: dict[str, Any],
         payload = {**message.payload, **extra}
         if hint:
             payload["text"] = f"{payload.get('text', '')}\n{hint}"
-        changed = Outgoing(message.outbox_id, message.channel, message.address, payload)
+        changed = replace(message, payload=payload)
         return [*outgoing[:i], changed, *outgoing[i + 1:]]
     return outgoing
 
 
 def _with(message: Outgoing, extra: dict[str, Any]) -> Outgoing:
-    return Outgoing(message.outbox_id, message.channel, message.address, {**message.payload, **extra})
+    return replace(message, payload={**message.payload, **extra})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from bot.delivery.base import RateLimit, SendRequest, SendResult
 from dialogs.engine import catalog
 from domain.call_tasks import ask_volunteer_to_call
 from storage.db import Database
-from storage.models import ChannelAddress
+from storage.models import ChannelAddress, OutboxLane
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -72,10 +73,27 @@ def split_text(text: str, max_bytes: int) -> list[str]:
     return pieces
 
 
-async def call_api(client: WxClientMixin, platform: str, fn: Any) -> tuple[Verdict, dict[str, Any]]:
+def reply_threads(platform: str, config: dict[str, Any]) -> ThreadPoolExecutor:
+    """Threads for replies alone (`reply_threads`): wechatpy blocks a thread per call, and on the
+    shared default pool (a handful of threads) a broadcast's sends queued ahead of the answer a
+    volunteer is waiting for. Threads start only when used."""
+    return ThreadPoolExecutor(max_workers=max(1, int(config.get("reply_threads", 8))),
+                              thread_name_prefix=f"{platform}-replies")
+
+
+def threads_for(request: SendRequest, replies: Executor) -> Executor | None:
+    """The reply threads for a reply, the default pool for everything else."""
+    return replies if request.lane == OutboxLane.INTERACTIVE else None
+
+
+async def call_api(client: WxClientMixin, platform: str, fn: Any,
+                   threads: Executor | None = None) -> tuple[Verdict, dict[str, Any]]:
     """One API call in a worker thread (wechatpy is synchronous), classified; never raises."""
     try:
-        answer = await asyncio.to_thread(client.call, fn)
+        if threads is None:
+            answer = await asyncio.to_thread(client.call, fn)
+        else:
+            answer = await asyncio.get_running_loop().run_in_executor(threads, client.call, fn)
     except Exception as exc:  # every failure is classified; none is recorded as sent
         verdict = from_exception(platform, exc)
         log.info("%s send refused outcome=%s error=%s", platform, verdict.outcome.value, verdict.error)
@@ -86,7 +104,7 @@ async def call_api(client: WxClientMixin, platform: str, fn: Any) -> tuple[Verdi
 
 
 async def send_picture(client: Any, platform: str, attachment: dict[str, Any], send: Any,
-                       media_type: str = "image") -> Verdict:
+                       media_type: str = "image", threads: Executor | None = None) -> Verdict:
     """Upload a chart or file as temporary media, then send it; after the text it belongs to."""
     path = Path(str(attachment.get("path") or ""))
     if not path.is_file():
@@ -96,13 +114,13 @@ async def send_picture(client: Any, platform: str, attachment: dict[str, Any], s
         with path.open("rb") as fh:  # opened per try: a token retry uploads from the start again
             return client.media.upload(media_type, (attachment.get("filename") or path.name, fh))
 
-    verdict, answer = await call_api(client, platform, upload)
+    verdict, answer = await call_api(client, platform, upload, threads)
     media_id = answer.get("media_id")
     if verdict.outcome is not Outcome.SENT:
         return verdict
     if not media_id:
         return Verdict(Outcome.RETRY, f"{platform}:no_media_id")
-    return (await call_api(client, platform, lambda: send(media_id)))[0]
+    return (await call_api(client, platform, lambda: send(media_id), threads))[0]
 
 
 def to_result(verdict: Verdict, quota_retry: float) -> SendResult:
@@ -132,6 +150,7 @@ class WeChatSender:
         self.templates: dict[str, Any] = dict(config.get("templates") or {})
         self.limits = RateLimit(per_second=float(config.get("per_second", 20)),
                                 per_recipient_interval=float(config.get("per_recipient_interval", 1.0)))
+        self.replies = reply_threads(CHANNEL, config)
 
     async def send(self, request: SendRequest) -> SendResult:
         if request.kind == "reply" or await self._window_open(request.address):
@@ -149,23 +168,25 @@ class WeChatSender:
 
     # ------------------------------------------------------------------ API calls
 
-    async def _api(self, fn: Any) -> Verdict:
-        return (await call_api(self.client, CHANNEL, fn))[0]
+    async def _api(self, request: SendRequest, fn: Any) -> Verdict:
+        return (await call_api(self.client, CHANNEL, fn, threads_for(request, self.replies)))[0]
 
     async def _custom(self, request: SendRequest) -> Verdict:
         verdict = Verdict(Outcome.SENT, "")
         for piece in split_text(numbered_text(request.payload), self.max_bytes):
-            verdict = await self._api(lambda piece=piece: self.client.message.send_text(request.address, piece))
+            verdict = await self._api(request, lambda piece=piece: self.client.message.send_text(
+                request.address, piece))
             if verdict.outcome is not Outcome.SENT:
                 return verdict
         attachment = request.payload.get("attachment")
         if attachment and attachment.get("kind") == "photo":  # an Official Account cannot send files
             return await send_picture(self.client, CHANNEL, attachment,
-                                      lambda media_id: self.client.message.send_image(request.address, media_id))
+                                      lambda media_id: self.client.message.send_image(request.address, media_id),
+                                      threads=threads_for(request, self.replies))
         return verdict
 
     async def _template(self, request: SendRequest, template: TemplateMessage) -> Verdict:
-        return await self._api(lambda: self.client.message.send_template(
+        return await self._api(request, lambda: self.client.message.send_template(
             request.address, template.template_id, template.data, url=template.url))
 
     # ------------------------------------------------------------------ the database side

@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -30,7 +31,14 @@ from wechatpy.enterprise.crypto import PrpCrypto
 from wechatpy.exceptions import WeChatClientException
 
 from bot.channels.render import numbered_text
-from bot.channels.wechat_sender import call_api, send_picture, split_text, to_result
+from bot.channels.wechat_sender import (
+    call_api,
+    reply_threads,
+    send_picture,
+    split_text,
+    threads_for,
+    to_result,
+)
 from bot.channels.wx_errors import Outcome, Verdict
 from bot.channels.wx_guard import (
     Forbidden,
@@ -114,12 +122,14 @@ class WeComSender:
         self.max_bytes = int(config.get("text_max_bytes", 2000))
         self.limits = RateLimit(per_second=float(config.get("per_second", 20)),
                                 per_recipient_interval=float(config.get("per_recipient_interval", 0.5)))
+        self.replies = reply_threads(CHANNEL, config)
 
     async def send(self, request: SendRequest) -> SendResult:
         verdict = Verdict(Outcome.SENT, "")
+        threads = threads_for(request, self.replies)
         for piece in split_text(numbered_text(request.payload), self.max_bytes):
             verdict = await self._send(request.address, lambda piece=piece: self.client.message.send_text(
-                self.agent_id, request.address, piece))
+                self.agent_id, request.address, piece), threads)
             if verdict.outcome is not Outcome.SENT:
                 return to_result(verdict, self.quota_retry)
         attachment = request.payload.get("attachment")
@@ -129,11 +139,11 @@ class WeComSender:
             verdict = await send_picture(
                 self.client, CHANNEL, attachment, lambda media_id: self._checked(
                     request.address, send(self.agent_id, request.address, media_id)),
-                media_type="image" if photo else "file")
+                media_type="image" if photo else "file", threads=threads)
         return to_result(verdict, self.quota_retry)
 
-    async def _send(self, userid: str, fn: Any) -> Verdict:
-        return (await call_api(self.client, CHANNEL, lambda: self._checked(userid, fn())))[0]
+    async def _send(self, userid: str, fn: Any, threads: Executor | None) -> Verdict:
+        return (await call_api(self.client, CHANNEL, lambda: self._checked(userid, fn()), threads))[0]
 
     @staticmethod
     def _checked(userid: str, answer: Any) -> Any:

@@ -74,7 +74,8 @@ class PumpedWebhookChannel:
                               int(config.get("text_max_bytes", 2000)), app.services.now,
                               RetryPolicy.from_settings(app.settings),
                               concurrency=max_concurrent_steps(app.settings),
-                              max_queued=int(config.get("max_queued_steps", 5000)), name=self.name)
+                              max_queued=int(config.get("max_queued_steps", 5000)), name=self.name,
+                              api_per_second=float(config.get("reply_per_second", 100)))
 
     def routes(self) -> list[BaseRoute]:
         return [Route(self.path, self.endpoint, methods=["GET", "POST"])]
@@ -83,7 +84,7 @@ class PumpedWebhookChannel:
         return self._sender
 
     async def start(self) -> None:
-        return None
+        self.pump.lag.start()  # measured before the first request, so a morning's first burst counts it
 
     async def stop(self) -> None:
         await self.pump.drain()

@@ -26,6 +26,20 @@ moving average of step time estimate when it would be answered; when that does n
 request's budget, the try is acknowledged at once and the reply follows through the API, instead
 of every request slowing past five seconds together. At `max_queued_steps` waiting, a message is
 not taken at all (nothing saved) and the sender is asked kindly to send it again.
+
+The budget is kept by construction on the platform's clock, not only on ours: the deadline is
+the earliest of arrival (its connection's accept, stamped by bot/http.py) + budget and the
+platform's own timestamp + budget + 0.5 s, less four times the event loop's recent lateness
+(bot/channels/wx_lag.py, at most half the budget): about two turns of the loop pass between the
+platform's send and the accept, and two between the decision and the answer leaving. A
+saturated process therefore answers `success` sooner, and its steps still run, in order, once
+each.
+
+Replies that go through the API leave in the user's order but hold no step or send slot while a
+try is still deciding whether to take them passively; each API message takes a token of
+`reply_per_second` (the platform limits calls per account) and runs on the channel's own
+threads for replies (wechatpy is synchronous), so bulk sends of the delivery worker never queue
+ahead of them.
 """
 
 from __future__ import annotations
@@ -44,9 +58,11 @@ from starlette.types import Receive, Scope, Send
 
 from bot.channels.dispatch import KeyedDispatcher
 from bot.channels.render import numbered_text
+from bot.channels.wx_lag import LoopLag
 from bot.delivery.base import ChannelSender, SendRequest
 from bot.delivery.fastpath import deliver_now
 from bot.delivery.outcome import RetryPolicy, apply_result
+from bot.delivery.ratelimit import TokenBucket
 from dialogs.engine import catalog
 from dialogs.engine.runner import Runner
 from dialogs.engine.types import Inbound, Outgoing
@@ -60,6 +76,7 @@ TICKET_SECONDS = 120.0  # WeChat's three tries of a message come within ~15 s
 WRITE_GRACE = 2.0  # how long a lane waits for a claimed passive answer to be written
 PLATFORM_SLACK = 0.5  # budget + this after the platform's timestamp, at the latest
 PLATFORM_TRUST = 2.0  # a timestamp older than this is read as clock skew, not delay
+LAG_FACTOR = 4.0  # turns of a late loop: two before the connection is seen, two to write the answer
 
 
 def combined_text(outgoing: Sequence[Outgoing]) -> str:
@@ -172,7 +189,8 @@ class ReplyPump:
 
     def __init__(self, runner: Runner, sender: ChannelSender, budget: float, max_passive_bytes: int,
                  now: Callable[[], datetime], policy: RetryPolicy | None = None, *,
-                 concurrency: int = 12, max_queued: int = 5000, name: str = "wechat") -> None:
+                 concurrency: int = 12, max_queued: int = 5000, name: str = "wechat",
+                 api_per_second: float = 100.0) -> None:
         self.runner = runner
         self.sender = sender
         self.budget = budget
@@ -184,8 +202,12 @@ class ReplyPump:
         self.max_queued = max_queued
         self.step_seconds = 0.02  # moving average of a step's time in its slot
         self.latency = 0.0  # moving average of a step's time from submission to done
+        self.lag = LoopLag()
+        self.api_rate = TokenBucket(api_per_second)
         self.recorder = SentRecorder(runner)
         self._tickets: OrderedDict[str, Ticket] = OrderedDict()
+        self._settling: dict[str, asyncio.Task[None]] = {}  # per user: the latest step's settling
+        self._settlers: set[asyncio.Task[None]] = set()
 
     def expected_wait(self) -> float:
         """Seconds until a step submitted now would likely be done: the queue ahead at the recent
@@ -197,18 +219,21 @@ class ReplyPump:
                  wall: Callable[[], float] = time.time) -> float:
         """The moment (monotonic) by which a passive answer must be written.
 
-        `arrived` is when the route began; the platform signed the request at `timestamp` (whole
-        seconds of its clock) and hangs up five seconds after sending it, so the answer is also
-        due half a second before `timestamp` + 5 — time a busy process spent before the route
-        began counts too. Timestamps more than 2 s old are taken for clocks that differ (the
-        freshness check allows 300 s), and only the arrival counts.
+        `arrived` is when the request's head was in; the platform signed the request at
+        `timestamp` (whole seconds of its clock) and hangs up five seconds after sending it, so
+        the answer is also due half a second before `timestamp` + 5 — time a busy process spent
+        before the route began counts too. Timestamps more than 2 s old are taken for clocks that
+        differ (the freshness check allows 300 s), and only the arrival counts. The loop's recent
+        lateness comes off, LAG_FACTOR times (at most half the budget): the turns the request
+        waited unseen, and the turns the answer will wait to be written.
         """
+        self.lag.start()
         due = arrived + self.budget
         if timestamp and timestamp.isdigit():
             lag = wall() - int(timestamp)
             if 0 <= lag <= PLATFORM_TRUST:  # further apart, the clocks differ: arrival decides
                 due = min(due, time.monotonic() + self.budget + PLATFORM_SLACK - lag)
-        return due
+        return due - min(LAG_FACTOR * self.lag.now(), self.budget / 2)
 
     async def answer(self, inbound: Inbound, deadline: float, prepare: Prepare | None = None,
                      gate: asyncio.Future[bool] | None = None, request: Request | None = None) -> Answer:
@@ -304,10 +329,34 @@ class ReplyPump:
             ticket.claim("api")
         ticket.done.set()
         if outgoing:
-            self.sends.submit(inbound.address, lambda: self._settle(ticket))
+            address = inbound.address
+            task = asyncio.get_running_loop().create_task(
+                self._settle(ticket, address, self._settling.get(address)), name=f"settle:{address}")
+            self._settling[address] = task
+            self._settlers.add(task)
+            task.add_done_callback(lambda t, a=address: self._settled(a, t))
 
-    async def _settle(self, ticket: Ticket) -> None:
-        """After the step: wait for a waiting try to take the replies, else send them by the API."""
+    def _settled(self, address: str, task: asyncio.Task[None]) -> None:
+        self._settlers.discard(task)
+        if self._settling.get(address) is task:
+            del self._settling[address]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("settling a reply failed error=%s", type(task.exception()).__name__)
+
+    async def _settle(self, ticket: Ticket, address: str, previous: asyncio.Task[None] | None) -> None:
+        """After the step: wait for a waiting try to take the replies, else send them by the API.
+
+        Waiting holds no slot (most replies are taken passively, and a slot held meanwhile kept
+        API replies queued for tens of seconds); the user's earlier replies are handed on first,
+        so their API messages keep the user's order in the send lane."""
+        await self._decided(ticket)
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        if ticket.claimed == "api":
+            self.sends.submit(address, lambda: self._deliver(ticket.outgoing))
+
+    async def _decided(self, ticket: Ticket) -> None:
+        """Until the replies are claimed and, when passive, written (or found too late)."""
         if ticket.claimed is None:  # a try is waking up to take it: let it decide
             try:
                 await asyncio.wait_for(ticket.settled.wait(), self.budget + WRITE_GRACE)
@@ -319,14 +368,13 @@ class ReplyPump:
             except TimeoutError:  # the answer was never written (request cancelled)
                 if ticket.claimed == "passive":
                     ticket.claim("api")
-        if ticket.claimed == "api":
-            await self._deliver(ticket.outgoing)
 
     def record_sent(self, ticket: Ticket) -> None:
         self.recorder.add([o.outbox_id for o in ticket.outgoing])
 
     async def _deliver(self, outgoing: list[Outgoing]) -> None:
         """Through the platform's API; a step's replies as one message (attachments after it)."""
+        await self.api_rate.acquire()
         if len(outgoing) == 1 or any(o.payload.get("attachment") for o in outgoing):
             await deliver_now(self.runner.db, self.sender, outgoing, self.now, self.policy)
             return
@@ -350,9 +398,17 @@ class ReplyPump:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for steps still queued and replies still being delivered (shutdown, tests)."""
-        for dispatcher in (self.steps, self.sends):  # steps hand their replies to the sends
-            try:
-                await asyncio.wait_for(dispatcher.wait_idle(), timeout)
-            except TimeoutError:
-                log.warning("%s still busy after %.0f s", dispatcher.name, timeout)
+        try:
+            await asyncio.wait_for(self.steps.wait_idle(), timeout)
+        except TimeoutError:
+            log.warning("%s still busy after %.0f s", self.steps.name, timeout)
+        if self._settlers:  # steps hand their replies on to the send lane
+            await asyncio.wait(set(self._settlers), timeout=timeout)
+        try:
+            await asyncio.wait_for(self.sends.wait_idle(), timeout)
+        except TimeoutError:
+            log.warning("%s still busy after %.0f s", self.sends.name, timeout)
         await self.recorder.drain()
+        if self.lag.worst:
+            log.info("%s: worst event-loop lateness %.2f s", self.steps.name, self.lag.worst)
+        await self.lag.stop()

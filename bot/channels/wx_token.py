@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from wechatpy.exceptions import WeChatClientException
@@ -32,6 +33,7 @@ log = logging.getLogger("warmline.wechat.token")
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 REFRESH_MARGIN = timedelta(minutes=5)  # refresh this long before WeChat's expiry
 MEMO_SECONDS = 60.0  # a worker re-reads the shared token at most this often
+POOL_SIZE = 32  # HTTP connections kept alive to the platform's API
 T = TypeVar("T")
 
 
@@ -145,6 +147,9 @@ class WxClientMixin:
     def _setup_wx(self, db: Database, lease_name: str, base: str, timeout: float) -> None:
         self.API_BASE_URL = base
         self.timeout = timeout
+        # kept-alive connections for every sending thread (replies' own and the default pool's);
+        # requests keeps 10 per host, and a thread finding none opens and drops a new one
+        self._http.mount(base, HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE))
         self.auto_retry = False  # wechatpy would recurse on every token error, without limit
         self.tokens = LeaseTokenCache(db, lease_name, self._fetch_token)
 

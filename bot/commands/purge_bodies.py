@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from bot.commands import open_app
 from bot.message_retention import keep_bodies
-from storage.body_retention import purge_delivered_bodies
+from storage.outbox import purge_delivered_bodies
 
 
 def register(sub: argparse._SubParsersAction) -> None:

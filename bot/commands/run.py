@@ -29,6 +29,7 @@ from bot.http import (
     DEFAULT_PORT,
     HttpLimits,
     build_http_app,
+    burst_socket,
     fit_open_files,
     uvicorn_options,
 )
@@ -127,7 +128,8 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     limits = fit_open_files(HttpLimits.from_section(app.settings.section("http")))  # bot/http.py
     server = uvicorn.Server(uvicorn.Config(build_http_app(routes, limits), host=host, port=port,
                                            log_level="warning", lifespan="off", **uvicorn_options(limits)))
-    tasks = [asyncio.create_task(server.serve(sockets=[sock] if sock else None), name="http")]
+    tasks = [asyncio.create_task(server.serve(sockets=[burst_socket(sock, limits)] if sock else None),
+                               name="http")]
     names = ", ".join(c.name for c in channels) or "无 / none"
     print(f"暖心已启动 / Warmline is running: http://{host}:{port} (/healthz)；渠道 / channels: {names}；"
           "Ctrl-C 停止 / to stop", file=sys.stderr)

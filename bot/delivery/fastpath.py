@@ -38,7 +38,7 @@ async def deliver_now(db: Database, sender: ChannelSender, outgoing: Sequence[Ou
     ids = [m.outbox_id for m in outgoing if m.outbox_id]
     first = outgoing[0]
     ahead: list[outbox.Claim] = []
-    if ids:
+    if ids and not all(m.first_in_line for m in outgoing):
         async with db.async_session() as session:
             found = await outbox.claim_ahead(session, claimer=claimer, now=now_fn(), channel=first.channel,
                                              address=first.address, before_id=min(ids))
@@ -58,12 +58,18 @@ async def deliver_now(db: Database, sender: ChannelSender, outgoing: Sequence[Ou
         if not result.ok:
             break
     async with db.async_session() as session:
+        sent = [(outbox_id, result.platform_message_id, at) for outbox_id, result, at in results
+                if outbox_id and result.ok]
+        if sent:  # the usual case, recorded without loading the rows
+            await outbox.mark_sent(session, sent)
         for outbox_id, result, at in results:
+            if result.ok:
+                continue
             row = await session.get(OutboxMessage, outbox_id) if outbox_id else None
             if row is None or row.status == OutboxStatus.SENT:
                 continue
             ours = row.status == OutboxStatus.SENDING and row.claimed_by == claimer
-            if ours or result.ok:  # a send that happened is recorded even if re-queued meanwhile
+            if ours:  # (a send that happened was recorded above even if re-queued meanwhile)
                 await apply_result(session, row, result, at, policy)
         # what was not sent after a failure stays queued for the worker, in order
         await outbox.release(session, [r.outbox_id for r in requests[len(results):] if r.outbox_id],

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transitions import Machine
+from transitions.core import MachineError
 
 from dialogs.engine.form import Form
 from dialogs.engine.types import Option, Reply
@@ -136,6 +137,18 @@ class Dialog:
         machine: Machine | None = cls.__dict__["_machine"]
         assert machine is not None
         return machine
+
+    def trigger(self, name: str) -> bool:
+        """Fire one of the class machine's transitions on this dialog.
+
+        The dialog is never attached to the shared machine (`add_model`): attaching and
+        detaching a model for one step cost more than the step's own logic, and a dialog needs
+        nothing of what attaching adds (its `state` attribute is all the machine reads and writes).
+        """
+        event = self.machine().events.get(name)
+        if event is None:
+            raise MachineError(f"{self.name}: no transition named {name!r}")
+        return bool(event.trigger(self))
 
     def t(self, key: str, **values: Any) -> str:
         return self.ctx.t(f"{self.name}.{key}", **values)

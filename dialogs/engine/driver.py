@@ -14,9 +14,10 @@ from typing import Any
 from dialogs.engine import sessions
 from dialogs.engine.context import StepContext
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid, Stay, action_value
+from dialogs.engine.sessions import SessionRow
 from dialogs.engine.types import Option, Reply
 from dialogs.services import Services
-from storage.models import DialogSession, Person
+from storage.models import Person
 
 NEWCOMER = "newcomer"
 MAX_AUTO_STEPS = 20
@@ -57,54 +58,48 @@ class Driver:
         """The option value that starts the newcomers' dialog with these arguments."""
         return action_value(self.welcome.name, **args) if self.welcome is not None else None
 
-    def contact_answers(self, row: DialogSession) -> bool:
+    def contact_answers(self, row: SessionRow) -> bool:
         """The session waits where sharing one's phone number is an answer."""
         cls = self.dialogs.get(row.dialog or "")
         return cls is not None and row.state in cls.contact_states
 
     # ----------------------------------------------------------------- driving
 
-    async def start(self, ctx: StepContext, row: DialogSession, action: dict[str, Any]) -> list[Reply]:
+    async def start(self, ctx: StepContext, row: SessionRow, action: dict[str, Any]) -> list[Reply]:
         cls = self.dialogs.get(str(action.get("start")))
         sessions.clear(row)
         if cls is None or not self.allowed(cls, ctx.person):
             return [Reply(ctx.t("engine.not_allowed")), *await self.menu(ctx, row)]
         dialog = cls(ctx, {})
-        cls.machine().add_model(dialog, initial=cls.states[0])
-        try:
-            await dialog.begin(action)
-            return await self.ask(ctx, row, cls, dialog, prefix=[])
-        finally:
-            cls.machine().remove_model(dialog)
+        dialog.state = cls.states[0]
+        await dialog.begin(action)
+        return await self.ask(ctx, row, cls, dialog, prefix=[])
 
-    async def proceed(self, ctx: StepContext, row: DialogSession, answer: Answer) -> list[Reply]:
+    async def proceed(self, ctx: StepContext, row: SessionRow, answer: Answer) -> list[Reply]:
         """Feed the answer to the dialog the session waits in."""
         cls = self.dialogs[row.dialog or ""]
         if not self.allowed(cls, ctx.person):
             sessions.clear(row)
             return [Reply(ctx.t("engine.not_allowed")), *await self.menu(ctx, row)]
         dialog = cls(ctx, sessions.dialog_data(row))
-        cls.machine().add_model(dialog, initial=row.state or cls.states[0])
-        try:
-            result = await dialog.handle(answer)
-            if isinstance(result, Invalid):
-                return await self.ask(ctx, row, cls, dialog, prefix=[Reply(result.message)])
-            if isinstance(result, Stay):
-                self._keep(ctx, row, cls, dialog, result.reply)
-                return [result.reply]
-            if isinstance(result, Finish):
-                return await self._finish(ctx, row, result, prefix=[])
-            return await self.ask(ctx, row, cls, dialog, prefix=[], fire=result)
-        finally:
-            cls.machine().remove_model(dialog)
+        dialog.state = row.state or cls.states[0]
+        result = await dialog.handle(answer)
+        if isinstance(result, Invalid):
+            return await self.ask(ctx, row, cls, dialog, prefix=[Reply(result.message)])
+        if isinstance(result, Stay):
+            self._keep(ctx, row, cls, dialog, result.reply)
+            return [result.reply]
+        if isinstance(result, Finish):
+            return await self._finish(ctx, row, result, prefix=[])
+        return await self.ask(ctx, row, cls, dialog, prefix=[], fire=result)
 
-    async def ask(self, ctx: StepContext, row: DialogSession, cls: type[Dialog], dialog: Dialog,
+    async def ask(self, ctx: StepContext, row: SessionRow, cls: type[Dialog], dialog: Dialog,
                   *, prefix: list[Reply], fire: str | None = None) -> list[Reply]:
         """Fire `fire`, then ask; states that are already answered skip themselves."""
         trigger = fire
         for _ in range(MAX_AUTO_STEPS):
             if trigger is not None:
-                dialog.trigger(trigger)  # type: ignore[attr-defined]
+                dialog.trigger(trigger)
             question = await dialog.ask()
             if isinstance(question, str):
                 trigger = question
@@ -118,21 +113,21 @@ class Driver:
             return [question]
         raise RuntimeError(f"dialog {cls.name} skipped too many states")
 
-    async def _finish(self, ctx: StepContext, row: DialogSession, finish: Finish, *,
+    async def _finish(self, ctx: StepContext, row: SessionRow, finish: Finish, *,
                       prefix: list[Reply]) -> list[Reply]:
         sessions.clear(row)
         if finish.then:  # hand over to the next dialog (roles checked in start)
             return prefix + list(finish.replies) + await self.start(ctx, row, finish.then)
         return prefix + list(finish.replies) + await self.menu(ctx, row, quiet=True)
 
-    def _keep(self, ctx: StepContext, row: DialogSession, cls: type[Dialog], dialog: Dialog,
+    def _keep(self, ctx: StepContext, row: SessionRow, cls: type[Dialog], dialog: Dialog,
               question: Reply) -> None:
         sessions.keep(row, cls.name, dialog.state, dialog.data, question,
                       ctx.now() + (cls.idle_timeout or self.services.idle_timeout))
 
     # ------------------------------------------------------ outside any dialog
 
-    async def menu(self, ctx: StepContext, row: DialogSession, *, quiet: bool = False) -> list[Reply]:
+    async def menu(self, ctx: StepContext, row: SessionRow, *, quiet: bool = False) -> list[Reply]:
         """The main menu for the sender's role; a newcomer is taken to the newcomers' dialog."""
         if ctx.person is None:
             if self.welcome is not None and not quiet:
@@ -151,12 +146,12 @@ class Driver:
         sessions.offer(row, reply)
         return [reply]
 
-    async def reshow(self, ctx: StepContext, row: DialogSession) -> list[Reply]:
+    async def reshow(self, ctx: StepContext, row: SessionRow) -> list[Reply]:
         """The question the session waits on again, or the menu."""
         question = sessions.waiting_question(row)
         return [question] if question is not None else await self.menu(ctx, row)
 
-    def help(self, ctx: StepContext, row: DialogSession) -> str:
+    def help(self, ctx: StepContext, row: SessionRow) -> str:
         if row.dialog and row.dialog in self.dialogs:
             cls = self.dialogs[row.dialog]
             dialog = cls(ctx, dict(row.data or {}))
@@ -164,7 +159,7 @@ class Driver:
             return dialog.help_text()
         return ctx.t("engine.help")
 
-    async def unrouted(self, ctx: StepContext, row: DialogSession, text: str,
+    async def unrouted(self, ctx: StepContext, row: SessionRow, text: str,
                        raw: str = "") -> list[Reply]:
         """Text outside any dialog: a keyword that starts one, else the menu."""
         lowered = text.lower()

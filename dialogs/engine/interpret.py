@@ -14,9 +14,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialogs.engine.sessions import SessionRow
 from dialogs.engine.types import Inbound
 from dialogs.parsing import normalize
-from storage.models import ActionToken, DialogSession, OutboxMessage, OutboxStatus
+from storage.models import ActionToken, OutboxMessage, OutboxStatus
 
 CANCEL_WORDS = frozenset({"取消", "/cancel", "cancel", "退出", "算了"})
 HELP_WORDS = frozenset({"帮助", "/help", "help", "?", "？", "怎么用"})
@@ -37,7 +38,7 @@ def control_word(word: str) -> str | None:
     return None
 
 
-def match_option(row: DialogSession, text: str) -> str | None:
+def match_option(row: SessionRow, text: str) -> str | None:
     """The value of the current question's option the text names: its number, its label, or
     the unique label it begins (two characters at least)."""
     options = (row.data or {}).get("_opts") or []
@@ -64,7 +65,7 @@ def use_token(token_row: ActionToken, now: datetime) -> str | None:
     return str(token_row.action.get("value"))
 
 
-async def match_pushed(session: AsyncSession, row: DialogSession, inbound: Inbound, text: str,
+async def match_pushed(session: AsyncSession, row: SessionRow, inbound: Inbound, text: str,
                        now: datetime) -> str | None:
     """A number typed in answer to the latest pushed message (a digest, an invitation).
 
@@ -90,7 +91,7 @@ async def match_pushed(session: AsyncSession, row: DialogSession, inbound: Inbou
     return use_token(token_row, now)
 
 
-async def resolve_token(session: AsyncSession, row: DialogSession, inbound: Inbound,
+async def resolve_token(session: AsyncSession, row: SessionRow, inbound: Inbound,
                         now: datetime) -> str | None:
     """What a pressed button means: one of the current question's options, or a pushed
     message's action bound to this very chat; None for anything stale, foreign or forged."""

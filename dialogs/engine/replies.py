@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialogs.engine.context import new_token, payload_of
 from dialogs.engine.types import Inbound, Outgoing, Reply
 from storage import outbox
-from storage.models import OutboxMessage
 
 
 def merge_replies(replies: Sequence[Reply]) -> list[Reply]:
@@ -47,31 +46,27 @@ def merge_replies(replies: Sequence[Reply]) -> list[Reply]:
     return merged
 
 
-async def _fast_path_row(session: AsyncSession, key: str, inbound: Inbound, person_id: int | None,
-                         payload: dict, now: datetime) -> OutboxMessage:
-    row = await outbox.enqueue(
-        session, kind="reply", recipient=outbox.Recipient(inbound.channel, inbound.address, person_id),
-        payload=payload, key=key, now=now, once=False, flush=False, claimed_by=outbox.this_process())
-    assert row is not None  # once=False: always written
-    return row
+async def _fast_path_rows(session: AsyncSession, inbound: Inbound, person_id: int | None,
+                          payloads: list[tuple[str, dict]], now: datetime) -> list[Outgoing]:
+    recipient = outbox.Recipient(inbound.channel, inbound.address, person_id)
+    ids = await outbox.enqueue_claimed(session, kind="reply", recipient=recipient, payloads=payloads, now=now)
+    clear = bool(ids) and not await outbox.pending_ahead(session, channel=inbound.channel, address=inbound.address,
+                                                         before_id=min(ids), now=now)
+    return [Outgoing(i, inbound.channel, inbound.address, payload, first_in_line=clear)
+            for i, (_k, payload) in zip(ids, payloads, strict=True)]
 
 
 async def queue_replies(session: AsyncSession, inbound: Inbound, replies: Sequence[Reply], *,
                         key_prefix: str, person_id: int | None, tokens: dict[str, str],
                         now: datetime) -> list[Outgoing]:
     """The merged replies as outbox rows keyed `<key_prefix>:<n>`; buttons get their tokens."""
-    rows = []
-    for i, reply in enumerate(merge_replies(replies)):
-        payload = payload_of(reply, [tokens.get(opt.label, "") for opt in reply.options])
-        rows.append(await _fast_path_row(session, f"{key_prefix}:{i}", inbound, person_id, payload, now))
-    await session.flush()
-    return [Outgoing(m.id, m.channel, m.address, m.payload or {}) for m in rows]
+    payloads = [(f"{key_prefix}:{i}", payload_of(reply, [tokens.get(opt.label, "") for opt in reply.options]))
+                for i, reply in enumerate(merge_replies(replies))]
+    return await _fast_path_rows(session, inbound, person_id, payloads, now)
 
 
 async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
                         now: datetime) -> Outgoing:
     """The kind "please try again" after a failed step, in a transaction of its own."""
-    message = await _fast_path_row(session, f"error:{inbound.channel}:{inbound.address}:{new_token()}",
-                                   inbound, None, payload_of(Reply(text)), now)
-    await session.flush()
-    return Outgoing(message.id, message.channel, message.address, message.payload or {})
+    key = f"error:{inbound.channel}:{inbound.address}:{new_token()}"
+    return (await _fast_path_rows(session, inbound, None, [(key, payload_of(Reply(text)))], now))[0]

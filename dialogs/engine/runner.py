@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from time import monotonic
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,16 +29,12 @@ from dialogs.engine.types import Inbound, Outgoing, Reply
 from dialogs.parsing import normalize
 from dialogs.services import Services
 from storage import outbox
+from storage.base import table_of
 from storage.db import Database
-from storage.models import (
-    ChannelAddress,
-    DialogSession,
-    OutboxMessage,
-    Person,
-    ProcessedInbound,
-)
+from storage.models import ChannelAddress, Person, ProcessedInbound
 
 log = logging.getLogger("warmline.runner")
+_CLAIM = insert(table_of(ProcessedInbound))
 
 __all__ = ["Handled", "Runner", "StepOutcome"]
 
@@ -46,7 +42,7 @@ __all__ = ["Handled", "Runner", "StepOutcome"]
 @dataclass
 class StepOutcome:
     replies: list[Reply]
-    session: DialogSession
+    session: sessions.SessionRow
     person: Person | None = None  # the sender after the step (registration links one)
     newcomer: bool = False  # the sender was unknown before the step
 
@@ -94,8 +90,8 @@ class Runner:
             return Handled([])
         try:
             async with self.db.async_session() as session:
-                self._claim(session, inbound)
                 outcome = await self._step(session, inbound)
+                await self._claim(session, inbound)
                 outgoing = await self._write(session, inbound, outcome)
                 return Handled(outgoing, newcomer=outcome.newcomer,
                                registered=outcome.person is not None,
@@ -142,27 +138,23 @@ class Runner:
         """Record fast-path deliveries as sent."""
         if not outbox_ids:
             return
-        now = self.services.now()
         async with self.db.async_session() as session:
-            rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
-            ids = {row.id: row for row in rows}
-            for i, oid in enumerate(outbox_ids):
-                row = ids.get(oid)
-                if row is not None:
-                    outbox.record_sent(row, now, platform_ids[i] if platform_ids else None)
+            now = self.services.now()
+            await outbox.mark_sent(session, [(oid, platform_ids[i] if platform_ids else None, now)
+                                             for i, oid in enumerate(outbox_ids)])
 
     # ---------------------------------------------------------------- the step
 
-    def _claim(self, session: AsyncSession, inbound: Inbound) -> None:
+    async def _claim(self, session: AsyncSession, inbound: Inbound) -> None:
         """Claim the platform message id; a copy already processed fails on the primary key.
 
-        No SELECT first, and no flush of its own: the row is written with the step's other
-        changes, and a repeat's IntegrityError rolls the whole step back in `handle_step`,
-        exactly as for a concurrent copy.
+        No SELECT first: the row is written with the step's other changes, and a repeat's
+        IntegrityError rolls the whole step back in `handle_step`, exactly as for a
+        concurrent copy.
         """
         if inbound.message_id:
-            session.add(ProcessedInbound(channel=inbound.channel, inbound_key=inbound.message_id,
-                                         processed_at=self.services.now()))
+            await session.execute(_CLAIM, {"channel": inbound.channel, "inbound_key": inbound.message_id,
+                                           "processed_at": self.services.now()})
 
     async def _step(self, session: AsyncSession, inbound: Inbound) -> StepOutcome:
         person, row = await sessions.open_session(session, inbound, self.services.now())
@@ -172,7 +164,7 @@ class Runner:
         replies = await self._route(ctx, row, inbound)
         return StepOutcome(replies, row, person=ctx.person, newcomer=person is None)
 
-    async def _route(self, ctx: StepContext, row: DialogSession, inbound: Inbound) -> list[Reply]:
+    async def _route(self, ctx: StepContext, row: sessions.SessionRow, inbound: Inbound) -> list[Reply]:
         """Interpret the input and drive the dialog it belongs to; the replies, in order."""
         driver, session, person, now = self.driver, ctx.session, ctx.person, ctx.now()
         replies: list[Reply] = []
@@ -239,8 +231,7 @@ class Runner:
         row = outcome.session
         now = self.services.now()
         sessions.committed(row, now)
-        if row.id is None:  # a new session needs its id for the reply keys
-            await session.flush()
+        await sessions.save_session(session, row)  # a new session gets the id the reply keys need
         person_id = outcome.person.id if outcome.person is not None else row.person_id
         return await queue_replies(session, inbound, outcome.replies,
                                    key_prefix=f"reply:{row.id}:{row.version}", person_id=person_id,

@@ -13,60 +13,130 @@ when it expires.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialogs.engine.context import new_token
 from dialogs.engine.types import Inbound, Option, Reply
+from storage.base import table_of
 from storage.models import ChannelAddress, DialogSession, Person
 
 # `last_inbound_at` picks a person's most recently used address; a minute is precise enough,
 # and not rewriting the address row on every step saves an UPDATE per step.
 SEEN_PRECISION = timedelta(minutes=1)
 
+_T = table_of(DialogSession)
+_COLUMNS = ("id", "person_id", "dialog", "state", "data", "prompt", "version", "updated_at", "expires_at")
+
+
+@dataclass
+class SessionRow:
+    """One conversation's row, read and written with plain statements rather than as an ORM
+    object: the step runs on every message, and the unit of work's bookkeeping for one row
+    cost more than the rest of the step's storage work together (benchmarks/dialog_throughput.py).
+    """
+
+    channel: str
+    address: str
+    id: int | None = None
+    person_id: int | None = None
+    dialog: str | None = None
+    state: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    prompt: dict[str, Any] | None = None
+    version: int = 0
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+# Built once: constructing a statement costs more than executing a cached one.
+_SENDER = (select(Person, ChannelAddress.id, ChannelAddress.last_inbound_at, ChannelAddress.display_name)
+           .join(ChannelAddress, Person.id == ChannelAddress.person_id)
+           .where(ChannelAddress.channel == bindparam("channel"), ChannelAddress.address == bindparam("address")))
+_SEEN = (update(ChannelAddress).where(ChannelAddress.id == bindparam("address_id"))
+         .values(last_inbound_at=bindparam("seen")))
+_NAMED = (update(ChannelAddress).where(ChannelAddress.id == bindparam("address_id"))
+          .values(display_name=bindparam("name")))
+_ROW = select(*(_T.c[name] for name in _COLUMNS)).where(
+    _T.c.channel == bindparam("channel"), _T.c.address == bindparam("address"))
+_ROW_LOCKED = _ROW.with_for_update()
+# The usual step (someone who has talked before): their session row and who they are, at once.
+_BOTH = (select(*(_T.c[name] for name in _COLUMNS), ChannelAddress.id, ChannelAddress.last_inbound_at,
+                ChannelAddress.display_name, Person)
+         .select_from(_T)
+         .outerjoin(ChannelAddress, and_(ChannelAddress.channel == _T.c.channel, ChannelAddress.address == _T.c.address))
+         .outerjoin(Person, Person.id == ChannelAddress.person_id)
+         .where(_T.c.channel == bindparam("channel"), _T.c.address == bindparam("address")))
+_BOTH_LOCKED = _BOTH.with_for_update(of=_T)
+_INSERT = insert(_T).returning(_T.c.id)
+_UPDATE = update(_T).where(_T.c.id == bindparam("row_id"))
+
 
 async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) -> Person | None:
     """The registered, active person behind this address (noting that they were seen now)."""
-    row = await session.execute(
-        select(ChannelAddress, Person).join(Person, Person.id == ChannelAddress.person_id)
-        .where(ChannelAddress.channel == inbound.channel, ChannelAddress.address == inbound.address)
-    )
-    found = row.first()
+    found = (await session.execute(_SENDER, {"channel": inbound.channel, "address": inbound.address})).first()
     if found is None:
         return None
-    address, person = found
-    seen = address.last_inbound_at
+    return await _seen(session, inbound, now, *found)
+
+
+async def _seen(session: AsyncSession, inbound: Inbound, now: datetime, person: Person | None,
+                address_id: int | None, seen: datetime | None, name: str | None) -> Person | None:
+    if person is None or address_id is None:
+        return None
     if seen is None or not (now - SEEN_PRECISION < seen <= now):
-        address.last_inbound_at = now
-    if inbound.display_name and not address.display_name:
-        address.display_name = inbound.display_name[:100]
+        await session.execute(_SEEN, {"address_id": address_id, "seen": now})
+    if inbound.display_name and not name:
+        await session.execute(_NAMED, {"address_id": address_id, "name": inbound.display_name[:100]})
     return person if person.active else None
 
 
 async def load_session(session: AsyncSession, channel: str, address: str,
-                       *, lock: bool) -> DialogSession | None:
-    query = select(DialogSession).where(DialogSession.channel == channel,
-                                        DialogSession.address == address)
-    if lock and session.bind is not None and session.bind.dialect.name != "sqlite":
-        query = query.with_for_update()
-    return await session.scalar(query)
+                       *, lock: bool) -> SessionRow | None:
+    found = (await session.execute(_ROW_LOCKED if _locking(session, lock) else _ROW,
+                                   {"channel": channel, "address": address})).first()
+    return None if found is None else _row(channel, address, found)
+
+
+def _locking(session: AsyncSession, lock: bool) -> bool:
+    return lock and session.bind is not None and session.bind.dialect.name != "sqlite"
+
+
+def _row(channel: str, address: str, found: Any) -> SessionRow:
+    row = SessionRow(channel, address, **dict(zip(_COLUMNS, found[:len(_COLUMNS)], strict=True)))
+    row.data = row.data or {}
+    row.version = row.version or 0
+    return row
 
 
 async def open_session(session: AsyncSession, inbound: Inbound,
-                       now: datetime) -> tuple[Person | None, DialogSession]:
+                       now: datetime) -> tuple[Person | None, SessionRow]:
     """The sender and their session row (locked for this step; a new one for a new address)."""
-    with session.no_autoflush:  # the sender's last_inbound_at is written with the step's flush
-        person = await find_sender(session, inbound, now)
-        row = await load_session(session, inbound.channel, inbound.address, lock=True)
-    if row is None:
-        row = DialogSession(channel=inbound.channel, address=inbound.address, data={},
-                            version=0, updated_at=now)
-        session.add(row)
+    keys = {"channel": inbound.channel, "address": inbound.address}
+    with session.no_autoflush:
+        found = (await session.execute(_BOTH_LOCKED if _locking(session, True) else _BOTH, keys)).first()
+        if found is not None:
+            row = _row(inbound.channel, inbound.address, found)
+            person = await _seen(session, inbound, now, found[-1], *found[len(_COLUMNS):-1])
+        else:  # someone's first message: no session row yet
+            person = await find_sender(session, inbound, now)
+            row = SessionRow(inbound.channel, inbound.address)
     row.person_id = person.id if person else None
     return person, row
+
+
+async def save_session(session: AsyncSession, row: SessionRow) -> None:
+    """Write the row back (a new one gets its id: the step's reply keys use it)."""
+    values = {name: getattr(row, name) for name in _COLUMNS if name != "id"}
+    if row.id is None:
+        row.id = (await session.execute(_INSERT, {"channel": row.channel, "address": row.address,
+                                                  **values})).scalar_one()
+    else:
+        await session.execute(_UPDATE, {"row_id": row.id, **values})
 
 
 def options_data(question: Reply) -> dict[str, Any]:
@@ -79,7 +149,7 @@ def _prompt(question: Reply, data: dict[str, Any]) -> dict[str, Any]:
             "options": [{"label": label, "token": token} for token, _v, label in data.get("_opts", [])]}
 
 
-def keep(row: DialogSession, dialog: str, state: str, data: dict[str, Any], question: Reply,
+def keep(row: SessionRow, dialog: str, state: str, data: dict[str, Any], question: Reply,
          expires_at: datetime) -> None:
     """The dialog waits in `state` for an answer to `question`."""
     row.dialog = dialog
@@ -89,13 +159,13 @@ def keep(row: DialogSession, dialog: str, state: str, data: dict[str, Any], ques
     row.expires_at = expires_at
 
 
-def offer(row: DialogSession, question: Reply) -> None:
+def offer(row: SessionRow, question: Reply) -> None:
     """Outside any dialog: remember the options just offered (the menu), so a number picks one."""
     row.data = options_data(question)
     row.prompt = _prompt(question, row.data)
 
 
-def clear(row: DialogSession) -> None:
+def clear(row: SessionRow) -> None:
     row.dialog = None
     row.state = None
     row.data = {}
@@ -103,12 +173,12 @@ def clear(row: DialogSession) -> None:
     row.expires_at = None
 
 
-def dialog_data(row: DialogSession) -> dict[str, Any]:
+def dialog_data(row: SessionRow) -> dict[str, Any]:
     """The dialog's own data, without the engine's keys."""
     return {k: v for k, v in (row.data or {}).items() if not k.startswith("_")}
 
 
-def waiting_question(row: DialogSession) -> Reply | None:
+def waiting_question(row: SessionRow) -> Reply | None:
     """The question the session waits on, with its options' values (to ask it again)."""
     if not row.dialog or not row.prompt:
         return None
@@ -117,7 +187,7 @@ def waiting_question(row: DialogSession) -> Reply | None:
         Option(o["label"], v) for o, v in zip(row.prompt["options"], values, strict=False)))
 
 
-def pending_prompt(row: DialogSession | None, now: datetime) -> Reply | None:
+def pending_prompt(row: SessionRow | None, now: datetime) -> Reply | None:
     """The question shown last, with its tokens, unless the session has expired."""
     if row is None or not row.dialog or not row.prompt:
         return None
@@ -127,12 +197,12 @@ def pending_prompt(row: DialogSession | None, now: datetime) -> Reply | None:
     return Reply(prompt["text"], tuple(Option(o["label"], o["token"]) for o in prompt["options"]))
 
 
-def tokens_by_label(row: DialogSession) -> dict[str, str]:
+def tokens_by_label(row: SessionRow) -> dict[str, str]:
     """The shown options' tokens, for rendering the replies' buttons."""
     return {o["label"]: o["token"] for o in (row.prompt or {}).get("options", [])}
 
 
-def committed(row: DialogSession, now: datetime) -> None:
+def committed(row: SessionRow, now: datetime) -> None:
     """One more step taken: the version numbers the step's reply keys."""
     row.version = (row.version or 0) + 1
     row.updated_at = now

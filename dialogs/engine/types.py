@@ -33,3 +33,6 @@ class Outgoing:
     channel: str
     address: str
     payload: dict[str, Any] = field(default_factory=dict)
+    # Nothing to this address was pending ahead of the row when its step committed, so the fast
+    # path can send it without asking the queue first (storage.outbox.pending_ahead).
+    first_in_line: bool = False

@@ -80,7 +80,7 @@ class OutboxMessage(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))  # reply | alert | reminder | greeting | ...
     # the message itself (visit notes, a family's words): encrypted; None once purged after
-    # delivery ([delivery] keep_bodies_days, storage/body_retention.py)
+    # delivery ([delivery] keep_bodies_days, storage/outbox/recording.py)
     payload: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=OutboxLane.BULK)

@@ -14,6 +14,7 @@ can only carry an approved template, so the runner's answer goes out as the `sto
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from dialogs.engine import catalog
 from dialogs.engine.types import Inbound, Outgoing
 from domain.call_tasks import ask_volunteer_to_call
 from domain.outreach import membership, volunteer_of
+from storage import outbox
 from storage.models import (
     ChannelAddress,
     FamilyMessage,
@@ -76,14 +78,8 @@ async def apply_receipts(app: App, receipts: list[Receipt]) -> int:
                 log.warning("sms receipt for no message of ours was ignored")
                 continue
             matched += 1
-            if receipt.delivered:
-                if row.status == OutboxStatus.SENT:
-                    row.last_error = None
-                continue
-            if row.status == OutboxStatus.FAILED:
-                continue  # a re-pushed receipt
-            row.status = OutboxStatus.FAILED
-            row.last_error = f"receipt: {receipt.code}"[:500]
+            if not outbox.record_receipt(row, delivered=receipt.delivered, code=receipt.code):
+                continue  # delivered, or a receipt pushed again
             await _undo_greeting(session, row)
             if await _number_is_dead(session, row.address):
                 await mark_unreachable(session, row, now)
@@ -155,7 +151,7 @@ def _with(outgoing: Outgoing, hint: str | None, volunteer: str) -> Outgoing:
     payload = dict(outgoing.payload)
     payload["sms_template"] = hint or "reply"
     payload["volunteer"] = volunteer
-    return Outgoing(outgoing.outbox_id, outgoing.channel, outgoing.address, payload)
+    return replace(outgoing, payload=payload)
 
 
 async def _answer_template(app: App, person_id: int, since: datetime) -> tuple[str | None, str]:

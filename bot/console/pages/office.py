@@ -1,7 +1,7 @@
 """The county office's pages: 消息发送 (the outbox), 操作记录 (the audit log), 设置 (configuration).
 
 The outbox view is `warmline outbox`'s `collect` (message text is never shown, as there);
-retrying or cancelling a failed message is `storage.outbox_actions`. The audit view reads what
+retrying or cancelling a failed message is `storage.outbox`. The audit view reads what
 `warmline audit` reads. A coordinator sees the messages to people of their township and the
 entries about their township's households or by its people; an admin sees everything. Settings
 are shown as the program runs with them, secrets masked, and cannot be changed here.
@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from bot.commands.outbox import STATUSES, collect
 from bot.console.web import SECURITY_HEADERS, Page
 from storage.models import AuditEntry, Household, OutboxMessage, Person, Role
-from storage.outbox_actions import cancel_failed, retry_failed
+from storage.outbox import cancel_failed, retry_failed
 from storage.scope import visible_households
 
 SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD", "AES", "DATABASE_URL")

@@ -1,0 +1,94 @@
+"""What every part of the outbox shares: lanes, the claimer id, a recipient, the statements of
+every step's fast path."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from storage.base import table_of
+from storage.models import (
+    OutboxLane,
+    OutboxMessage,
+    OutboxStatus,
+)
+
+UNROUTED = "none"  # the channel of a message whose person has no address yet
+SMS = "sms"  # text messages to a basic phone: templates only, for families with no chat app
+NO_ADDRESS_NOTE = "no_address: waits until the person is reachable"
+PENDING = (OutboxStatus.QUEUED, OutboxStatus.SENDING)
+
+# Kinds whose lane is not BULK. A kind not named here is bulk: it can wait for replies.
+KIND_LANES: dict[str, OutboxLane] = {
+    "reply": OutboxLane.INTERACTIVE,
+    "alert": OutboxLane.ALERT,
+    "escalation": OutboxLane.ALERT,
+    "family_message": OutboxLane.ALERT,
+    "family_reply": OutboxLane.ALERT,
+}
+
+
+_process_ids: dict[int, str] = {}
+
+
+def this_process() -> str:
+    """This process's claimer id (host:pid:random), the same for its fast path and its worker,
+    whose heartbeat keeps the fast path's claims alive. Computed once per pid, so a forked
+    child gets its own."""
+    pid = os.getpid()
+    if pid not in _process_ids:
+        _process_ids[pid] = f"{socket.gethostname()[:32]}:{pid}:{secrets.token_hex(3)}"
+    return _process_ids[pid]
+
+
+def lane_of(kind: str) -> OutboxLane:
+    return KIND_LANES.get(kind, OutboxLane.BULK)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Where a row goes: a channel address, and the person behind it when known."""
+
+    channel: str
+    address: str
+    person_id: int | None = None
+
+    @property
+    def routed(self) -> bool:
+        return self.channel != UNROUTED
+
+
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The statements of every step's fast path, built once: building a statement costs more
+    than running the cached, compiled one."""
+
+    insert_returning_id: Any
+    pending_ahead: Any
+    mark_sent: Any
+
+
+@cache
+def fast_path() -> FastPath:
+    table = table_of(OutboxMessage)
+    return FastPath(
+        insert_returning_id=insert(table).returning(table.c.id),
+        pending_ahead=select(table.c.id).where(
+            table.c.channel == bindparam("channel"), table.c.address == bindparam("address"),
+            table.c.id < bindparam("before_id"), table.c.status.in_(PENDING),
+            table.c.not_before <= bindparam("now", type_=table.c.not_before.type)).limit(1),
+        mark_sent=update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT).values(
+            attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
+            sent_at=bindparam("at", type_=table.c.sent_at.type),
+            platform_message_id=func.coalesce(bindparam("platform_id", type_=table.c.platform_message_id.type),
+                                              table.c.platform_message_id),
+            last_error=None, claimed_by=None, claimed_at=None),
+    )
