@@ -430,6 +430,35 @@ async def test_a_later_message_waits_while_an_earlier_one_to_that_person_waits_o
     assert statuses(app.db, [*first, *later, reply.outbox_id]) == {OutboxStatus.SENT: 3}
 
 
+async def test_a_step_learns_in_its_own_transaction_whether_its_reply_is_first_in_line(
+        app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
+    """Written as the runner writes a step's replies: behind a digest queued to the same chat the
+    reply is not first in line and goes after it; to a chat with nothing pending it is, and goes
+    at once; a step's second message waits for its first, never for itself."""
+    from dialogs.engine.replies import queue_replies
+    from dialogs.engine.types import Attachment, Inbound, Option, Reply
+
+    add_messages(app.db, 1, now=clock.now(), prefix="digest", address="elder-5", kind="digest")
+    later = clock.now() + timedelta(hours=1)  # a greeting due later is not ahead of anything yet
+    add_messages(app.db, 1, now=clock.now(), prefix="greeting", address="elder-6", kind="greeting",
+                 not_before=later)
+    written = {}
+    for address in ("elder-5", "elder-6"):
+        async with app.db.async_session() as session:
+            written[address] = await queue_replies(
+                session, Inbound("fake", address, text="1"),
+                [Reply("已保存。"), Reply("血压图", attachment=Attachment("photo", "/nonexistent.png")),
+                 Reply("还需要做什么？", (Option("走访", "v"),))],
+                key_prefix=f"reply:{address}:1", person_id=None, tokens={}, now=clock.now())
+    # three messages each (a picture travels alone), flagged as a whole by the first
+    assert [o.first_in_line for o in written["elder-5"]] == [False] * 3
+    assert [o.first_in_line for o in written["elder-6"]] == [True] * 3
+    await deliver_now(app.db, sender, written["elder-5"], app.services.now)
+    await deliver_now(app.db, sender, written["elder-6"], app.services.now)
+    assert platform.texts_to("elder-5")[:2] == ["digest 第0条", "已保存。"]
+    assert platform.texts_to("elder-6")[:1] == ["已保存。"]
+
+
 async def test_the_fast_path_sends_what_was_queued_earlier_first(
         app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
     """A reminder queued a moment ago reaches the person before the answer to what they typed."""

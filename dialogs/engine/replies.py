@@ -49,9 +49,8 @@ def merge_replies(replies: Sequence[Reply]) -> list[Reply]:
 async def _fast_path_rows(session: AsyncSession, inbound: Inbound, person_id: int | None,
                           payloads: list[tuple[str, dict]], now: datetime) -> list[Outgoing]:
     recipient = outbox.Recipient(inbound.channel, inbound.address, person_id)
-    ids = await outbox.enqueue_claimed(session, kind="reply", recipient=recipient, payloads=payloads, now=now)
-    clear = bool(ids) and not await outbox.pending_ahead(session, channel=inbound.channel, address=inbound.address,
-                                                         before_id=min(ids), now=now)
+    ids, clear = await outbox.enqueue_claimed(session, kind="reply", recipient=recipient, payloads=payloads,
+                                              now=now)
     return [Outgoing(i, inbound.channel, inbound.address, payload, first_in_line=clear)
             for i, (_k, payload) in zip(ids, payloads, strict=True)]
 

@@ -34,5 +34,5 @@ class Outgoing:
     address: str
     payload: dict[str, Any] = field(default_factory=dict)
     # Nothing to this address was pending ahead of the row when its step committed, so the fast
-    # path can send it without asking the queue first (storage.outbox.pending_ahead).
+    # path can send it without asking the queue first (storage.outbox.enqueue_claimed).
     first_in_line: bool = False

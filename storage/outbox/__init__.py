@@ -28,7 +28,6 @@ from storage.outbox.claiming import (
     heartbeat,
     lift,
     next_due,
-    pending_ahead,
     release,
     release_dead,
 )
@@ -105,7 +104,6 @@ __all__ = [
     "lift",
     "mark_sent",
     "next_due",
-    "pending_ahead",
     "person_recipient",
     "preferred_address",
     "preferred_addresses",

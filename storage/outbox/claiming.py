@@ -20,7 +20,6 @@ from storage.models import (
 )
 from storage.outbox.common import (
     PENDING,
-    fast_path,
 )
 
 # ------------------------------------------------------------------------ claiming
@@ -152,15 +151,6 @@ async def claim_ahead(session: AsyncSession, *, claimer: str, now: datetime, cha
         await release(session, [c.id for c in claims], claimer)
         return None
     return claims
-
-
-async def pending_ahead(session: AsyncSession, *, channel: str, address: str, before_id: int,
-                        now: datetime) -> bool:
-    """Whether `claim_ahead` would find anything: asked inside a step's own transaction, so the
-    usual answer (nothing) costs the fast path no transaction of its own."""
-    found = await session.execute(fast_path().pending_ahead, {
-        "channel": channel, "address": address, "before_id": before_id, "now": now})
-    return found.first() is not None
 
 
 async def lift(session: AsyncSession, *, channel: str, address: str, before_id: int, priority: int) -> None:

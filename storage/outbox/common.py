@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal_column, update
 
 from storage.base import table_of
 from storage.models import (
@@ -71,20 +71,23 @@ class FastPath:
     """The statements of every step's fast path, built once: building a statement costs more
     than running the cached, compiled one."""
 
-    insert_returning_id: Any
-    pending_ahead: Any
+    insert_returning_id: Any  # and whether a pending row to the same address is ahead of it
     mark_sent: Any
 
 
 @cache
 def fast_path() -> FastPath:
     table = table_of(OutboxMessage)
+    # In RETURNING, "outbox" is the row just written (a reply: not_before = created_at). Written
+    # out because SQLAlchemy renders RETURNING without table names on SQLite, which would make
+    # the correlated subquery ambiguous; both SQLite (3.35+) and PostgreSQL accept this form.
+    statuses = ", ".join(f"'{status.value}'" for status in PENDING)
+    ahead: Any = literal_column(
+        "EXISTS (SELECT 1 FROM outbox AS ahead WHERE ahead.channel = outbox.channel"
+        " AND ahead.address = outbox.address AND ahead.id < outbox.id"
+        f" AND ahead.status IN ({statuses}) AND ahead.not_before <= outbox.created_at)")
     return FastPath(
-        insert_returning_id=insert(table).returning(table.c.id),
-        pending_ahead=select(table.c.id).where(
-            table.c.channel == bindparam("channel"), table.c.address == bindparam("address"),
-            table.c.id < bindparam("before_id"), table.c.status.in_(PENDING),
-            table.c.not_before <= bindparam("now", type_=table.c.not_before.type)).limit(1),
+        insert_returning_id=insert(table).returning(table.c.id, ahead),
         mark_sent=update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT).values(
             attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
             sent_at=bindparam("at", type_=table.c.sent_at.type),
