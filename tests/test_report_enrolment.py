@@ -25,6 +25,11 @@ enrolment: XH01 1/31, XH02 2 + 1/31, XH03 30/31 + 1 + 1/31 = 2, XH04 2 + 1/31: 6
 Readings: XH01 Nov 20 (before it joined), XH02 Oct 5 and 6, XH03 Oct 1 (before) and Oct 3.
 Service days counted 3; per household-month 3 / 6.10 = 0.49 (before: 5 / (4 × 2.03) = 0.62).
 Whole months owed: XH01 none, XH02 Oct Nov, XH03 Nov, XH04 Oct Nov = 5; met: XH02 in Oct.
+
+Holiday-visit money, entitled 1,000 yuan a year (not hardship), for the whole period from
+enrolment: 2026-Q4 (3 months) XH01 Dec = 1 month → 83.33, XH02 250.00, XH03 30/31 + 2 months →
+247.31, XH04 250.00; the township 830.65 (was 4 × 250 = 1,000). 2026: XH01 83.33, XH02 Sep
+25–30 = 6/30 + 3 months → 266.67, XH03 247.31, XH04 1,000.00.
 """
 
 from __future__ import annotations
@@ -118,3 +123,17 @@ def test_health_services_count_household_months_from_enrolment(county: App, tmp_
     got = tuple(row[k] for k in ("households", "service_days", "per_household_month", "expected_months",
                                  "met_months", "met_pct"))
     assert got == (4, 3, 0.49, 5, 1, 20.0)
+
+
+def test_money_is_owed_only_from_enrolment(county: App, tmp_path: Path) -> None:
+    add_newcomers(county, tmp_path)
+    entitled = {}
+    for period in ("2026-Q4", "2026"):
+        with county.db.session() as session:
+            report = make_report(session, county.settings, period=parse_period(period),
+                                 now=datetime(2026, 12, 1, 10, tzinfo=TZ))
+        rows = {r["code"]: r["entitled"] for r in report.table("money_households").rows if r["code"].startswith("XH")}
+        entitled[period] = (rows, report.table("money").row(level="乡镇", name="新河镇")["entitled"])
+        assert "从纳入日期起算" in report.section("money").definition
+    assert entitled["2026-Q4"] == ({"XH01": 83.33, "XH02": 250.0, "XH03": 247.31, "XH04": 250.0}, 830.65)
+    assert entitled["2026"][0] == {"XH01": 83.33, "XH02": 266.67, "XH03": 247.31, "XH04": 1000.0}
