@@ -36,9 +36,8 @@ NOW = START.astimezone(UTC)
 
 async def _per_recipient(session: Any, activity: Any, now: datetime, window: Any) -> int:
     """The send loop as it was: one `queue_message` per recipient."""
-    from dialogs.invitations import invitation_reply
-
     from dialogs.engine.context import queue_message
+    from domain.invitations import invitation_reply
     from storage.audience import resolve_audience
     from storage.models import Invitation, Person
 
@@ -60,10 +59,9 @@ async def _per_recipient(session: Any, activity: Any, now: datetime, window: Any
 
 
 async def _send(url: str, bulk: bool) -> dict[str, Any]:
-    from dialogs.invitations import send_invitations
-
     from bot.care.activities import send_window
     from bot.config import load_settings
+    from domain.invitations import send_invitations
     from storage.db import Database
     from storage.models import Activity, OutboxMessage, Person
 

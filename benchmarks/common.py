@@ -163,3 +163,13 @@ def git_revision() -> str:
                               text=True, check=False).stdout.strip() or "?"
     except OSError:
         return "?"
+
+
+def baseline_worktree(revision: str, cache: Path, name: str) -> Path:
+    """The code of an earlier revision, checked out once as a detached git worktree under
+    `cache`, for benchmarks that run the old and the new code side by side in one run."""
+    tree = cache / f"{name}-baseline-{revision}"
+    if not (tree / "bot").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT, check=True,
+                       capture_output=True)
+    return tree

@@ -1,128 +1,128 @@
-"""How long the period report takes as the county grows: seed N households, time each section.
+"""The period report of a large county or a province, against the report code of a baseline
+revision, in the same run: `python benchmarks/report_scale.py`.
 
-    python benchmarks/report_scale.py [--households 20000] [--db /tmp/report-bench.db]
+    python benchmarks/report_scale.py [--sizes 100000] [--baseline REV] [--cache DIR] [--period 2026-Q3]
 
-Seeds fictional households with a quarter of weekly calls, two readings a month, a holiday
-visit with money and some danger readings (bulk inserts), then builds the 2026-Q3 report for
-the county and for one township and prints the seconds per section. Not a timed test.
+For each size the synthetic county of benchmarks/planner_scale.py (built once, kept in --cache)
+gets the county-wide report (`build_report`, with the planner's task snapshot, as
+`warmline report` makes it), each in a fresh Python process so its peak memory (VmHWM) is its
+own: first with this tree's code, then with the code of `--baseline` (a git revision, checked out
+once as a detached worktree under --cache; default: the revision before the report was made
+fast), then this tree again. The two runs of the current code bracket the baseline, so machine
+load falls on both sides. Each process also prints a digest of every figure the report holds,
+so the run says whether both revisions gave the same figures (total and township rows of every
+table) and the same volunteer rows. The per-household money listing is left out, and past
+`DETAIL_ROWS` volunteers the new code leaves the volunteer rows out: a province's report lists
+only the households over their entitlement and sums the volunteers (that is the change, not a
+different figure).
+Times are printed, never asserted (a benchmark, not a test).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import hashlib
+import json
+import os
+import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sqlalchemy import insert
-
-from bot.config import load_settings
-from bot.reports import figures, money
-from bot.reports.build import resolve_scope
-from bot.reports.config import ReportConfig
-from bot.reports.frame import Frame
-from bot.reports.periods import parse_period
-from storage.db import Database
-from storage.migrate import upgrade
-from storage.models import (
-    ContactAssignment,
-    County,
-    HealthReading,
-    Household,
-    HouseholdMember,
-    Person,
-    Township,
-    Visit,
-)
-
-TZ = ZoneInfo("Asia/Shanghai")
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = "3ae4282"  # reports before this speed-up (per-household money table, a scan of visits per figure)
+DATA_KEY = "YmVuY2htYXJrLW9ubHkta2V5LWZvci13YXJtbGluZSE="  # benchmarks.common.BENCH_DATA_KEY (fictional)
 
 
-def seed(db: Database, n: int) -> None:
-    rnd = random.Random(7)
-    now = datetime(2026, 11, 20, tzinfo=UTC)
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _measure(url: str, period: str) -> dict[str, Any]:
+    """One report, timed, in this process (whose `bot` package is the tree being measured)."""
+    from datetime import UTC, date, datetime
+
+    from bot.config import load_settings
+    from bot.reports.build import build_report, resolve_scope
+    from bot.reports.config import ReportConfig
+    from bot.reports.periods import parse_period
+    from storage.db import Database
+
+    settings = load_settings(db=url, env={"WARMLINE_DATA_KEY": DATA_KEY})
+    db = Database(url, keyring=settings.keyring())
     with db.session() as s:
-        county = County(name="基准县")
-        s.add(county)
-        s.flush()
-        towns = [Township(county_id=county.id, name=f"乡镇{i:02d}") for i in range(12)]
-        s.add_all(towns)
-        s.flush()
-        vols = [Person(name=f"志愿者{i}", role="volunteer", township_id=towns[i % 12].id, created_at=now)
-                for i in range(max(12, n // 10))]
-        s.add_all(vols)
-        s.flush()
-        s.execute(insert(Household), [
-            {"code": f"B{i:07d}", "township_id": towns[i % 12].id, "hardship": i % 3 == 0,
-             "visit_preference": "accepts", "created_at": now} for i in range(n)])
-        hids = [h for (h,) in s.execute(Household.__table__.select().with_only_columns(Household.id))]
-        s.execute(insert(Person), [{"name": f"家属{i}", "role": "family", "created_at": now} for i in range(n)])
-        pids = [p for (p,) in s.execute(Person.__table__.select().with_only_columns(Person.id)
-                                          .where(Person.role == "family"))]
-        s.execute(insert(HouseholdMember), [
-            {"household_id": h, "person_id": p, "relation": "mother", "birthday_calendar": "solar",
-             "birth_date": date(1950, 1 + i % 12, 1 + i % 28), "alive": True, "lunar_birth_leap": False}
-            for i, (h, p) in enumerate(zip(hids, pids, strict=True))])
-        s.execute(insert(ContactAssignment), [
-            {"household_id": h, "volunteer_id": vols[(i % 12) + 12 * ((i // 12) % (len(vols) // 12))].id,
-             "started_on": date(2025, 1, 1)}
-            for i, h in enumerate(hids)])  # ten households per volunteer, all in the volunteer's township
-        visits, readings = [], []
-        for h in hids:
-            for week in range(13):
-                if rnd.random() < 0.7:
-                    day = date(2026, 6, 29) + timedelta(days=7 * week + rnd.randrange(7))
-                    visits.append({"household_id": h, "visited_on": day, "kind": rnd.choice(("phone", "wechat", "home")),
-                                   "outcome": "done", "money_fen": 0, "follow_up": False, "source": "bench",
-                                   "recorded_at": now})
-            visits.append({"household_id": h, "visited_on": date(2026, 9, 25), "kind": "home",
-                           "occasion": "mid_autumn", "outcome": "done", "money_fen": 20000,
-                           "follow_up": False, "source": "bench", "recorded_at": now})
-            for month in (7, 8, 9):
-                for d in rnd.sample(range(1, 28), 2):
-                    at = datetime(2026, month, d, 2, tzinfo=UTC)
-                    readings.append({"household_id": h, "measured_at": at, "systolic": 130, "diastolic": 80,
-                                     "danger": rnd.random() < 0.02, "recorded_at": at})
-        s.execute(insert(Visit), visits)
-        s.execute(insert(HealthReading), readings)
-        print(f"seeded {n} households, {len(visits)} visits, {len(readings)} readings")
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        report = build_report(s, period=parse_period(period), as_of=date(2026, 11, 20), scope=resolve_scope(s),
+                              tz=settings.timezone, config=ReportConfig.from_settings(settings),
+                              generated_at=datetime.now(UTC))
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    def digest(volunteers: bool) -> str:
+        """Every row of every table (not the money listing), volunteer rows or all the others."""
+        figures = [(t.key, [[(k, r.get(k)) for k in sorted(r)] for r in t.rows if (r.get("level") == "志愿者") == volunteers])
+                   for section in report.sections for t in section.tables if t.key != "money_households"]
+        return hashlib.sha256(json.dumps(figures, default=str, ensure_ascii=False).encode()).hexdigest()[:16]
+
+    rows = sum(len(t.rows) for section in report.sections for t in section.tables)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(), "rows": rows,
+            "money_rows": len(report.table("money_households").rows), "notes": report.warnings,
+            "figures": digest(False), "volunteer_rows": digest(True)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--households", type=int, default=20000)
-    parser.add_argument("--db", default="/tmp/report-bench.db")
-    parser.add_argument("--reuse", action="store_true", help="time the database already seeded there")
-    args = parser.parse_args()
-    path = Path(args.db)
-    url = f"sqlite:///{path}"
-    db = Database(url)
-    if not args.reuse:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        upgrade(url)
-        t = time.perf_counter()
-        seed(db, args.households)
-        print(f"seed: {time.perf_counter() - t:.1f} s")
-    settings = load_settings(db=url, env={"WARMLINE_DATA_KEY": "YmVuY2htYXJrLW9ubHkta2V5LWZvci13YXJtbGluZSE="})
-    config = ReportConfig.from_settings(settings)
-    for township in (None, "乡镇00"):
-        with db.session() as s:
-            frame = Frame(session=s, period=parse_period("2026-Q3"), as_of=date(2026, 11, 20),
-                          scope=resolve_scope(s, township), tz=TZ, config=config)
-            total = 0.0
-            for make in (*figures.SECTIONS, money.holiday_money):
-                t = time.perf_counter()
-                make(frame)
-                spent = time.perf_counter() - t
-                total += spent
-                print(f"  {township or 'county'} {make.__name__:<20} {spent:6.2f} s")
-            print(f"{township or 'county'}: report {total:.2f} s")
+def measure(code: Path, url: str, period: str) -> dict[str, Any]:
+    """A fresh interpreter that imports `bot` from `code` and makes the report once."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.run([sys.executable, __file__, "--measure", url, "--period", period, "--code", str(code)],
+                          capture_output=True, text=True, check=False, env=env, cwd=code)
+    if proc.returncode != 0:
+        raise RuntimeError(f"report with the code of {code} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(sizes: list[int], baseline: str, cache: Path, period: str) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import baseline_worktree
+    from benchmarks.planner_scale import county_db
+
+    old = baseline_worktree(baseline, cache, "report")
+    results: dict[str, Any] = {"baseline": baseline, "period": period, "sizes": {}}
+    for n in sizes:
+        url = county_db(n, cache)
+        first = measure(ROOT, url, period)
+        before = measure(old, url, period)
+        second = measure(ROOT, url, period)
+        now = min(first, second, key=lambda r: r["cpu_s"])
+        row = {"current": now, "current_runs": [first, second], "baseline": before,
+               "same_figures": first["figures"] == second["figures"] == before["figures"],
+               "same_volunteer_rows": first["volunteer_rows"] == before["volunteer_rows"],
+               "ratio_cpu": before["cpu_s"] / now["cpu_s"], "load": os.getloadavg()}
+        results["sizes"][n] = row
+        print(f"  {n}: report {now['cpu_s']:.2f} s CPU ({now['wall_s']:.2f} s wall), {now['peak_rss_mb']:.0f} MB; "
+              f"baseline {before['cpu_s']:.2f} s CPU ({before['wall_s']:.2f} s wall), {before['peak_rss_mb']:.0f} MB; "
+              f"same figures: {row['same_figures']}, same volunteer rows: {row['same_volunteer_rows']}"
+              f"{' (left out: ' + now['notes'][0] + ')' if now['notes'] else ''}", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision whose report code is the baseline")
+    parser.add_argument("--cache", default="/tmp/warmline-bench", help="where built counties are kept")
+    parser.add_argument("--period", default="2026-Q3")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--code", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        sys.path.insert(0, args.code)
+        print(json.dumps(_measure(args.measure, args.period), ensure_ascii=False))
+        return None
+    results = run([int(x) for x in args.sizes.split(",")], args.baseline, Path(args.cache), args.period)
+    print(json.dumps(results, ensure_ascii=False, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ from benchmarks import (
     delivery_rate,
     dialog_throughput,
     greeting_outcomes,
+    import_scale,
     memory,
     planner_scale,
     province_pg,
+    report_scale,
     telegram_e2e,
     tick_latency,
 )
@@ -214,6 +216,32 @@ def province_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def report_rows(r: dict[str, Any]) -> list[str]:
+    rows = []
+    for n, x in r["sizes"].items():
+        c, b = x["current"], x["baseline"]
+        rows.append(
+            f"| period report {r['period']}, {int(n):,} households (SQLite, with the planner's snapshot) | "
+            f"{c['wall_s']:.2f} s wall, {c['cpu_s']:.2f} s CPU, peak RSS {c['peak_rss_mb']:.0f} MB; report code of "
+            f"{r['baseline']} (before, same run) {b['wall_s']:.2f} s wall, {b['cpu_s']:.2f} s CPU, "
+            f"{b['peak_rss_mb']:.0f} MB = {x['ratio_cpu']:.2f}x the CPU; same figures: {x['same_figures']}"
+            f"{'' if x.get('same_volunteer_rows', True) else ' (volunteer rows summed away past 20,000)'} | <= 5 s | "
+            f"{_timed(c['wall_s'], c['cpu_s'], 5)} | `python benchmarks/report_scale.py` |")
+    return rows
+
+
+def import_rows(r: dict[str, Any]) -> list[str]:
+    f, again, new, old = r["full"], r["reimport"], r["small_bulk"], r["small_baseline"]
+    return [
+        f"| `warmline import families`, {r['rows']:,} rows (SQLite, fresh county) | {f['wall_s']:.2f} s wall, "
+        f"{f['cpu_s']:.2f} s CPU, peak RSS {f['peak_rss_mb']:.0f} MB; the same file again (all unchanged) "
+        f"{again['wall_s']:.2f} s wall | <= 10 s | {_timed(f['wall_s'], f['cpu_s'], 10)} | "
+        f"`python benchmarks/import_scale.py` |",
+        f"| of which against the row-by-row import ({r['baseline']}), {r['baseline_rows']:,} rows, same run | "
+        f"bulk {new['cpu_s']:.2f} s CPU, row by row {old['cpu_s']:.2f} s CPU = {r['ratio_cpu']:.1f}x; "
+        f"same rows written: {r['same_rows']} | same rows | {_mark(r['same_rows'])} | same |"]
+
+
 def e2e_rows(results: dict[str, Any]) -> list[str]:
     rows = []
     for backend, r in results.items():
@@ -261,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="province sizes on PostgreSQL (benchmarks/province_pg.py; ~1 h to 1M here)")
     parser.add_argument("--no-province", action="store_true", help="skip the PostgreSQL province")
     parser.add_argument("--only", help="comma-separated parts: dialog,e2e,faults,planner,delivery,memory,tick,"
-                                       "broadcast,province")
+                                       "broadcast,province,report,imports")
     args = parser.parse_args(argv)
     cache = Path(args.cache)
     started = time.monotonic()
@@ -307,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     step("broadcast", "broadcast", lambda: broadcast.main(["--households", str(sizes[-1]), "--cache", str(cache)]))
     step("greetings", "greetings delivered on a festival morning", lambda: greeting_outcomes.main(
         ["--households", str(min(sizes[-1], 10_000)), "--cache", str(cache)]))
+    step("report", "period report at scale",
+         lambda: report_scale.main(["--sizes", str(sizes[-1]), "--cache", str(cache)]))
+    step("imports", "imports in bulk", lambda: import_scale.main(
+        ["--rows", "4000" if args.quick else "100000", "--baseline-rows", "1000" if args.quick else "4000",
+         "--cache", str(cache)]))
     if not (args.no_postgres or args.no_province):
         step("province", "province on PostgreSQL",
              lambda: province_pg.main(["--steps", "3000,10000" if args.quick else args.province]))
@@ -317,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[str] = []
     for key, make in (("dialog", dialog_rows), ("e2e", e2e_rows), ("faults", faults_rows), ("planner", planner_rows), ("delivery", delivery_rows),
                       ("memory", memory_rows), ("tick", tick_rows), ("broadcast", broadcast_rows),
-                      ("greetings", greeting_rows), ("province", province_rows)):
+                      ("greetings", greeting_rows), ("province", province_rows), ("report", report_rows),
+                      ("imports", import_rows)):
         if key not in results:
             continue
         value = results[key]

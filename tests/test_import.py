@@ -289,3 +289,52 @@ def test_the_county_can_be_named_in_the_configuration(app: App, tmp_path: Path) 
     with app.db.session() as session:
         assert session.scalar(select(County.name)) == "示例县"
         assert session.scalar(select(Person.phone).where(Person.name == "沈志远")) == "10000007001"
+
+
+def county_file(path: Path, households: int, *, bad_row: int | None = None, hardship_every: int = 5) -> Path:
+    """A county's list in the template's columns: two parents per household (the father with a
+    lost child and the demo's first volunteer as contact), in two townships. More rows than one
+    statement may bind, so every bulk step runs in several pieces."""
+    lines = ["户编号,乡镇,村,姓名,关系,出生日期,电话,困难家庭,联系志愿者,子女姓名,子女去世日期,纳入日期"]
+    for h in range(households):
+        town, hardship = ("清溪镇", "溪口村") if h % 2 else ("白云乡", "云岭村"), "是" if h % hardship_every == 0 else "否"
+        lines.append(f"PX{h:05d},{town[0]},{town[1]},父{h},父亲,1950-01-{1 + h % 28:02d},"
+                     f"+86 139 {h:04d} {h % 10000:04d},{hardship},100-0000-0001,子{h},2012-03-04,2026-10-01")
+        lines.append(f"PX{h:05d},{town[0]},,母{h},母亲,1952-02-{1 + h % 28:02d},,,,,,")
+    if bad_row is not None:
+        lines[bad_row - 1] = lines[bad_row - 1].replace("父亲", "舅舅")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_county_sized_file_imports_in_one_go_and_a_bad_last_row_writes_nothing(
+        county: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    households = 3_000  # 6,000 rows: past the 5,000 values one statement binds
+    people, homes = count(county, Person), count(county, Household)
+    bad = county_file(tmp_path / "bad.csv", households, bad_row=2 * households)  # the last household's father
+    assert run(county, "import", "families", str(bad)) == 1
+    assert "第 6000 行" in capsys.readouterr().err
+    assert (count(county, Person), count(county, Household)) == (people, homes)  # nothing half-written
+    good = county_file(tmp_path / "good.csv", households)
+    assert run(county, "import", "families", str(good)) == 0
+    out = capsys.readouterr().out
+    assert f"households {households}, members {2 * households}" in out and f"children {households}" in out
+    assert f"assignments {households}" in out and "villages 2" in out
+    with county.db.session() as session:
+        row = session.execute(select(Household.hardship, Household.enrolled_on, Person.phone, DeceasedChild.name)
+                              .join(HouseholdMember, HouseholdMember.household_id == Household.id)
+                              .join(Person, Person.id == HouseholdMember.person_id)
+                              .join(DeceasedChild, DeceasedChild.household_id == Household.id)
+                              .where(Household.code == "PX02345", HouseholdMember.relation == "father")).one()
+        assert tuple(row) == (True, date(2026, 10, 1), "13923452345", "子2345")
+        contacts = session.scalar(select(func.count()).select_from(ContactAssignment).join(
+            Household, Household.id == ContactAssignment.household_id).where(Household.code.like("PX%")))
+        assert contacts == households
+    # the same file again changes nothing; a file with other hardship marks updates just those
+    assert run(county, "import", "families", str(good)) == 0
+    out = capsys.readouterr().out
+    assert f"未变 / unchanged: children {households}, households {households}, members {2 * households}" in out
+    assert "更新 / updated" not in out and "新建 / created" not in out
+    assert run(county, "import", "families", str(county_file(tmp_path / "v2.csv", households, hardship_every=3))) == 0
+    changed = sum(1 for h in range(households) if (h % 5 == 0) != (h % 3 == 0))
+    assert f"更新 / updated: households {changed}" in capsys.readouterr().out

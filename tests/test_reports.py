@@ -212,3 +212,25 @@ def test_without_a_chinese_font_the_report_warns_clearly(q3: App) -> None:
 
     lines = warning_lines(report_for(q3), font, "html")
     assert any("pip install" in line for line in lines)
+
+
+def test_a_report_past_the_listing_limit_sums_volunteers_and_lists_only_overspent_households(
+        q3: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A province's report stays a size people read (and memory holds): past the limit the
+    volunteer rows and the per-household money list are summarised, the figures are unchanged.
+    Here the limit is 3, below the hand-counted quarter's 4 volunteers and 7 households."""
+    import bot.reports.frame as frame
+
+    monkeypatch.setattr(frame, "DETAIL_ROWS", 3)
+    report = report_for(q3)
+    for key in ("overview", "greetings", "holidays", "health", "birthdays", "money"):
+        kept = [r for r in expected_rows(key) if r[0] != "志愿者"]
+        assert rows_of(report, key) == kept, key  # total and township rows as hand-counted
+    assert any("4 位联系志愿者" in w and "--township" in w for w in report.warnings)
+    money = report.table("money_households")
+    # over their entitlement: QX004 by 1,225 yuan, QX001 by 325; largest first
+    assert [(r["code"], r["balance"]) for r in money.rows] == [("QX004", -1225.0), ("QX001", -325.0)]
+    assert money.note is not None and "7 户" in money.note and "2 户" in money.note
+    township = report_for(q3, township="清溪镇")  # 2 volunteers are listed; 4 households are over the limit
+    assert [r["name"] for r in township.table("overview").rows if r["level"] == "志愿者"] == ["周建国", "林晓燕"]
+    assert [r["code"] for r in township.table("money_households").rows] == ["QX004", "QX001"]

@@ -45,7 +45,7 @@ def build_report(session: Session, *, period: Period, as_of: date, scope: Scope,
     spent = money.table("money").rows[0]["spent"]
     sections.append(budget(frame, round(float(spent or 0) * 100)))
     frame.close()  # on an error the transaction's rollback takes the temporary table with it
-    warnings = []
+    warnings = list(frame.notes)
     if period.elapsed_end(as_of) is None:
         warnings.append(f"本期（{period.label}）还没有开始，各项数字为零。")
     elif as_of < period.end:

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from statistics import median
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Integer,
     and_,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from bot.care.calendar import occurrences_between
 from bot.care.occasions import NAMES
 from bot.care.planner import birthday_of, birthdays_in
-from bot.reports.frame import LEVEL_COLUMNS, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
+from bot.reports.frame import LEVEL_COLUMNS, NO_DAY, TOTAL, TOWNSHIP, VOLUNTEER, Frame, Group
 from bot.reports.model import Column, Section, Table, pct, ratio
 from bot.reports.sqlfuncs import date_literal, day_number, epoch_day, month_key
 from storage.models import (
@@ -54,7 +55,6 @@ from storage.models import (
 
 BIRTHDAY = "birthday"  # the visit dialog's occasion for a birthday visit
 PARENTS = ("father", "mother")
-NO_DAY = -(1 << 40)  # a missing date among day numbers (dates before 1970 are negative)
 FOLLOW_UP_KINDS = ("home", "phone", "wechat")
 NOT_HELD = ("draft", "cancelled")  # activity statuses that never took place
 KIND_NAMES = {"home": "上门", "phone": "电话", "wechat": "微信", "card": "贺卡/信件",
@@ -90,9 +90,8 @@ def owed(enrolled: Any, due_days: list[date]) -> Any:
 def served_households(f: Frame) -> Any:
     """Households with any done visit, health reading or attended activity in the elapsed period."""
     end = f.elapsed_end or f.period.start - timedelta(days=1)
-    visits = select(Visit.household_id).where(
-        f.in_scope(Visit.household_id),
-        Visit.outcome == VisitOutcome.DONE, Visit.visited_on >= f.period.start, Visit.visited_on <= end)
+    v = f.visits.c
+    visits = select(v.household_id).where(v.visited_on >= f.period.start, v.visited_on <= end)
     readings = select(HealthReading.household_id).where(
         f.in_scope(HealthReading.household_id), HealthReading.measured_at >= f.start_instant,
         HealthReading.measured_at < f.instant(end + timedelta(days=1)))
@@ -143,12 +142,11 @@ def weekly_greetings(f: Frame) -> Section:
         first, last = weeks[0], weeks[-1] + timedelta(days=6)
         origin = date_literal(first)
         seven = literal_column("7")
+        v = f.visits.c
         visits = select(
-            Visit.household_id.label("household_id"),
-            day_number(Visit.visited_on, origin).op("/")(seven).label("week"),
-        ).where(f.in_scope(Visit.household_id),
-                Visit.outcome == VisitOutcome.DONE, Visit.kind.in_(f.config.policy.greeting_kinds),
-                Visit.visited_on >= first, Visit.visited_on <= last)
+            v.household_id.label("household_id"),
+            day_number(v.visited_on, origin).op("/")(seven).label("week"),
+        ).where(v.kind.in_(f.config.policy.greeting_kinds), v.visited_on >= first, v.visited_on <= last)
         sent_day = f.day_of(OutboxMessage.sent_at)
         greetings = select(
             Greeting.household_id.label("household_id"),
@@ -179,64 +177,94 @@ def weekly_greetings(f: Frame) -> Section:
 # ----------------------------------------------------------------------- holiday greetings
 
 
-def holidays_in(f: Frame) -> list[str]:
-    """The program's holidays that fall in the elapsed part of the period, by date."""
+def holiday_occurrences(f: Frame) -> list[tuple[date, str]]:
+    """(day, name) of the program's holidays that fall in the elapsed part of the period."""
     end = f.elapsed_end
     if end is None:
         return []
-    return [o.name for o in occurrences_between(f.config.policy.holiday_occasions, f.period.start, end)]
+    return [(o.day, o.name) for o in occurrences_between(f.config.policy.holiday_occasions, f.period.start, end)]
+
+
+def holidays_in(f: Frame) -> list[str]:
+    """The program's holidays that fall in the elapsed part of the period, by date."""
+    return [name for _day, name in holiday_occurrences(f)]
+
+
+def holiday_share(f: Frame, holidays: int) -> float:
+    """The yearly minimum, shared out over `holidays` of the program's listed holidays."""
+    policy = f.config.policy
+    listed = len(set(policy.holiday_occasions))
+    return policy.holiday_min_per_year * holidays / listed if listed else 0.0
 
 
 def holiday_target(f: Frame) -> float:
-    """The yearly minimum, shared out over the program's holidays that fall in the period."""
-    policy = f.config.policy
-    listed = len(set(policy.holiday_occasions))
-    return policy.holiday_min_per_year * len(holidays_in(f)) / listed if listed else 0.0
+    """The target of a household enrolled before the period: every holiday of the elapsed period."""
+    return holiday_share(f, len(holiday_occurrences(f)))
+
+
+def holiday_threshold(f: Frame, holidays: int) -> int:
+    """Greetings a household owing `holidays` holidays needs to meet its target (rounded up)."""
+    return math.ceil(round(holiday_share(f, holidays), 6))
 
 
 def holiday_greetings(f: Frame) -> Section:
+    """Holiday greetings against a target per household: the yearly minimum shared out over the
+    holidays of the elapsed period that fall on or after the household's enrolment, so a
+    household that joined after the period's holidays owes none (and counts in no rate)."""
     policy = f.config.policy
     d = f.dims
+    days = [day for day, _name in holiday_occurrences(f)]
     target = holiday_target(f)
-    threshold = math.ceil(round(target, 6))
     end = f.elapsed_end
+    # per household: how many of the period's holidays it owes, and the greetings that makes
+    owed_here = sum((case((or_(d.c.enrolled_on.is_(None), d.c.enrolled_on <= day), 1), else_=0) for day in days),
+                    literal(0))
+    needs: Any = case(*[(owed_here == k, holiday_threshold(f, k)) for k in range(1, len(days) + 1)],
+                      else_=0) if days else literal(0)
     metrics = None
-    count_expr: Any = literal(0)
-    met_expr: Any = literal(0) if threshold > 0 else func.count(d.c.household_id)
+    counted: Any = literal(0)
     if end is not None:
-        year_of_visit = cast(func.substr(month_key(Visit.visited_on), 1, 4), Integer)
-        visits = select(Visit.household_id.label("household_id"), Visit.occasion.label("occasion"),
-                        year_of_visit.label("year")).where(
-            f.in_scope(Visit.household_id), Visit.outcome == VisitOutcome.DONE, Visit.occasion.in_(policy.holiday_occasions),
-            Visit.kind.in_(policy.holiday_kinds), Visit.visited_on >= f.period.start,
-            Visit.visited_on <= end)
+        enrolled = Household.enrolled_on
+        v = f.visits.c
+        year_of_visit = cast(func.substr(month_key(v.visited_on), 1, 4), Integer)
+        visits = select(v.household_id.label("household_id"), v.occasion.label("occasion"),
+                        year_of_visit.label("year")).join(Household, Household.id == v.household_id).where(
+            v.occasion.in_(policy.holiday_occasions), v.kind.in_(policy.holiday_kinds), v.visited_on >= f.period.start,
+            v.visited_on <= end, or_(enrolled.is_(None), v.visited_on >= enrolled))
         greetings = select(Greeting.household_id.label("household_id"), Greeting.occasion.label("occasion"),
                            Greeting.year.label("year")).join(
-            OutboxMessage, OutboxMessage.id == Greeting.outbox_id).where(
+            OutboxMessage, OutboxMessage.id == Greeting.outbox_id).join(
+            Household, Household.id == Greeting.household_id).where(
             OutboxMessage.status == OutboxStatus.SENT, Greeting.occasion.in_(policy.holiday_occasions),
-            OutboxMessage.sent_at >= f.start_instant, OutboxMessage.sent_at < f.instant(end + timedelta(days=1)))
+            OutboxMessage.sent_at >= f.start_instant, OutboxMessage.sent_at < f.instant(end + timedelta(days=1)),
+            or_(enrolled.is_(None), f.day_of(OutboxMessage.sent_at) >= enrolled))
         u = union(visits, greetings).subquery("holiday_u")
         metrics = select(u.c.household_id, func.count().label("n")).group_by(u.c.household_id).subquery("holidays")
-        count_expr = func.sum(func.coalesce(metrics.c.n, 0))
-        met_expr = func.sum(case((func.coalesce(metrics.c.n, 0) >= threshold, 1), else_=0))
-    grouped = f.grouped({"households": func.count(d.c.household_id), "greetings": count_expr,
-                         "met": met_expr}, metrics)
+        counted = func.coalesce(metrics.c.n, 0)
+    grouped = f.grouped({"households": func.count(d.c.household_id), "greetings": func.sum(counted),
+                         "owed": owed(d.c.enrolled_on, days),
+                         "owing": func.sum(case((needs > 0, 1), else_=0)),
+                         "met": func.sum(case((and_(needs > 0, counted >= needs), 1), else_=0))}, metrics)
     table = Table("holidays", "节日问候", [
         *LEVEL_COLUMNS, Column("households", "户数"), Column("greetings", "节日问候次数"),
-        Column("per_household", "户均次数", "float"), Column("target", "折算目标（次/户）", "float"),
-        Column("met", "达到目标户数"), Column("met_pct", "达标率（%）", "pct")])
+        Column("per_household", "户均次数", "float"), Column("target", "折算目标（次/户，户均）", "float"),
+        Column("owing", "有目标户数"), Column("met", "达到目标户数"), Column("met_pct", "达标率（%）", "pct")])
     _rows(table, grouped, lambda v: {
         "households": _n(v["households"]), "greetings": _n(v["greetings"]),
         "per_household": ratio(_n(v["greetings"]), _n(v["households"])),
-        "target": round(target, 2), "met": _n(v["met"]) if threshold else None,
-        "met_pct": pct(_n(v["met"]), _n(v["households"])) if threshold else None})
+        "target": round(holiday_share(f, _n(v["owed"])) / _n(v["households"]) if _n(v["households"]) else target, 2),
+        "owing": _n(v["owing"]), "met": _n(v["met"]) if _n(v["owing"]) else None,
+        "met_pct": pct(_n(v["met"]), _n(v["owing"])) if _n(v["owing"]) else None})
+    listed = len(set(policy.holiday_occasions))
     return Section("holidays", "节日问候", [table], definition=(
         f"节日问候：一户在一个节日（{'、'.join(NAMES.get(k, k) for k in policy.holiday_occasions)}）"
         f"当年有一次已完成的联系（方式：{kinds_text(policy.holiday_kinds)}，记录了该节日）或一条已发出的节日问候，算一次；"
-        f"同一节日多次联系只算一次。目标每户每年至少 {policy.holiday_min_per_year} 次，按期内（截至报表日）"
-        f"实际有的节日折算：{policy.holiday_min_per_year} × 期内节日数 ÷ {len(set(policy.holiday_occasions))}"
-        f"（本期节日：{'、'.join(holidays_in(f)) or '无'}，折算 {target:.2f} 次）；"
-        f"一户的次数达到折算目标（向上取整为 {threshold} 次）即为达标。"))
+        f"同一节日多次联系只算一次；纳入项目之前的联系和问候不算。目标每户每年至少 {policy.holiday_min_per_year} 次，"
+        f"按期内（截至报表日）、该户纳入项目当天及以后实际有的节日折算：{policy.holiday_min_per_year} × 该户应计节日数 ÷ {listed}"
+        f"（本期节日：{'、'.join(holidays_in(f)) or '无'}；期初前已纳入的家庭折算 {target:.2f} 次，"
+        f"向上取整为 {holiday_threshold(f, len(days))} 次）。纳入之后期内没有节日的家庭没有目标，不计入达标率。"
+        "一户的次数达到本户折算目标（向上取整）即为达标；达标率 = 达到目标户数 ÷ 有目标户数；"
+        "各行的折算目标为该行家庭的户均值。"))
 
 
 # ----------------------------------------------------------------------- health services
@@ -259,9 +287,11 @@ def health_services(f: Frame) -> Section:
     metrics = None
     if end is not None:
         day = f.day_of(HealthReading.measured_at)
-        service_days = select(HealthReading.household_id.label("household_id"), day.label("day")).where(
+        service_days = select(HealthReading.household_id.label("household_id"), day.label("day")).join(
+            Household, Household.id == HealthReading.household_id).where(
             f.in_scope(HealthReading.household_id), HealthReading.measured_at >= f.start_instant,
-            HealthReading.measured_at < f.instant(end + timedelta(days=1))).distinct().subquery("sd")
+            HealthReading.measured_at < f.instant(end + timedelta(days=1)),
+            or_(Household.enrolled_on.is_(None), day >= Household.enrolled_on)).distinct().subquery("sd")
         per_month_q = select(service_days.c.household_id, month_key(service_days.c.day).label("month"),
                              func.count().label("n")).group_by(
             service_days.c.household_id, month_key(service_days.c.day)).subquery("pm")
@@ -280,16 +310,16 @@ def health_services(f: Frame) -> Section:
     grouped = f.grouped({"households": func.count(d.c.household_id), "days": days_expr,
                          "met": met_expr,
                          "expected": owed(d.c.enrolled_on, [date(y, m, 1) for y, m in complete])}, metrics)
-    _rows(table, grouped, lambda v: {
-        "households": _n(v["households"]), "service_days": _n(v["days"]),
-        "per_household_month": ratio(_n(v["days"]), _n(v["households"]) * months),
-        "target": per_month, "expected_months": _n(v["expected"]),
-        "met_months": _n(v["met"]),
-        "met_pct": pct(_n(v["met"]), _n(v["expected"]))})
+    household_months = f.household_months()
+    for group, v in grouped:
+        table.add(level=group.level, name=group.name, households=_n(v["households"]), service_days=_n(v["days"]),
+                  per_household_month=ratio(_n(v["days"]), household_months.get((group.level, group.key), 0.0)),
+                  target=per_month, expected_months=_n(v["expected"]), met_months=_n(v["met"]),
+                  met_pct=pct(_n(v["met"]), _n(v["expected"])))
     return Section("health", "健康服务", [table], definition=(
-        "健康服务次数：一户有健康数据（血压、血糖等）记录的不同日期数，同一天多条只算一次；只有走访而"
-        "没有测量记录的不算健康服务。户均每月次数 = 次数 ÷ 户数 ÷ 期内已过月数（不满一月按天数折算，"
-        f"本期 {months:.2f} 个月）。目标每户每月 {per_month} 次；户月达标率只统计期内已经结束的整月"
+        "健康服务次数：一户纳入项目以后有健康数据（血压、血糖等）记录的不同日期数，同一天多条只算一次；只有走访而"
+        "没有测量记录的不算健康服务。户均每月次数 = 次数 ÷ 在册户月数（每户从纳入项目那天或期初算到报表日，"
+        f"不满一月按天数折算；期初前已纳入的家庭本期 {months:.2f} 个月）。目标每户每月 {per_month} 次；户月达标率只统计期内已经结束的整月"
         f"（本期 {len(complete)} 个月），且从一户纳入项目后的第一个整月算起；"
         f"一户一月有 {per_month} 个或以上不同日期即达标。"))
 
@@ -297,68 +327,85 @@ def health_services(f: Frame) -> Section:
 # ----------------------------------------------------------------------- birthday visits
 
 
-def _by_birthday(rows: list[Any]) -> dict[tuple[int, ...], list[tuple[int, int]]]:
-    """Parents grouped by their birthday's columns: {(lunar, born, month, day, leap): [(household, enrolled)]}."""
-    out: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
-    for hid, lunar, born, month, day, leap, enrolled in rows:
-        out[(lunar, born, month, day, leap)].append((hid, enrolled))
-    return out
+def _parents(f: Frame) -> np.ndarray:
+    """The scope's living parents as integer rows: household, lunar (0/1), birth day number,
+    lunar month, lunar day, leap (0/1), enrolment day number (a province has a million parents)."""
+    m = HouseholdMember
+    return f.int_rows(
+        select(m.household_id, case((m.birthday_calendar == "lunar", 1), else_=0),
+               func.coalesce(epoch_day(m.birth_date), NO_DAY), func.coalesce(m.lunar_birth_month, 0),
+               func.coalesce(m.lunar_birth_day, 0), case((m.lunar_birth_leap.is_(True), 1), else_=0),
+               func.coalesce(epoch_day(f.dims.c.enrolled_on), NO_DAY))
+        .join(f.dims, f.dims.c.household_id == m.household_id)
+        .where(m.alive.is_(True), m.relation.in_(PARENTS)), 7)
+
+
+def birthdays_due(f: Frame, end: date) -> tuple[np.ndarray, np.ndarray]:
+    """(household ids, day numbers) of every living parent's birthday in the elapsed period on
+    or after the household's enrolment, one entry per birthday. Each distinct birthday is
+    computed once (a county's parents share a few thousand), then spread to its parents."""
+    parents = _parents(f)
+    if not len(parents):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # one integer per distinct birthday (1-D unique sorts far faster than rows)
+    born = np.where(parents[:, 2] == NO_DAY, 0, parents[:, 2] + (1 << 24))
+    packed = (((born * 2 + parents[:, 1]) * 16 + parents[:, 3]) * 32 + parents[:, 4]) * 2 + parents[:, 5]
+    _packed, first_of, which = np.unique(packed, return_index=True, return_inverse=True)
+    keys = parents[first_of, 1:6]
+    which = which.ravel()
+    epoch = date(1970, 1, 1)
+    days_of: list[list[int]] = []
+    for lunar, born, month, day, leap in keys.tolist():
+        birthday = birthday_of("lunar" if lunar else "solar", epoch + timedelta(days=born) if born != NO_DAY else None,
+                               month or None, day or None, bool(leap))
+        days = birthdays_in(birthday, f.period.start, end) if birthday is not None else ()
+        days_of.append([(d - epoch).days for d in days])
+    count = np.array([len(d) for d in days_of], dtype=np.int64)
+    first = np.concatenate(([0], np.cumsum(count)[:-1]))
+    flat = np.array([d for days in days_of for d in days], dtype=np.int64)
+    repeat = count[which]  # a parent's entries: one per celebration of their birthday in the period
+    parent = np.repeat(np.arange(len(parents)), repeat)
+    nth = np.arange(len(parent)) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+    due = flat[first[which[parent]] + nth] if len(parent) else np.zeros(0, dtype=np.int64)
+    hid = parents[parent, 0]
+    kept = due >= parents[parent, 6]  # NO_DAY (no enrolment date) keeps every one
+    return hid[kept], due[kept]
 
 
 def birthday_visits(f: Frame) -> Section:
-    """Birthdays are computed in Python (lunar calendar) from one bulk query of parents."""
+    """Birthdays are computed per distinct birthday (lunar calendar), spread with arrays."""
     policy = f.config.policy
     end = f.elapsed_end
-    due: dict[int, list[date]] = defaultdict(list)
-    if end is not None:
-        m = HouseholdMember
-        result = f.session.connection().execute(  # plain integers straight from the cursor
-            select(m.household_id, case((m.birthday_calendar == "lunar", 1), else_=0),
-                   func.coalesce(epoch_day(m.birth_date), NO_DAY), func.coalesce(m.lunar_birth_month, 0),
-                   func.coalesce(m.lunar_birth_day, 0), case((m.lunar_birth_leap.is_(True), 1), else_=0),
-                   func.coalesce(epoch_day(Household.enrolled_on), NO_DAY))
-            .join(Household, Household.id == m.household_id)
-            .where(m.household_id.in_(f.household_ids()), m.alive.is_(True), m.relation.in_(PARENTS)))
-        rows = result.cursor.fetchall() if result.cursor is not None else []
-        result.close()
-        epoch = date(1970, 1, 1)
-        # many parents share a birthday: each distinct one is computed once (planner caches)
-        for (lunar, born, month, day, leap), members in _by_birthday(rows).items():
-            birthday = birthday_of("lunar" if lunar else "solar",
-                                   epoch + timedelta(days=born) if born != NO_DAY else None,
-                                   month or None, day or None, bool(leap))
-            days = birthdays_in(birthday, f.period.start, end) if birthday is not None else ()
-            if not days:
-                continue
-            for hid, enrolled in members:
-                since = max(f.period.start, epoch + timedelta(days=enrolled)) if enrolled != NO_DAY else f.period.start
-                kept = [d for d in days if d >= since]
-                if kept:
-                    due[hid].extend(kept)
+    hids, due = birthdays_due(f, end) if end is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     before = timedelta(days=policy.birthday_opens_days_before)
     after = timedelta(days=policy.birthday_closes_days_after)
+    epoch = date(1970, 1, 1)
     visits: dict[int, list[date]] = defaultdict(list)
-    if due:
-        lo = min(min(v) for v in due.values()) - before
-        hi = max(max(v) for v in due.values()) + after
+    if len(due):
+        lo = epoch + timedelta(days=int(due.min())) - before
+        hi = epoch + timedelta(days=int(due.max())) + after
         for hid, day in f.session.execute(
-            select(Visit.household_id, Visit.visited_on).where(
-                Visit.household_id.in_(f.household_ids()), Visit.outcome == VisitOutcome.DONE,
-                Visit.occasion == BIRTHDAY, Visit.kind.in_(policy.birthday_kinds),
-                Visit.visited_on >= lo, Visit.visited_on <= hi)):
+            select(f.visits.c.household_id, f.visits.c.visited_on).where(
+                f.visits.c.occasion == BIRTHDAY, f.visits.c.kind.in_(policy.birthday_kinds),
+                f.visits.c.visited_on >= lo, f.visits.c.visited_on <= hi)):
             visits[hid].append(day)
-    per_household: dict[int, dict[str, float]] = {}
-    for hid, days in due.items():
-        used: set[date] = set()
-        done = 0
-        for birthday in sorted(days):  # each visit counts for one birthday
-            match = next((v for v in sorted(visits.get(hid, [])) if v not in used
-                          and birthday - before <= v <= birthday + after), None)
-            if match is not None:
-                used.add(match)
-                done += 1
-        per_household[hid] = {"due": len(days), "done": done}
-    grouped = f.regroup(per_household, ["due", "done"])
+    done: dict[int, int] = {}
+    if visits:  # only households with a birthday visit need matching (few)
+        visited = np.isin(hids, np.fromiter(visits, dtype=np.int64))
+        birthdays: dict[int, list[date]] = defaultdict(list)
+        for hid, day in zip(hids[visited].tolist(), due[visited].tolist(), strict=True):
+            birthdays[hid].append(epoch + timedelta(days=day))
+        for hid, days in birthdays.items():
+            used: set[date] = set()
+            for birthday in sorted(days):  # each visit counts for one birthday
+                match = next((v for v in sorted(visits[hid]) if v not in used
+                              and birthday - before <= v <= birthday + after), None)
+                if match is not None:
+                    used.add(match)
+                    done[hid] = done.get(hid, 0) + 1
+    grouped = f.regroup({"due": (hids, None),
+                         "done": (np.fromiter(done, dtype=np.int64, count=len(done)),
+                                  np.fromiter(done.values(), dtype=np.float64, count=len(done)))})
     table = Table("birthdays", "生日走访", [
         *LEVEL_COLUMNS, Column("due", "应走访（人次）"), Column("done", "已走访（人次）"),
         Column("done_pct", "完成率（%）", "pct")])
