@@ -459,6 +459,41 @@ async def test_a_step_learns_in_its_own_transaction_whether_its_reply_is_first_i
     assert platform.texts_to("elder-6")[:1] == ["已保存。"]
 
 
+async def test_a_reply_written_during_a_big_broadcast_looks_only_at_its_own_chat(
+        app: App, clock: FixedClock) -> None:
+    """The queue check in a reply's INSERT searches the recipient's rows by index: with two
+    thousand broadcast rows queued to others, SQLite's virtual machine runs about as many steps
+    for it as with none (it used to walk every pending row, on every reply)."""
+    from dialogs.engine.replies import queue_replies
+    from dialogs.engine.types import Inbound, Reply
+
+    if app.db.async_engine.dialect.name != "sqlite":
+        pytest.skip("counts SQLite's virtual-machine steps")
+
+    async def vm_steps(address: str) -> int:
+        async with app.db.async_session() as session:
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            steps = [0]
+
+            def count() -> int:
+                steps[0] += 1
+                return 0
+
+            raw._conn.set_progress_handler(count, 1)
+            try:
+                await queue_replies(session, Inbound("fake", address, text="1"), [Reply("好的。")],
+                                    key_prefix=f"reply:{address}:1", person_id=None, tokens={},
+                                    now=clock.now())
+            finally:
+                raw._conn.set_progress_handler(None, 1)
+            return steps[0]
+
+    quiet = await vm_steps("elder-7")
+    add_messages(app.db, 2000, now=clock.now(), prefix="broadcast", kind="broadcast")
+    busy = await vm_steps("elder-8")
+    assert busy < quiet * 2, (quiet, busy)
+
+
 async def test_the_fast_path_sends_what_was_queued_earlier_first(
         app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
     """A reminder queued a moment ago reaches the person before the answer to what they typed."""

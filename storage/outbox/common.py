@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal_column, update
+from sqlalchemy import bindparam, exists, func, insert, literal_column, update
 
 from storage.base import table_of
 from storage.models import (
@@ -78,16 +78,21 @@ class FastPath:
 @cache
 def fast_path() -> FastPath:
     table = table_of(OutboxMessage)
-    # In RETURNING, "outbox" is the row just written (a reply: not_before = created_at). Written
-    # out because SQLAlchemy renders RETURNING without table names on SQLite, which would make
-    # the correlated subquery ambiguous; both SQLite (3.35+) and PostgreSQL accept this form.
-    statuses = ", ".join(f"'{status.value}'" for status in PENDING)
-    ahead: Any = literal_column(
-        "EXISTS (SELECT 1 FROM outbox AS ahead WHERE ahead.channel = outbox.channel"
-        " AND ahead.address = outbox.address AND ahead.id < outbox.id"
-        f" AND ahead.status IN ({statuses}) AND ahead.not_before <= outbox.created_at)")
+    ahead = table.alias("ahead")
+    # Is a pending row to the same address ahead of the one just written? The address comes in
+    # as bound parameters (`ahead_channel`, `ahead_address`, `ahead_at`: the row's own values),
+    # not as references to the new row: SQLite cannot search an index with a RETURNING row's
+    # columns and would walk every pending row by status (a broadcast's thousands, on every
+    # reply). "outbox.id" is the row just written, spelt out because SQLAlchemy renders
+    # RETURNING columns without table names on SQLite.
+    queue_check: Any = exists().where(
+        ahead.c.channel == bindparam("ahead_channel", type_=table.c.channel.type),
+        ahead.c.address == bindparam("ahead_address", type_=table.c.address.type),
+        ahead.c.status.in_([literal_column(f"'{status.value}'") for status in PENDING]),
+        ahead.c.id < literal_column("outbox.id"),
+        ahead.c.not_before <= bindparam("ahead_at", type_=table.c.not_before.type))
     return FastPath(
-        insert_returning_id=insert(table).returning(table.c.id, ahead),
+        insert_returning_id=insert(table).returning(table.c.id, queue_check),
         mark_sent=update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT).values(
             attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
             sent_at=bindparam("at", type_=table.c.sent_at.type),
