@@ -78,22 +78,22 @@ class AssessmentDialog(ChoosesHousehold, Records):
 
     # member
     async def ask_member(self) -> Reply | str:
-        members = await self.ctx.book.members(self._household_id())
-        elders = [(m, p) for m, p in members if m.relation in {"father", "mother"}]
+        members = await self.ctx.book.member_names(self._household_id())
+        elders = [m for m in members if m.relation in {"father", "mother"}]
         if len(elders) <= 1:
             if elders:
-                self.form.member_id, self.form.member_name = elders[0][0].id, elders[0][1].name
+                self.form.member_id, self.form.member_name = elders[0].id, elders[0].name
             return "next"
-        return Reply(self.t("ask_member"), (*(Option(p.name, str(m.id)) for m, p in elders),
+        return Reply(self.t("ask_member"), (*(Option(m.name, str(m.id)) for m in elders),
                                             Option(self.t("whole_family"), WHOLE_FAMILY)))
 
     async def on_member(self, answer: Answer) -> str | Invalid:
         if answer.value == WHOLE_FAMILY:
             self.form.member_id, self.form.member_name = None, self.t("whole_family")
             return "next"
-        for member, person in await self.ctx.book.members(self._household_id()):
+        for member in await self.ctx.book.member_names(self._household_id()):
             if answer.value == str(member.id):
-                self.form.member_id, self.form.member_name = member.id, person.name
+                self.form.member_id, self.form.member_name = member.id, member.name
                 return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 

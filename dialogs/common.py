@@ -8,7 +8,7 @@ from typing import Any
 from dialogs.engine.dialog import Answer, Dialog, Finish, Invalid
 from dialogs.engine.recording import RecordForm
 from dialogs.engine.types import Option, Reply
-from storage.models import Household
+from domain.casebook import HouseholdChoice
 
 MAX_LISTED = 40
 
@@ -37,30 +37,29 @@ class ChoosesHousehold(Dialog):
         book = self.ctx.book
         chosen = self.chosen_id()
         if chosen:
-            household = await book.household(chosen)
-            if household is not None:
-                self._keep_choice(household.id, await book.label(household))
+            picked = await book.household_choice(chosen)
+            if picked is not None:
+                self._keep_choice(picked.id, picked.label)
                 return "next"
             self._keep_choice(None)
-        households = await book.households()
-        if not households:
+        choices = await book.household_choices(MAX_LISTED)
+        if not choices:
             return Finish.with_text(self.ctx.t("common.no_households"))
-        labels = await book.labels(households[:MAX_LISTED])
-        options = tuple(Option(labels[h.id], str(h.id)) for h in households[:MAX_LISTED])
+        options = tuple(Option(choice.label, str(choice.id)) for choice in choices)
         return Reply(self.ctx.t("common.which_household"), options)
 
     async def on_household(self, answer: Answer) -> str | Invalid:
-        household = await self.picked_household(answer)
-        if household is None:
+        picked = await self.picked_household(answer)
+        if picked is None:
             return Invalid(self.ctx.t("common.pick_household"))
-        self._keep_choice(household.id, await self.ctx.book.label(household))
+        self._keep_choice(picked.id, picked.label)
         return "next"
 
-    async def picked_household(self, answer: Answer) -> Household | None:
-        """The household an answer picked, if the sender may see it."""
+    async def picked_household(self, answer: Answer) -> HouseholdChoice | None:
+        """The household an answer picked, with its label, if the sender may see it."""
         if answer.value is None or not answer.value.isdigit():
             return None
-        return await self.ctx.book.household(int(answer.value))
+        return await self.ctx.book.household_choice(int(answer.value))
 
     def _person(self) -> Any:
         assert self.ctx.person is not None

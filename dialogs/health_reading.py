@@ -71,18 +71,18 @@ class HealthReadingDialog(ChoosesHousehold, Records):
 
     # member
     async def ask_member(self) -> Reply | str:
-        members = await self.ctx.book.members(self._household_id())
-        elders = [(m, p) for m, p in members if m.relation in {"father", "mother"}] or members
+        members = await self.ctx.book.member_names(self._household_id())
+        elders = [m for m in members if m.relation in {"father", "mother"}] or members
         if len(elders) <= 1:
             if elders:
-                self.form.member_id, self.form.member_name = elders[0][0].id, elders[0][1].name
+                self.form.member_id, self.form.member_name = elders[0].id, elders[0].name
             return "next"
-        return Reply(self.t("ask_member"), tuple(Option(p.name, str(m.id)) for m, p in elders))
+        return Reply(self.t("ask_member"), tuple(Option(m.name, str(m.id)) for m in elders))
 
     async def on_member(self, answer: Answer) -> str | Invalid:
-        for member, person in await self.ctx.book.members(self._household_id()):
-            if answer.value == str(member.id) or answer.text == person.name:
-                self.form.member_id, self.form.member_name = member.id, person.name
+        for member in await self.ctx.book.member_names(self._household_id()):
+            if answer.value == str(member.id) or answer.text == member.name:
+                self.form.member_id, self.form.member_name = member.id, member.name
                 return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 

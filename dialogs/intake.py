@@ -327,9 +327,9 @@ class Intake(ChoosesHousehold, Records):
 
     async def _members(self) -> list[list[Any]]:
         if self.form.members is None:
-            rows = await self.ctx.book.members(int(self.form.household_id or 0))
-            elders = [(m, p) for m, p in rows if m.relation in {"father", "mother"}] or rows
-            self.form.members = [[m.id, p.name, m.relation] for m, p in elders]
+            rows = await self.ctx.book.member_names(int(self.form.household_id or 0))
+            elders = [m for m in rows if m.relation in {"father", "mother"}] or rows
+            self.form.members = [[m.id, m.name, m.relation] for m in elders]
         return self.form.members
 
     def _relation(self, relation: str) -> str:

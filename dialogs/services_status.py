@@ -74,16 +74,16 @@ class ServicesStatus(ChoosesHousehold, Records):
 
     # member
     async def ask_member(self) -> Reply | str:
-        members = await self.ctx.book.members(self._household_id())
+        members = await self.ctx.book.member_names(self._household_id())
         if len(members) == 1 and not self.form.member_asked:
-            member, person = members[0]
-            self._member(member.id, person.name, member.relation)
+            member = members[0]
+            self._member(member.id, member.name, member.relation)
             return "next"
         if not members:
             self._member(None, "", None)
             return "next"
         return Reply(self.t("ask_member"), tuple(
-            Option(f"{p.name}（{self._relation(m.relation)}）", str(m.id)) for m, p in members))
+            Option(f"{m.name}（{self._relation(m.relation)}）", str(m.id)) for m in members))
 
     def _member(self, member_id: int | None, name: str, relation: str | None) -> None:
         self.form.member_id, self.form.member_name, self.form.relation = member_id, name, relation
@@ -92,9 +92,9 @@ class ServicesStatus(ChoosesHousehold, Records):
         return self.ctx.t(f"families.rel_{relation}") if relation in {"father", "mother", "grandchild"} else relation
 
     async def on_member(self, answer: Answer) -> str | Invalid:
-        for member, person in await self.ctx.book.members(self._household_id()):
-            if answer.value == str(member.id) or answer.text == person.name:
-                self._member(member.id, person.name, member.relation)
+        for member in await self.ctx.book.member_names(self._household_id()):
+            if answer.value == str(member.id) or answer.text == member.name:
+                self._member(member.id, member.name, member.relation)
                 return "next"
         return Invalid(self.ctx.t("engine.invalid_choice"))
 

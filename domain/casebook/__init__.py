@@ -21,8 +21,10 @@ from domain.casebook.care import (
 )
 from domain.casebook.families import FamilyDesk
 from domain.casebook.joining import JoiningDesk
+from storage.queries import HouseholdChoice, MemberName
 
-__all__ = ["AssessmentRecord", "Casebook", "ReadingSaved", "VisitRecord", "VisitSaved"]
+__all__ = ["AssessmentRecord", "Casebook", "HouseholdChoice", "MemberName", "ReadingSaved",
+           "VisitRecord", "VisitSaved"]
 
 
 class Casebook(CareRecords, ActivityDesk, FamilyDesk, JoiningDesk):

@@ -13,13 +13,17 @@ from domain.family_card import CardFacts, card_facts
 from domain.messages import Reply, queue_message
 from domain.services import Services, TaskView
 from storage.audit import record_audit
-from storage.models import Household, HouseholdMember, OutboxMessage, Person
+from storage.models import Household, OutboxMessage, Person
 from storage.queries import (
+    HouseholdChoice,
+    MemberName,
+    household_choice,
+    household_choices,
     household_for,
     household_labels,
     households_for,
     last_contact,
-    members_of,
+    member_names,
 )
 from storage.scope import visible_households
 
@@ -50,15 +54,24 @@ class BookBase:
         """One household if the sender may see it, else None (a forwarded or forged button)."""
         return await household_for(self._session, self._me(), household_id)
 
+    async def household_choices(self, limit: int) -> list[HouseholdChoice]:
+        """The first `limit` households the sender may see, by code, with their labels."""
+        return await household_choices(self._session, self._me(), limit)
+
+    async def household_choice(self, household_id: int) -> HouseholdChoice | None:
+        """One household's label if the sender may see it, else None (a forwarded or forged
+        button); what a question answered by a household needs, without loading it."""
+        return await household_choice(self._session, self._me(), household_id)
+
     async def labels(self, households: list[Household]) -> dict[int, str]:
         return await household_labels(self._session, households)
 
     async def label(self, household: Household) -> str:
         return (await household_labels(self._session, [household]))[household.id]
 
-    async def members(self, household_id: int) -> list[tuple[HouseholdMember, Person]]:
-        """The living members of a household, with their person records."""
-        return await members_of(self._session, household_id)
+    async def member_names(self, household_id: int) -> list[MemberName]:
+        """The living members of a household by name and relation (for "which of them?")."""
+        return await member_names(self._session, household_id)
 
     async def last_contact(self, household_ids: list[int]) -> dict[int, date]:
         return await last_contact(self._session, household_ids)
@@ -76,9 +89,6 @@ class BookBase:
         return invitations.SendWindow.of(self.services)
 
     def _visible_ids(self) -> Select[int]:
-        return visible_households(self._me()).with_only_columns(Household.id)
-
-    def _scope_ids(self) -> Select[int]:
         return visible_households(self._me()).with_only_columns(Household.id)
 
     # ------------------------------------------------------------------ messages and audit

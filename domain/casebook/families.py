@@ -121,13 +121,13 @@ class FamilyDesk(BookBase):
     async def family_message(self, message_id: int) -> FamilyMessage | None:
         """A family's message to a household the sender may see, else None."""
         return await self._session.scalar(select(FamilyMessage).where(
-            FamilyMessage.id == message_id, FamilyMessage.household_id.in_(self._scope_ids())))
+            FamilyMessage.id == message_id, FamilyMessage.household_id.in_(self._visible_ids())))
 
     async def waiting_family_messages(self, limit: int) -> list[tuple[FamilyMessage, str]]:
         """Unanswered messages of the sender's households (escalated first), with the writer's name."""
         rows = await self._session.execute(
             select(FamilyMessage, Person.name).join(Person, Person.id == FamilyMessage.person_id)
-            .where(FamilyMessage.answered_at.is_(None), FamilyMessage.household_id.in_(self._scope_ids()))
+            .where(FamilyMessage.answered_at.is_(None), FamilyMessage.household_id.in_(self._visible_ids()))
             .order_by(FamilyMessage.escalated_at.is_(None), FamilyMessage.received_at).limit(limit))
         return [(m, name) for m, name in rows.all()]
 
