@@ -32,9 +32,10 @@ from storage import outbox
 from storage.base import table_of
 from storage.db import Database
 from storage.models import ChannelAddress, Person, ProcessedInbound
+from storage.prepared import Prepared
 
 log = logging.getLogger("warmline.runner")
-_CLAIM = insert(table_of(ProcessedInbound))
+_CLAIM = Prepared(insert(table_of(ProcessedInbound)), keys=("channel", "inbound_key", "processed_at"))
 
 __all__ = ["Handled", "Runner", "StepOutcome"]
 
@@ -153,8 +154,8 @@ class Runner:
         concurrent copy.
         """
         if inbound.message_id:
-            await session.execute(_CLAIM, {"channel": inbound.channel, "inbound_key": inbound.message_id,
-                                           "processed_at": self.services.now()})
+            await _CLAIM.run(session, {"channel": inbound.channel, "inbound_key": inbound.message_id,
+                                       "processed_at": self.services.now()})
 
     async def _step(self, session: AsyncSession, inbound: Inbound) -> StepOutcome:
         person, row = await sessions.open_session(session, inbound, self.services.now())

@@ -24,6 +24,7 @@ from dialogs.engine.context import new_token
 from dialogs.engine.types import Inbound, Option, Reply
 from storage.base import table_of
 from storage.models import ChannelAddress, DialogSession, Person
+from storage.prepared import Prepared
 
 # `last_inbound_at` picks a person's most recently used address; a minute is precise enough,
 # and not rewriting the address row on every step saves an UPDATE per step.
@@ -57,10 +58,13 @@ class SessionRow:
 _SENDER = (select(Person, ChannelAddress.id, ChannelAddress.last_inbound_at, ChannelAddress.display_name)
            .join(ChannelAddress, Person.id == ChannelAddress.person_id)
            .where(ChannelAddress.channel == bindparam("channel"), ChannelAddress.address == bindparam("address")))
-_SEEN = (update(ChannelAddress).where(ChannelAddress.id == bindparam("address_id"))
-         .values(last_inbound_at=bindparam("seen")))
-_NAMED = (update(ChannelAddress).where(ChannelAddress.id == bindparam("address_id"))
-          .values(display_name=bindparam("name")))
+_ADDRESSES = table_of(ChannelAddress)
+_SEEN = Prepared(update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("address_id"))
+                 .values(last_inbound_at=bindparam("seen", type_=_ADDRESSES.c.last_inbound_at.type)),
+                 keys=("address_id", "seen"))
+_NAMED = Prepared(update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("address_id"))
+                  .values(display_name=bindparam("name", type_=_ADDRESSES.c.display_name.type)),
+                  keys=("address_id", "name"))
 _ROW = select(*(_T.c[name] for name in _COLUMNS)).where(
     _T.c.channel == bindparam("channel"), _T.c.address == bindparam("address"))
 _ROW_LOCKED = _ROW.with_for_update()
@@ -72,8 +76,9 @@ _BOTH = (select(*(_T.c[name] for name in _COLUMNS), ChannelAddress.id, ChannelAd
          .outerjoin(Person, Person.id == ChannelAddress.person_id)
          .where(_T.c.channel == bindparam("channel"), _T.c.address == bindparam("address")))
 _BOTH_LOCKED = _BOTH.with_for_update(of=_T)
-_INSERT = insert(_T).returning(_T.c.id)
-_UPDATE = update(_T).where(_T.c.id == bindparam("row_id"))
+_WRITTEN = tuple(name for name in _COLUMNS if name != "id")
+_INSERT = Prepared(insert(_T).returning(_T.c.id), keys=("channel", "address", *_WRITTEN))
+_UPDATE = Prepared(update(_T).where(_T.c.id == bindparam("row_id")), keys=("row_id", *_WRITTEN))
 
 
 async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) -> Person | None:
@@ -89,9 +94,9 @@ async def _seen(session: AsyncSession, inbound: Inbound, now: datetime, person: 
     if person is None or address_id is None:
         return None
     if seen is None or not (now - SEEN_PRECISION < seen <= now):
-        await session.execute(_SEEN, {"address_id": address_id, "seen": now})
+        await _SEEN.run(session, {"address_id": address_id, "seen": now})
     if inbound.display_name and not name:
-        await session.execute(_NAMED, {"address_id": address_id, "name": inbound.display_name[:100]})
+        await _NAMED.run(session, {"address_id": address_id, "name": inbound.display_name[:100]})
     return person if person.active else None
 
 
@@ -131,12 +136,11 @@ async def open_session(session: AsyncSession, inbound: Inbound,
 
 async def save_session(session: AsyncSession, row: SessionRow) -> None:
     """Write the row back (a new one gets its id: the step's reply keys use it)."""
-    values = {name: getattr(row, name) for name in _COLUMNS if name != "id"}
+    values = {name: getattr(row, name) for name in _WRITTEN}
     if row.id is None:
-        row.id = (await session.execute(_INSERT, {"channel": row.channel, "address": row.address,
-                                                  **values})).scalar_one()
+        (row.id,), = await _INSERT.rows(session, {"channel": row.channel, "address": row.address, **values})
     else:
-        await session.execute(_UPDATE, {"row_id": row.id, **values})
+        await _UPDATE.run(session, {"row_id": row.id, **values})
 
 
 def options_data(question: Reply) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from storage.models import (
     OutboxMessage,
     OutboxStatus,
 )
+from storage.prepared import Prepared
 
 UNROUTED = "none"  # the channel of a message whose person has no address yet
 SMS = "sms"  # text messages to a basic phone: templates only, for families with no chat app
@@ -71,8 +72,14 @@ class FastPath:
     """The statements of every step's fast path, built once: building a statement costs more
     than running the cached, compiled one."""
 
-    insert_returning_id: Any  # and whether a pending row to the same address is ahead of it
-    mark_sent: Any
+    insert_returning_id: Prepared  # and whether a pending row to the same address is ahead of it
+    mark_sent: Prepared
+
+
+# the columns `writing._values` gives every new row
+FAST_PATH_COLUMNS = ("idempotency_key", "channel", "address", "person_id", "kind", "payload", "priority",
+                     "created_at", "not_before", "next_attempt_at", "expires_at", "status", "claimed_by",
+                     "claimed_at", "last_error")
 
 
 @cache
@@ -92,11 +99,14 @@ def fast_path() -> FastPath:
         ahead.c.id < literal_column("outbox.id"),
         ahead.c.not_before <= bindparam("ahead_at", type_=table.c.not_before.type))
     return FastPath(
-        insert_returning_id=insert(table).returning(table.c.id, queue_check),
-        mark_sent=update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT).values(
-            attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
-            sent_at=bindparam("at", type_=table.c.sent_at.type),
-            platform_message_id=func.coalesce(bindparam("platform_id", type_=table.c.platform_message_id.type),
-                                              table.c.platform_message_id),
-            last_error=None, claimed_by=None, claimed_at=None),
+        insert_returning_id=Prepared(insert(table).returning(table.c.id, queue_check),
+                                     keys=(*FAST_PATH_COLUMNS, "ahead_channel", "ahead_address", "ahead_at")),
+        mark_sent=Prepared(update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT)
+                           .values(attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
+                                   sent_at=bindparam("at", type_=table.c.sent_at.type),
+                                   platform_message_id=func.coalesce(
+                                       bindparam("platform_id", type_=table.c.platform_message_id.type),
+                                       table.c.platform_message_id),
+                                   last_error=None, claimed_by=None, claimed_at=None),
+                           keys=("row_id", "at", "platform_id")),
     )

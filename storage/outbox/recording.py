@@ -24,8 +24,8 @@ from storage.outbox.common import (
 async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str | None, datetime]]) -> None:
     """`record_sent` for rows delivered, by id, with no ORM objects (it runs after every step).
     A row already recorded as sent is left as it is."""
-    await session.execute(fast_path().mark_sent, [{"row_id": row_id, "platform_id": platform_id, "at": at}
-                                      for row_id, platform_id, at in sent])
+    await fast_path().mark_sent.run_many(session, [{"row_id": row_id, "platform_id": platform_id, "at": at}
+                                                   for row_id, platform_id, at in sent])
 
 
 def record_sent(row: OutboxMessage, now: datetime, platform_message_id: str | None = None) -> None:

@@ -102,7 +102,7 @@ async def enqueue_claimed(session: AsyncSession, *, kind: str, recipient: Recipi
         values = _values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
                          claimed_by=claimer)
         values.update(ahead_channel=recipient.channel, ahead_address=recipient.address, ahead_at=now)
-        row_id, ahead = (await session.execute(statement, values)).one()
+        (row_id, ahead), = await statement.rows(session, values)
         clear = clear and (bool(ids) or not ahead)  # later rows have ours ahead of them
         ids.append(int(row_id))
     return ids, clear and bool(ids)
