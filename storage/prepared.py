@@ -24,8 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql import ClauseElement, ColumnElement
 
 Processor = Callable[[Any], Any] | None
 
@@ -44,7 +43,7 @@ class _Compiled:
     sql: str
     order: tuple[str, ...] | None  # parameter names in order (positional styles); None: by name
     binds: Callable[[Mapping[str, Any]], dict[str, Any]]  # SQLAlchemy's own: values, defaults
-    processors: dict[str, Processor]
+    processors: dict[str, Callable[[Any], Any]]  # only the parameters that have one
     defaults: tuple[tuple[str, Any], ...]  # INSERT columns filled by their Python-side default
     results: tuple[Processor, ...]
 
@@ -56,7 +55,7 @@ class Prepared:
     columns it writes (as `session.execute(statement, params)` would infer from the first call).
     """
 
-    def __init__(self, statement: Executable, keys: Sequence[str] = ()) -> None:
+    def __init__(self, statement: ClauseElement, keys: Sequence[str] = ()) -> None:
         self.statement = statement
         self.keys = tuple(keys)
         self._compiled: dict[str, _Compiled] = {}
@@ -66,8 +65,8 @@ class Prepared:
         sql = compiled.string
         if "POSTCOMPILE" in sql:
             raise ValueError("a prepared statement takes plain bound parameters only")
-        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                      for bind, name in compiled.bind_names.items()}
+        processors = {name: processor for bind, name in compiled.bind_names.items()
+                      if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
         defaults = tuple((column.key, column.default.arg) for column in compiled.insert_prefetch)
         if compiled.update_prefetch:
             raise ValueError("a prepared UPDATE must set every column that has an onupdate")
@@ -91,9 +90,9 @@ class Prepared:
         values = plan.binds(params)
         processors = plan.processors
         if plan.order is not None:
-            return [processors[name](values[name]) if processors.get(name) else values[name]
+            return [processors[name](values[name]) if name in processors else values[name]
                     for name in plan.order]
-        return {name: processors[name](value) if processors.get(name) else value
+        return {name: processors[name](value) if name in processors else value
                 for name, value in values.items()}
 
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
