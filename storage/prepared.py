@@ -42,7 +42,7 @@ def statements_run() -> int:
 class _Compiled:
     sql: str
     order: tuple[str, ...] | None  # parameter names in order (positional styles); None: by name
-    binds: Callable[[Mapping[str, Any]], dict[str, Any]]  # SQLAlchemy's own: values, defaults
+    fixed: dict[str, Any]  # values bound by the statement itself
     processors: dict[str, Callable[[Any], Any]]  # only the parameters that have one
     defaults: tuple[tuple[str, Any], ...]  # INSERT columns filled by their Python-side default
     results: tuple[Processor, ...]
@@ -74,7 +74,11 @@ class Prepared:
         results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
                         for column in columns)
         order = tuple(compiled.positiontup) if compiled.positional else None
-        return _Compiled(sql, order, compiled.construct_params, processors, defaults, results)
+        # the values SQLAlchemy binds itself (literals in the statement, None for a NULL set):
+        # the same on every call, so worked out once; each call's parameters go over them
+        fixed = {name: value for name, value in compiled.construct_params(_check=False).items()
+                 if name not in self.keys}
+        return _Compiled(sql, order, fixed, processors, defaults, results)
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
@@ -87,7 +91,7 @@ class Prepared:
             params = dict(params)
             for key, default in plan.defaults:
                 params[key] = default(None) if callable(default) else default
-        values = plan.binds(params)
+        values = {**plan.fixed, **params}
         processors = plan.processors
         if plan.order is not None:
             return [processors[name](values[name]) if name in processors else values[name]
