@@ -24,8 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql import ClauseElement, ColumnElement
 
 Processor = Callable[[Any], Any] | None
 
@@ -43,8 +42,8 @@ def statements_run() -> int:
 class _Compiled:
     sql: str
     order: tuple[str, ...] | None  # parameter names in order (positional styles); None: by name
-    binds: Callable[[Mapping[str, Any]], dict[str, Any]]  # SQLAlchemy's own: values, defaults
-    processors: dict[str, Processor]
+    fixed: dict[str, Any]  # values bound by the statement itself
+    processors: dict[str, Callable[[Any], Any]]  # only the parameters that have one
     defaults: tuple[tuple[str, Any], ...]  # INSERT columns filled by their Python-side default
     results: tuple[Processor, ...]
 
@@ -56,7 +55,7 @@ class Prepared:
     columns it writes (as `session.execute(statement, params)` would infer from the first call).
     """
 
-    def __init__(self, statement: Executable, keys: Sequence[str] = ()) -> None:
+    def __init__(self, statement: ClauseElement, keys: Sequence[str] = ()) -> None:
         self.statement = statement
         self.keys = tuple(keys)
         self._compiled: dict[str, _Compiled] = {}
@@ -66,8 +65,8 @@ class Prepared:
         sql = compiled.string
         if "POSTCOMPILE" in sql:
             raise ValueError("a prepared statement takes plain bound parameters only")
-        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                      for bind, name in compiled.bind_names.items()}
+        processors = {name: processor for bind, name in compiled.bind_names.items()
+                      if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
         defaults = tuple((column.key, column.default.arg) for column in compiled.insert_prefetch)
         if compiled.update_prefetch:
             raise ValueError("a prepared UPDATE must set every column that has an onupdate")
@@ -75,7 +74,11 @@ class Prepared:
         results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
                         for column in columns)
         order = tuple(compiled.positiontup) if compiled.positional else None
-        return _Compiled(sql, order, compiled.construct_params, processors, defaults, results)
+        # the values SQLAlchemy binds itself (literals in the statement, None for a NULL set):
+        # the same on every call, so worked out once; each call's parameters go over them
+        fixed = {name: value for name, value in compiled.construct_params(_check=False).items()
+                 if name not in self.keys}
+        return _Compiled(sql, order, fixed, processors, defaults, results)
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
@@ -88,12 +91,12 @@ class Prepared:
             params = dict(params)
             for key, default in plan.defaults:
                 params[key] = default(None) if callable(default) else default
-        values = plan.binds(params)
+        values = {**plan.fixed, **params}
         processors = plan.processors
         if plan.order is not None:
-            return [processors[name](values[name]) if processors.get(name) else values[name]
+            return [processors[name](values[name]) if name in processors else values[name]
                     for name in plan.order]
-        return {name: processors[name](value) if processors.get(name) else value
+        return {name: processors[name](value) if name in processors else value
                 for name, value in values.items()}
 
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:

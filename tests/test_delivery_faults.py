@@ -494,6 +494,28 @@ async def test_a_reply_written_during_a_big_broadcast_looks_only_at_its_own_chat
     assert busy < quiet * 2, (quiet, busy)
 
 
+async def test_replies_to_many_chats_at_once_are_each_recorded_before_their_step_ends(
+        app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
+    """Thirty chats answered at once: every reply is sent once and recorded as sent by the time
+    its own delivery returns (so the chat's next reply finds nothing pending ahead), and the
+    records share transactions instead of one each."""
+    from storage.prepared import statements_run
+
+    replies = [await reply_row(app, "fake", f"elder-{n}", f"第{n}条", clock.now()) for n in range(30)]
+    recorded_when_done: list[bool] = []
+
+    async def deliver(reply: Outgoing) -> None:
+        results = await deliver_now(app.db, sender, [reply], app.services.now)
+        assert [r.ok for r in results] == [True]
+        recorded_when_done.append(statuses(app.db, [reply.outbox_id]) == {OutboxStatus.SENT: 1})
+
+    before = statements_run()
+    await asyncio.gather(*(deliver(r) for r in replies))
+    assert recorded_when_done == [True] * 30
+    assert all(platform.texts_to(f"elder-{n}") == [f"第{n}条"] for n in range(30))
+    assert statements_run() - before < 30, "each reply was recorded in its own statement"
+
+
 async def test_the_fast_path_sends_what_was_queued_earlier_first(
         app: App, clock: FixedClock, platform: FakePlatform, sender: FakePlatformSender) -> None:
     """A reminder queued a moment ago reaches the person before the answer to what they typed."""

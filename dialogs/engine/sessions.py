@@ -13,12 +13,15 @@ when it expires.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from dialogs.engine.context import new_token
 from dialogs.engine.types import Inbound, Option, Reply
@@ -68,14 +71,18 @@ _NAMED = Prepared(update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("address
 _ROW = select(*(_T.c[name] for name in _COLUMNS)).where(
     _T.c.channel == bindparam("channel"), _T.c.address == bindparam("address"))
 _ROW_LOCKED = _ROW.with_for_update()
-# The usual step (someone who has talked before): their session row and who they are, at once.
-_BOTH = (select(*(_T.c[name] for name in _COLUMNS), ChannelAddress.id, ChannelAddress.last_inbound_at,
-                ChannelAddress.display_name, Person)
+# The usual step (someone who has talked before): their session row, their address and who
+# they are, at once, as plain columns (the person becomes an ORM object without a second query).
+_PEOPLE = table_of(Person)
+_PERSON_KEYS = tuple(column.key for column in _PEOPLE.c)
+_BOTH = (select(*(_T.c[name] for name in _COLUMNS), _ADDRESSES.c.id, _ADDRESSES.c.last_inbound_at,
+                _ADDRESSES.c.display_name, *_PEOPLE.c)
          .select_from(_T)
-         .outerjoin(ChannelAddress, and_(ChannelAddress.channel == _T.c.channel, ChannelAddress.address == _T.c.address))
-         .outerjoin(Person, Person.id == ChannelAddress.person_id)
+         .outerjoin(_ADDRESSES, and_(_ADDRESSES.c.channel == _T.c.channel, _ADDRESSES.c.address == _T.c.address))
+         .outerjoin(_PEOPLE, _PEOPLE.c.id == _ADDRESSES.c.person_id)
          .where(_T.c.channel == bindparam("channel"), _T.c.address == bindparam("address")))
-_BOTH_LOCKED = _BOTH.with_for_update(of=_T)
+_READ_BOTH = Prepared(_BOTH, keys=("channel", "address"))
+_READ_BOTH_LOCKED = Prepared(_BOTH.with_for_update(of=_T), keys=("channel", "address"))
 _WRITTEN = tuple(name for name in _COLUMNS if name != "id")
 _INSERT = Prepared(insert(_T).returning(_T.c.id), keys=("channel", "address", *_WRITTEN))
 _UPDATE = Prepared(update(_T).where(_T.c.id == bindparam("row_id")), keys=("row_id", *_WRITTEN))
@@ -98,6 +105,21 @@ async def _seen(session: AsyncSession, inbound: Inbound, now: datetime, person: 
     if inbound.display_name and not name:
         await _NAMED.run(session, {"address_id": address_id, "name": inbound.display_name[:100]})
     return person if person.active else None
+
+
+def _attached(session: AsyncSession, columns: Sequence[Any]) -> Person | None:
+    """The person read as plain columns, as the session's own persistent object (as if loaded
+    by a query: nothing to write back), or the one it already holds."""
+    values = dict(zip(_PERSON_KEYS, columns, strict=True))
+    if values["id"] is None:
+        return None
+    held = session.identity_map.get(identity_key(Person, values["id"]))
+    if isinstance(held, Person):
+        return held
+    person = Person(**values)
+    make_transient_to_detached(person)
+    session.add(person)
+    return person
 
 
 async def load_session(session: AsyncSession, channel: str, address: str,
@@ -123,10 +145,11 @@ async def open_session(session: AsyncSession, inbound: Inbound,
     """The sender and their session row (locked for this step; a new one for a new address)."""
     keys = {"channel": inbound.channel, "address": inbound.address}
     with session.no_autoflush:
-        found = (await session.execute(_BOTH_LOCKED if _locking(session, True) else _BOTH, keys)).first()
+        found = await (_READ_BOTH_LOCKED if _locking(session, True) else _READ_BOTH).first(session, keys)
         if found is not None:
             row = _row(inbound.channel, inbound.address, found)
-            person = await _seen(session, inbound, now, found[-1], *found[len(_COLUMNS):-1])
+            address = found[len(_COLUMNS):len(_COLUMNS) + 3]
+            person = await _seen(session, inbound, now, _attached(session, found[len(_COLUMNS) + 3:]), *address)
         else:  # someone's first message: no session row yet
             person = await find_sender(session, inbound, now)
             row = SessionRow(inbound.channel, inbound.address)
