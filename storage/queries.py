@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,10 @@ from storage.models import (
     Village,
     Visit,
 )
+from storage.prepared import Prepared
 from storage.scope import in_scope, scope_params
+
+_S = TypeVar("_S")
 
 PARENTS = ("father", "mother")
 
@@ -74,14 +77,15 @@ def _choices(role: str, *, one: bool) -> Select[Any]:
             .order_by(chosen.c.code, _members.c.id))
 
 
-_LIST = {role.value: _choices(role, one=False) for role in Role}
-_ONE = {role.value: _choices(role, one=True) for role in Role}
+_SCOPE_KEYS = tuple(scope_params(Person()))
+_LIST = {role.value: Prepared(_choices(role, one=False), keys=(*_SCOPE_KEYS, "limit")) for role in Role}
+_ONE = {role.value: Prepared(_choices(role, one=True), keys=(*_SCOPE_KEYS, "household_id")) for role in Role}
 _ENTITIES = {role.value: select(Household).where(in_scope(role)).order_by(Household.code) for role in Role}
 _ENTITY = {role.value: select(Household).where(in_scope(role), Household.id == bindparam("household_id"))
            for role in Role}
 
 
-def _statement(statements: dict[str, Select[Any]], person: Person) -> Select[Any] | None:
+def _statement(statements: dict[str, _S], person: Person) -> _S | None:
     return statements.get(person.role)  # None: a role that sees no household
 
 
@@ -102,7 +106,7 @@ async def household_choices(session: AsyncSession, person: Person, limit: int) -
     statement = _statement(_LIST, person)
     if statement is None:
         return []
-    return _grouped(await session.execute(statement, {**scope_params(person), "limit": limit}))
+    return _grouped(await statement.rows(session, {**scope_params(person), "limit": limit}))
 
 
 async def household_choice(session: AsyncSession, person: Person, household_id: int) -> HouseholdChoice | None:
@@ -110,7 +114,7 @@ async def household_choice(session: AsyncSession, person: Person, household_id: 
     statement = _statement(_ONE, person)
     if statement is None:
         return None
-    rows = await session.execute(statement, {**scope_params(person), "household_id": household_id})
+    rows = await statement.rows(session, {**scope_params(person), "household_id": household_id})
     found = _grouped(rows)
     return found[0] if found else None
 
@@ -180,13 +184,13 @@ async def members_of(session: AsyncSession, household_id: int) -> list[tuple[Hou
     return [(member, person) for member, person in rows.all()]
 
 
-_MEMBER_NAMES = (select(_members.c.id, _members.c.relation, _people.c.name)
+_MEMBER_NAMES = Prepared(select(_members.c.id, _members.c.relation, _people.c.name)
                  .join(_people, _people.c.id == _members.c.person_id)
                  .where(_members.c.household_id == bindparam("household_id"), _members.c.alive.is_(True))
-                 .order_by(_members.c.id))
+                 .order_by(_members.c.id), keys=("household_id",))
 
 
 async def member_names(session: AsyncSession, household_id: int) -> list[MemberName]:
     """The living members of a household (membership id, relation, name), in order."""
-    rows = await session.execute(_MEMBER_NAMES, {"household_id": household_id})
+    rows = await _MEMBER_NAMES.rows(session, {"household_id": household_id})
     return [MemberName(mid, relation, name) for mid, relation, name in rows]

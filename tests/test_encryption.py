@@ -38,6 +38,12 @@ async def test_free_text_is_encrypted_at_rest(volunteer: Chat, db_url: str) -> N
         assert child is not None and child.name == "王小军"
 
 
+async def test_a_readings_advice_is_encrypted_at_rest(volunteer: Chat, db_url: str) -> None:
+    await volunteer.script("健康数据", "2", "128/83", "少吃咸的，按时服药", "保存")
+    stored = raw(db_url, "SELECT advice FROM health_readings WHERE systolic = 128 AND diastolic = 83")
+    assert len(stored) == 1 and stored[0][0].startswith("enc2:") and "服药" not in stored[0][0]
+
+
 def test_a_sqlite_database_gets_a_private_key_file(tmp_path: Path) -> None:
     db = tmp_path / "county.db"
     settings = load_settings(db=str(db), env={})
