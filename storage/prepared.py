@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, ColumnElement
 
 Processor = Callable[[Any], Any] | None
@@ -177,10 +178,14 @@ async def driver_connection(session: AsyncSession) -> Any:
     remembered = session.info.get("_driver")
     if transaction is not None and remembered is not None and remembered[0] is transaction:
         return remembered[1]
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
+    raw = await session.run_sync(_driver_of)
     session.info["_driver"] = (session.sync_session.get_transaction(), raw)
     return raw
+
+
+def _driver_of(session: Session) -> Any:
+    """(In SQLAlchemy's greenlet: one hop for the connection and the driver's connection.)"""
+    return session.connection().connection.driver_connection
 
 
 async def _connection_and_plan(session: AsyncSession, prepared: Prepared) -> tuple[Any, _Compiled, Dialect]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bot.app import build_app
+from bot.app import App, build_app
 from bot.config import load_settings
 from dialogs.engine.types import Inbound
 from dialogs.services import FixedClock
@@ -196,3 +196,35 @@ async def test_a_number_answers_the_latest_pushed_message(volunteer: Chat, clock
     clock.advance(minutes=1)
     reply = await volunteer.say("1")
     assert "给哪位老人测的" in reply and "赵国庆" in reply  # reading dialog, household already chosen
+
+
+async def test_many_chats_stepping_at_once_reuse_the_database_connections(app: App) -> None:
+    """Strangers in forty chats write at once, twelve steps at a time (the default bound):
+    every one is answered, and the second wave opens no new database connection (a new
+    PostgreSQL connection is a new server process; the pool must hold what the steps use)."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from bot.channels.dispatch import KeyedDispatcher
+
+    dispatcher = KeyedDispatcher(12)
+    opened = [0]
+
+    def count(*_args: object) -> None:
+        opened[0] += 1
+
+    async def wave(start: int) -> list[int]:
+        jobs = [dispatcher.submit(f"chat-{n}", lambda n=n: app.runner.handle(
+            Inbound("console", f"chat-{n}", text="你好", message_id=f"m{start}-{n}")))
+            for n in range(start, start + 40)]
+        return [len(await job) for job in jobs]
+
+    assert min(await wave(0)) >= 1
+    event.listen(app.db.async_engine.sync_engine, "connect", count)
+    try:
+        assert min(await wave(100)) >= 1
+    finally:
+        event.remove(app.db.async_engine.sync_engine, "connect", count)
+    await asyncio.sleep(0)
+    assert opened[0] == 0
