@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -74,9 +74,18 @@ async def reach_of(session: AsyncSession, person_id: int) -> str | None:
     return f"{SMS}:{address.address}" if address.channel == SMS else address.channel
 
 
-async def _last(session: AsyncSession, household_id: int, kinds: tuple[str, ...]) -> date | None:
-    return await session.scalar(select(func.max(Visit.visited_on)).where(
-        Visit.household_id == household_id, Visit.kind.in_(kinds), Visit.outcome == VisitOutcome.DONE))
+def _latest(kinds: tuple[str, ...]) -> Any:
+    return func.max(case((Visit.kind.in_(kinds), Visit.visited_on)))
+
+
+# the last call, home visit and contact of any kind that happened: one statement, built once
+_LAST_CONTACTS = select(_latest(CALLS), _latest((VisitKind.HOME,)), _latest(tuple(VisitKind))).where(
+    Visit.household_id == bindparam("household_id"), Visit.outcome == VisitOutcome.DONE)
+
+
+async def _last_contacts(session: AsyncSession, household_id: int) -> tuple[date | None, ...]:
+    row = (await session.execute(_LAST_CONTACTS, {"household_id": household_id})).one()
+    return tuple(row)
 
 
 async def _readings(session: AsyncSession, household_id: int,
@@ -95,11 +104,12 @@ async def card_facts(session: AsyncSession, household: Household) -> CardFacts:
                                         .order_by(Assessment.assessed_on.desc()).limit(ASSESSMENTS_SHOWN)))
     assessments = [(row, await previous_assessment(session, hid, row.member_id, before_id=row.id))
                    for row in latest]
+    last_call, last_home_visit, last_contact = await _last_contacts(session, hid)
     return CardFacts(
         members=members,
-        last_call=await _last(session, hid, CALLS),
-        last_home_visit=await _last(session, hid, (VisitKind.HOME,)),
-        last_contact=await _last(session, hid, tuple(VisitKind)),
+        last_call=last_call,
+        last_home_visit=last_home_visit,
+        last_contact=last_contact,
         last_attempt=await session.scalar(
             select(Visit).where(Visit.household_id == hid, Visit.outcome != VisitOutcome.DONE)
             .order_by(Visit.visited_on.desc(), Visit.id.desc()).limit(1)),
