@@ -191,11 +191,18 @@ def _pg_connect_args(url: str) -> dict[str, Any]:
 
 
 # The running bot's PostgreSQL connections. Steps run side by side ([core] max_concurrent_steps
-# per channel, 12 by default) beside the delivery worker and the fast path's records: with
+# per channel) beside the delivery worker, the fast path's records and the heartbeat: with
 # SQLAlchemy's default pool of 5 (+10 overflow) every connection past the fifth was closed when
 # given back and opened again for the next step — a new server process each time, measured as
-# about 7% of the bot's CPU end to end. 20 stay open; 10 more may open under a burst.
-ASYNC_POOL: dict[str, Any] = {"pool_size": 20, "max_overflow": 10}
+# about 7% of the bot's CPU end to end. The pool keeps one connection per concurrent step and
+# `POOL_SPARE` more open, and may open as many again under a burst (several channels at once).
+POOL_SPARE = 8
+DEFAULT_STEPS = 12
+
+
+def async_pool(concurrent_steps: int | None) -> dict[str, Any]:
+    steps = max(1, concurrent_steps or DEFAULT_STEPS)
+    return {"pool_size": steps + POOL_SPARE, "max_overflow": steps}
 
 
 def make_sync_engine(url: str) -> Engine:
@@ -206,7 +213,7 @@ def make_sync_engine(url: str) -> Engine:
     return engine
 
 
-def make_async_engine(url: str) -> AsyncEngine:
+def make_async_engine(url: str, concurrent_steps: int | None = None) -> AsyncEngine:
     prepare(url)
     file = sqlite_file(url)
     if file is not None:  # calls run inline on the loop (see _InlineSQLite)
@@ -214,7 +221,7 @@ def make_async_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_async_pragmas)
         return engine
     engine = create_async_engine(async_url(url), connect_args=_pg_connect_args(url),
-                                 **({} if is_sqlite(url) else ASYNC_POOL))
+                                 **({} if is_sqlite(url) else async_pool(concurrent_steps)))
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -223,9 +230,11 @@ def make_async_engine(url: str) -> AsyncEngine:
 class Database:
     """The one database of a process: engines made lazily, sessions handed out as units of work."""
 
-    def __init__(self, url: str | None = None, keyring: KeyRing | None = None) -> None:
+    def __init__(self, url: str | None = None, keyring: KeyRing | None = None,
+                 concurrent_steps: int | None = None) -> None:
         self.url = resolve_url(url)
         self.keyring = keyring
+        self.concurrent_steps = concurrent_steps  # sizes the async pool (PostgreSQL)
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._sync_factory: sessionmaker[Session] | None = None
@@ -242,7 +251,7 @@ class Database:
     @property
     def async_engine(self) -> AsyncEngine:
         if self._async is None:
-            self._async = make_async_engine(self.url)
+            self._async = make_async_engine(self.url, self.concurrent_steps)
             setattr(self._async.sync_engine.dialect, KEYRING_ATTR, self.keyring)
             self._async_factory = async_sessionmaker(self._async, expire_on_commit=False)
         return self._async
