@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 
 from bot.care.hard_days import CareHardDays
+from bot.channels.dispatch import max_concurrent_steps
 from bot.config import Settings
 from dialogs.engine.flood import FloodGuard
 from dialogs.engine.runner import Runner
@@ -114,7 +115,8 @@ def outreach_policy(settings: Settings) -> OutreachPolicy:
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> App:
-    db = Database(settings.database_url, keyring=settings.keyring())
+    db = Database(settings.database_url, keyring=settings.keyring(),
+                  concurrent_steps=max_concurrent_steps(settings))
     services = build_services(settings, clock)
     flood = FloodGuard.from_section(settings.section("core"))
     return App(settings=settings, db=db, services=services,

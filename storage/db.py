@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -161,21 +161,48 @@ def prepare(url: str) -> None:
         create_private_file(file)
 
 
+PREPARE_ENV = "WARMLINE_PG_PREPARE_THRESHOLD"
+PREPARE_THRESHOLD = 5  # psycopg's own default
+
+
+def prepare_threshold(env: Mapping[str, str] | None = None) -> int | None:
+    """After how many uses psycopg prepares a statement on the server; None: never.
+
+    Prepared, the server plans a step's statements once per connection instead of on every
+    message: measured end to end (benchmarks/telegram_e2e.py, PostgreSQL), the server used 2.5
+    times less CPU (1,467 against 3,687 ticks for the same run) and the bot answered more steps
+    per second. `WARMLINE_PG_PREPARE_THRESHOLD=off` turns it off for a PgBouncer older than 1.21
+    in transaction mode (newer ones need `max_prepared_statements` set)."""
+    value = (os.environ if env is None else env).get(PREPARE_ENV, "").strip().lower()
+    if not value:
+        return PREPARE_THRESHOLD
+    if value in ("off", "none", "never"):
+        return None
+    try:
+        return max(0, int(value))
+    except ValueError as exc:
+        raise ValueError(f"{PREPARE_ENV} must be a number of uses or 'off', not {value!r}") from exc
+
+
 def _pg_connect_args(url: str) -> dict[str, Any]:
-    """No server-side prepared statements: psycopg prepares a statement on each connection after
-    its fifth use, which costs a round trip per connection and statement and was slower for the
-    short statements of a step (a one-insert transaction: 1.0 instead of 1.4 ms of wall time,
-    0.46 instead of 0.52 ms of CPU), and it breaks behind a transaction-pooling PgBouncer, a
-    common way to share a province's server."""
-    return {"prepare_threshold": None} if make_url(url).get_backend_name() == "postgresql" else {}
+    if make_url(url).get_backend_name() != "postgresql":
+        return {}
+    return {"prepare_threshold": prepare_threshold()}
 
 
 # The running bot's PostgreSQL connections. Steps run side by side ([core] max_concurrent_steps
-# per channel, 12 by default) beside the delivery worker and the fast path's records: with
+# per channel) beside the delivery worker, the fast path's records and the heartbeat: with
 # SQLAlchemy's default pool of 5 (+10 overflow) every connection past the fifth was closed when
 # given back and opened again for the next step — a new server process each time, measured as
-# about 7% of the bot's CPU end to end. 20 stay open; 10 more may open under a burst.
-ASYNC_POOL: dict[str, Any] = {"pool_size": 20, "max_overflow": 10}
+# about 7% of the bot's CPU end to end. The pool keeps one connection per concurrent step and
+# `POOL_SPARE` more open, and may open as many again under a burst (several channels at once).
+POOL_SPARE = 8
+DEFAULT_STEPS = 12
+
+
+def async_pool(concurrent_steps: int | None) -> dict[str, Any]:
+    steps = max(1, concurrent_steps or DEFAULT_STEPS)
+    return {"pool_size": steps + POOL_SPARE, "max_overflow": steps}
 
 
 def make_sync_engine(url: str) -> Engine:
@@ -186,7 +213,7 @@ def make_sync_engine(url: str) -> Engine:
     return engine
 
 
-def make_async_engine(url: str) -> AsyncEngine:
+def make_async_engine(url: str, concurrent_steps: int | None = None) -> AsyncEngine:
     prepare(url)
     file = sqlite_file(url)
     if file is not None:  # calls run inline on the loop (see _InlineSQLite)
@@ -194,7 +221,7 @@ def make_async_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_async_pragmas)
         return engine
     engine = create_async_engine(async_url(url), connect_args=_pg_connect_args(url),
-                                 **({} if is_sqlite(url) else ASYNC_POOL))
+                                 **({} if is_sqlite(url) else async_pool(concurrent_steps)))
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -203,9 +230,11 @@ def make_async_engine(url: str) -> AsyncEngine:
 class Database:
     """The one database of a process: engines made lazily, sessions handed out as units of work."""
 
-    def __init__(self, url: str | None = None, keyring: KeyRing | None = None) -> None:
+    def __init__(self, url: str | None = None, keyring: KeyRing | None = None,
+                 concurrent_steps: int | None = None) -> None:
         self.url = resolve_url(url)
         self.keyring = keyring
+        self.concurrent_steps = concurrent_steps  # sizes the async pool (PostgreSQL)
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._sync_factory: sessionmaker[Session] | None = None
@@ -222,7 +251,7 @@ class Database:
     @property
     def async_engine(self) -> AsyncEngine:
         if self._async is None:
-            self._async = make_async_engine(self.url)
+            self._async = make_async_engine(self.url, self.concurrent_steps)
             setattr(self._async.sync_engine.dialect, KEYRING_ATTR, self.keyring)
             self._async_factory = async_sessionmaker(self._async, expire_on_commit=False)
         return self._async

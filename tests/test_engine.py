@@ -228,3 +228,25 @@ async def test_many_chats_stepping_at_once_reuse_the_database_connections(app: A
         event.remove(app.db.async_engine.sync_engine, "connect", count)
     await asyncio.sleep(0)
     assert opened[0] == 0
+
+
+async def test_postgresql_plans_the_steps_statements_once_per_connection(app: App) -> None:
+    """On PostgreSQL the statements every message runs are prepared on the server after a few
+    uses (planned once per connection, not per message); `off` turns that off for an old
+    transaction-pooling PgBouncer, and a wrong value is refused with the variable's name."""
+    import pytest
+    from sqlalchemy import text
+
+    from storage.db import PREPARE_ENV, prepare_threshold
+
+    assert prepare_threshold({PREPARE_ENV: "off"}) is None
+    assert prepare_threshold({}) == 5
+    with pytest.raises(ValueError, match=PREPARE_ENV):
+        prepare_threshold({PREPARE_ENV: "sometimes"})
+    if app.db.async_engine.dialect.name != "postgresql":
+        pytest.skip("server-side prepared statements are PostgreSQL's")
+    for n in range(8):  # one chat, one step after another: one pooled connection
+        await app.runner.handle(Inbound("console", "chat-p", text="你好", message_id=f"p{n}"))
+    async with app.db.async_session() as session:
+        prepared = await session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+    assert prepared and prepared >= 3
