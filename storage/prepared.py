@@ -185,8 +185,7 @@ async def pipelined(session: AsyncSession) -> AsyncIterator[None]:
     if bind is None or bind.dialect.name != "postgresql":
         yield
         return
-    if session.new or session.deleted or session.dirty:
-        await session.flush()
+    await _flush_pending(session)
     connection = await driver_connection(session)
     try:
         async with connection.pipeline():
@@ -214,10 +213,14 @@ def _driver_of(session: Session) -> Any:
     return session.connection().connection.driver_connection
 
 
-async def _connection_and_plan(session: AsyncSession, prepared: Prepared) -> tuple[Any, _Compiled, Dialect]:
+async def _flush_pending(session: AsyncSession) -> None:
+    """What the step added or changed through the ORM reaches the database first, in order."""
     if session.new or session.deleted or session.dirty:
-        # what the step added through the ORM reaches the database first, in statement order
         await session.flush()
+
+
+async def _connection_and_plan(session: AsyncSession, prepared: Prepared) -> tuple[Any, _Compiled, Dialect]:
+    await _flush_pending(session)
     connection = await driver_connection(session)
     bind = session.bind
     assert bind is not None
