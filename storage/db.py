@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.crypto import KEYRING_ATTR, KeyRing
+from storage.wal import WalCheckpointer
 
 DEFAULT_DB_FILE = "warmline.db"
 
@@ -75,8 +76,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int = 
 
 
 def _sqlite_async_pragmas(dbapi_connection: Any, record: Any) -> None:
-    """The same pragmas, but SQLite itself never sleeps on a lock: `_InlineSQLite` waits instead."""
+    """The same pragmas, but SQLite itself never sleeps on a lock (`_InlineSQLite` waits
+    instead), and never checkpoints inside a step's commit (`storage.wal` does, off the loop)."""
     _sqlite_pragmas(dbapi_connection, record, busy_timeout_ms=0)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
 
 
 # SQLite's own busy-handler back-off (sqliteDefaultBusyCallback), then 0.1 s steps: 10 s in all,
@@ -239,6 +244,7 @@ class Database:
         self._async: AsyncEngine | None = None
         self._sync_factory: sessionmaker[Session] | None = None
         self._async_factory: async_sessionmaker[AsyncSession] | None = None
+        self._checkpoints: WalCheckpointer | None = None
 
     @property
     def sync_engine(self) -> Engine:
@@ -253,8 +259,16 @@ class Database:
         if self._async is None:
             self._async = make_async_engine(self.url, self.concurrent_steps)
             setattr(self._async.sync_engine.dialect, KEYRING_ATTR, self.keyring)
+            file = sqlite_file(self.url)
+            if file is not None:  # the loop's connections leave checkpoints to this thread
+                self._checkpoints = WalCheckpointer(file, owner=self)
             self._async_factory = async_sessionmaker(self._async, expire_on_commit=False)
         return self._async
+
+    @property
+    def checkpoints(self) -> WalCheckpointer | None:
+        """The thread copying the log back (a SQLite file whose async engine is in use)."""
+        return self._checkpoints
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -281,4 +295,7 @@ class Database:
         if self._async is not None:
             await self._async.dispose()
             self._async = None
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._checkpoints = None
         self.dispose()

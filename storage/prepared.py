@@ -17,7 +17,8 @@ their result processors. Only what the hot path needs is supported: plain bound 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 
 Processor = Callable[[Any], Any] | None
 
-__all__ = ["Prepared", "driver_connection", "statements_run"]
+__all__ = ["Prepared", "driver_connection", "pipelined", "statements_run"]
 
 _ran = [0]
 
@@ -170,6 +171,30 @@ async def _run(dialect: str, connection: Any, sql: str, many: list[Any]) -> int:
         return int(cursor.rowcount)
 
 
+@asynccontextmanager
+async def pipelined(session: AsyncSession) -> AsyncIterator[None]:
+    """Prepared statements in this block go to PostgreSQL without waiting for each answer: a
+    statement's result is awaited only when its rows are read, so a step's writes (the message
+    id, the session row, the reply) cost one round trip instead of three. An error surfaces at
+    the next read or at the end of the block, as the same SQLAlchemy error. On SQLite, whose
+    calls are local, nothing changes.
+
+    Only prepared statements belong inside: what the ORM has pending is written first, and a
+    row count is not known inside the block."""
+    bind = session.bind
+    if bind is None or bind.dialect.name != "postgresql":
+        yield
+        return
+    await _flush_pending(session)
+    connection = await driver_connection(session)
+    try:
+        async with connection.pipeline():
+            yield
+    except bind.dialect.loaded_dbapi.Error as exc:  # raised when the block's last answers came
+        raise DBAPIError.instance(None, None, exc, bind.dialect.loaded_dbapi.Error,
+                                  hide_parameters=True, dialect=bind.dialect) from exc
+
+
 async def driver_connection(session: AsyncSession) -> Any:
     """The driver's own connection under the session's transaction (begun if it was not).
 
@@ -188,10 +213,14 @@ def _driver_of(session: Session) -> Any:
     return session.connection().connection.driver_connection
 
 
-async def _connection_and_plan(session: AsyncSession, prepared: Prepared) -> tuple[Any, _Compiled, Dialect]:
+async def _flush_pending(session: AsyncSession) -> None:
+    """What the step added or changed through the ORM reaches the database first, in order."""
     if session.new or session.deleted or session.dirty:
-        # what the step added through the ORM reaches the database first, in statement order
         await session.flush()
+
+
+async def _connection_and_plan(session: AsyncSession, prepared: Prepared) -> tuple[Any, _Compiled, Dialect]:
+    await _flush_pending(session)
     connection = await driver_connection(session)
     bind = session.bind
     assert bind is not None

@@ -219,7 +219,7 @@ class TelegramSender:
             return SendResult.retry(type(exc).__name__)
         if message is None:
             return SendResult.failed("empty_message")
-        return SendResult.sent(message)
+        return SendResult.sent(message or None)  # "" if the Bot API named no message id
 
     async def _deliver(self, chat_id: int, payload: dict[str, Any], *,
                        lane: int = OutboxLane.ALERT) -> str | None:

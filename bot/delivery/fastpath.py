@@ -26,6 +26,7 @@ from dialogs.engine.types import Outgoing
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxLane, OutboxMessage, OutboxStatus
+from storage.prepared import pipelined
 
 
 async def deliver_now(db: Database, sender: ChannelSender, outgoing: Sequence[Outgoing],
@@ -120,7 +121,7 @@ class SentLedger:
                 recorded, self._recorded = self._recorded, None
                 assert recorded is not None
                 try:
-                    async with self.db.async_session() as session:
+                    async with self.db.async_session() as session, pipelined(session):
                         await outbox.mark_sent(session, batch)
                 except Exception as exc:  # each waiting send sees the failure, as if it wrote alone
                     recorded.set_exception(exc)

@@ -32,7 +32,7 @@ from storage import outbox
 from storage.base import table_of
 from storage.db import Database
 from storage.models import ChannelAddress, Person, ProcessedInbound
-from storage.prepared import Prepared
+from storage.prepared import Prepared, pipelined
 
 log = logging.getLogger("warmline.runner")
 _CLAIM = Prepared(insert(table_of(ProcessedInbound)), keys=("channel", "inbound_key", "processed_at"))
@@ -92,8 +92,9 @@ class Runner:
         try:
             async with self.db.async_session() as session:
                 outcome = await self._step(session, inbound)
-                await self._claim(session, inbound)
-                outgoing = await self._write(session, inbound, outcome)
+                async with pipelined(session):  # PostgreSQL: the step's writes in one round trip
+                    await self._claim(session, inbound)
+                    outgoing = await self._write(session, inbound, outcome)
                 return Handled(outgoing, newcomer=outcome.newcomer,
                                registered=outcome.person is not None,
                                wants_contact=self.driver.contact_answers(outcome.session))
