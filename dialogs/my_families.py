@@ -60,19 +60,18 @@ class MyFamilies(ChoosesHousehold):
             if await book.household(self.form.household_id):
                 return "next"
             self.form.household_id = None  # not theirs (a forwarded button): show their own list
-        households = await book.households()
-        if not households:
+        shown = await book.household_choices(MAX_LISTED)
+        if not shown:
             return Finish.with_text(self.ctx.t("common.no_households"))
-        shown = households[:MAX_LISTED]
-        labels = await book.labels(shown)
+        total = len(shown) if len(shown) < MAX_LISTED else await book.household_count()
         last = await book.last_contact([h.id for h in shown])
         today = self.ctx.services.today()
         options = []
         for h in shown:
             seen = last.get(h.id)
             when = self.t("never") if seen is None else self.t("days_ago", d=(today - seen).days, date=seen.isoformat())
-            options.append(Option(f"{labels[h.id]} · {when}", str(h.id)))
-        return Reply("\n".join([self.t("list_title", n=len(households)), self.t("pick")]), tuple(options))
+            options.append(Option(f"{h.label} · {when}", str(h.id)))
+        return Reply("\n".join([self.t("list_title", n=total), self.t("pick")]), tuple(options))
 
     async def ask_card(self) -> Reply | Finish:
         household = await self.ctx.book.household(self.form.household_id or 0)

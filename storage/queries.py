@@ -119,6 +119,19 @@ async def household_choice(session: AsyncSession, person: Person, household_id: 
     return found[0] if found else None
 
 
+_COUNT = {role.value: Prepared(select(func.count()).select_from(_households).where(in_scope(role)),
+                               keys=_SCOPE_KEYS) for role in Role}
+
+
+async def household_count(session: AsyncSession, person: Person) -> int:
+    """How many households `person` may see."""
+    statement = _statement(_COUNT, person)
+    if statement is None:
+        return 0
+    row = await statement.first(session, scope_params(person))
+    return int(row[0]) if row else 0
+
+
 async def households_for(session: AsyncSession, person: Person) -> list[Household]:
     statement = _statement(_ENTITIES, person)
     if statement is None:

@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from bot.app import App
 from storage.models import Household, Person, Role
-from storage.queries import household_choice, household_choices, household_labels
+from storage.queries import household_choice, household_choices, household_count, household_labels
 from storage.scope import visible_households
+from tests.chat import Chat
 
 
 def _people(county: App) -> list[Person]:
@@ -40,6 +41,7 @@ async def test_choices_are_the_scope_in_code_order_with_the_usual_labels(county:
             choices = await household_choices(session, person, limit=1000)
             assert [(c.id, c.label) for c in choices] == [(h.id, expected[h.id]) for h in visible]
             assert await household_choices(session, person, limit=2) == choices[:2]
+            assert await household_count(session, person) == len(visible)
             for hid in all_ids:
                 one = await household_choice(session, person, hid)
                 assert one == (next(c for c in choices if c.id == hid) if hid in expected else None)
@@ -50,6 +52,13 @@ async def test_a_coordinator_without_a_township_sees_no_household(county: App) -
     async with county.db.async_session() as session:
         nowhere = Person(id=10**6, name="无乡镇协调员", role=Role.COORDINATOR, township_id=None)
         assert await household_choices(session, nowhere, limit=40) == []
+        assert await household_count(session, nowhere) == 0
         any_id = await session.scalar(select(Household.id))
         assert any_id is not None and await household_choice(session, nowhere, any_id) is None
         assert list(await session.scalars(visible_households(nowhere))) == []
+
+
+async def test_my_families_counts_and_lists_the_volunteers_own_households(volunteer: Chat) -> None:
+    text = await volunteer.say("我的家庭")
+    assert "你联系的家庭共 3 户" in text
+    assert "QX001" in text and "QX003" in text and "BY001" not in text

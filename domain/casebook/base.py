@@ -19,6 +19,7 @@ from storage.queries import (
     MemberName,
     household_choice,
     household_choices,
+    household_count,
     household_for,
     household_labels,
     households_for,
@@ -57,6 +58,10 @@ class BookBase:
     async def household_choices(self, limit: int) -> list[HouseholdChoice]:
         """The first `limit` households the sender may see, by code, with their labels."""
         return await household_choices(self._session, self._me(), limit)
+
+    async def household_count(self) -> int:
+        """How many households the sender may see."""
+        return await household_count(self._session, self._me())
 
     async def household_choice(self, household_id: int) -> HouseholdChoice | None:
         """One household's label if the sender may see it, else None (a forwarded or forged
