@@ -200,14 +200,15 @@ def _pg_connect_args(url: str) -> dict[str, Any]:
 # SQLAlchemy's default pool of 5 (+10 overflow) every connection past the fifth was closed when
 # given back and opened again for the next step — a new server process each time, measured as
 # about 7% of the bot's CPU end to end. The pool keeps one connection per concurrent step and
-# `POOL_SPARE` more open, and may open as many again under a burst (several channels at once).
+# `POOL_SPARE` more open, and opens up to `POOL_SPARE` more under a burst (several channels at
+# once: beyond that a step waits for a connection). A worker holds at most steps + 16.
 POOL_SPARE = 8
-DEFAULT_STEPS = 12
+DEFAULT_STEPS = 32
 
 
 def async_pool(concurrent_steps: int | None) -> dict[str, Any]:
     steps = max(1, concurrent_steps or DEFAULT_STEPS)
-    return {"pool_size": steps + POOL_SPARE, "max_overflow": steps}
+    return {"pool_size": steps + POOL_SPARE, "max_overflow": POOL_SPARE}
 
 
 def make_sync_engine(url: str) -> Engine:

@@ -97,7 +97,7 @@ async def test_close_lets_running_jobs_finish_and_refuses_new_ones() -> None:
 
 
 def test_the_bound_is_a_setting_with_a_default(tmp_path: Path) -> None:
-    assert max_concurrent_steps(load_settings(db="sqlite:///:memory:", env={})) == 12
+    assert max_concurrent_steps(load_settings(db="sqlite:///:memory:", env={})) == 32
     config = tmp_path / "w.toml"
     config.write_text("[core]\nmax_concurrent_steps = 3\n")
     assert max_concurrent_steps(load_settings(db="sqlite:///:memory:", config=str(config), env={})) == 3

@@ -199,16 +199,16 @@ async def test_a_number_answers_the_latest_pushed_message(volunteer: Chat, clock
 
 
 async def test_many_chats_stepping_at_once_reuse_the_database_connections(app: App) -> None:
-    """Strangers in forty chats write at once, twelve steps at a time (the default bound):
-    every one is answered, and the second wave opens no new database connection (a new
-    PostgreSQL connection is a new server process; the pool must hold what the steps use)."""
+    """Strangers in eighty chats write at once, as many steps at a time as the default bound
+    allows: every one is answered, and the second wave opens no new database connection (a
+    new PostgreSQL connection is a new server process; the pool must hold what the steps use)."""
     import asyncio
 
     from sqlalchemy import event
 
     from bot.channels.dispatch import KeyedDispatcher
 
-    dispatcher = KeyedDispatcher(12)
+    dispatcher = KeyedDispatcher()  # the default bound, as the channels use it
     opened = [0]
 
     def count(*_args: object) -> None:
@@ -217,7 +217,7 @@ async def test_many_chats_stepping_at_once_reuse_the_database_connections(app: A
     async def wave(start: int) -> list[int]:
         jobs = [dispatcher.submit(f"chat-{n}", lambda n=n: app.runner.handle(
             Inbound("console", f"chat-{n}", text="你好", message_id=f"m{start}-{n}")))
-            for n in range(start, start + 40)]
+            for n in range(start, start + 80)]
         return [len(await job) for job in jobs]
 
     assert min(await wave(0)) >= 1

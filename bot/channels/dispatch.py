@@ -47,7 +47,7 @@ log = logging.getLogger("warmline.dispatch")
 T = TypeVar("T")
 Job = Callable[[], Awaitable[T]]
 
-DEFAULT_LIMIT = 12
+DEFAULT_LIMIT = 32
 SETTINGS_SECTION = "core"
 SETTINGS_KEY = "max_concurrent_steps"
 

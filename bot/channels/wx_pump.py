@@ -56,7 +56,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from bot.channels.dispatch import KeyedDispatcher
+from bot.channels.dispatch import DEFAULT_LIMIT, KeyedDispatcher
 from bot.channels.render import numbered_text
 from bot.channels.wx_lag import LoopLag
 from bot.delivery.base import ChannelSender, SendRequest
@@ -189,7 +189,7 @@ class ReplyPump:
 
     def __init__(self, runner: Runner, sender: ChannelSender, budget: float, max_passive_bytes: int,
                  now: Callable[[], datetime], policy: RetryPolicy | None = None, *,
-                 concurrency: int = 12, max_queued: int = 5000, name: str = "wechat",
+                 concurrency: int = DEFAULT_LIMIT, max_queued: int = 5000, name: str = "wechat",
                  api_per_second: float = 100.0) -> None:
         self.runner = runner
         self.sender = sender
