@@ -17,6 +17,7 @@ their result processors. Only what the hot path needs is supported: plain bound 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ class Prepared:
     def __init__(self, statement: ClauseElement, keys: Sequence[str] = ()) -> None:
         self.statement = statement
         self.keys = tuple(keys)
-        self._compiled: dict[str, _Compiled] = {}
+        # per dialect object, not per dialect name: the processors close over the dialect, and
+        # through it over its database's data key (two databases may hold different keys)
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled: Any = self.statement.compile(dialect=dialect, column_keys=list(self.keys))
@@ -83,9 +86,9 @@ class Prepared:
         return _Compiled(sql, order, fixed, processors, defaults, results)
 
     def _for(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
+        found = self._compiled.get(dialect)
         if found is None:
-            found = self._compiled[dialect.name] = self._compile(dialect)
+            found = self._compiled[dialect] = self._compile(dialect)
         return found
 
     def _parameters(self, plan: _Compiled, params: Mapping[str, Any]) -> Any:

@@ -4,6 +4,7 @@ datetimes, Python-side defaults, the step's own transaction, and SQLAlchemy's er
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, insert, select, text, update
@@ -76,3 +77,24 @@ async def test_objects_the_step_added_reach_the_database_before_a_prepared_state
                                                      "data": {}, "expires_at": None})
         first = await session.scalar(select(DialogSession.id).where(DialogSession.address == "vol-2"))
         assert first is not None and first < row_id
+
+
+async def test_two_databases_with_their_own_keys_each_read_their_own_answers(tmp_path: Path) -> None:
+    """A prepared statement serves every database of the process with that database's own
+    data key (its plan is kept per engine, not per kind of database)."""
+    from cryptography.fernet import Fernet
+
+    from benchmarks.common import fresh_sqlite
+    from storage.crypto import KeyRing
+    from storage.db import Database
+
+    for name in ("county-a", "county-b"):
+        db = Database(fresh_sqlite(tmp_path / f"{name}.db"), keyring=KeyRing([Fernet.generate_key().decode()]))
+        async with db.async_session() as session:
+            [(row_id, _at)] = await WRITE.rows(session, {"channel": "console", "address": name, "state": None,
+                                                         "data": {"村": name}, "expires_at": None})
+        async with db.async_session() as session:
+            assert await READ.first(session, {"row_id": row_id}) == ({"村": name}, None, 0)
+            row = await session.get(DialogSession, row_id)
+            assert row is not None and row.data == {"村": name}  # the ORM reads what Prepared wrote
+        await db.adispose()
