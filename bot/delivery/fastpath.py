@@ -98,8 +98,7 @@ class SentLedger:
         self.db = db
         self._waiting: list[tuple[int, str | None, datetime]] = []
         self._recorded: asyncio.Future[None] | None = None  # settles when `_waiting` is written
-        self._writing = False
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None  # writing while it runs
 
     async def record(self, sent: Sequence[tuple[int, str | None, datetime]]) -> None:
         if not sent:
@@ -109,26 +108,22 @@ class SentLedger:
         if self._recorded is None:
             self._recorded = loop.create_future()
         recorded = self._recorded
-        if not self._writing:
-            self._writing = True
+        if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write())
         await asyncio.shield(recorded)
 
     async def _write(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                recorded, self._recorded = self._recorded, None
-                assert recorded is not None
-                try:
-                    async with self.db.async_session() as session, pipelined(session):
-                        await outbox.mark_sent(session, batch)
-                except Exception as exc:  # each waiting send sees the failure, as if it wrote alone
-                    recorded.set_exception(exc)
-                else:
-                    recorded.set_result(None)
-        finally:
-            self._writing = False
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            recorded, self._recorded = self._recorded, None
+            assert recorded is not None
+            try:
+                async with self.db.async_session() as session, pipelined(session):
+                    await outbox.mark_sent(session, batch)
+            except Exception as exc:  # each waiting send sees the failure, as if it wrote alone
+                recorded.set_exception(exc)
+            else:
+                recorded.set_result(None)
 
 
 _ledgers: weakref.WeakKeyDictionary[Database, tuple[asyncio.AbstractEventLoop, SentLedger]] = (
