@@ -445,11 +445,11 @@ async def test_a_step_learns_in_its_own_transaction_whether_its_reply_is_first_i
     written = {}
     for address in ("elder-5", "elder-6"):
         async with app.db.async_session() as session:
-            written[address] = await queue_replies(
+            written[address] = await (await queue_replies(
                 session, Inbound("fake", address, text="1"),
                 [Reply("已保存。"), Reply("血压图", attachment=Attachment("photo", "/nonexistent.png")),
                  Reply("还需要做什么？", (Option("走访", "v"),))],
-                key_prefix=f"reply:{address}:1", person_id=None, tokens={}, now=clock.now())
+                key_prefix=f"reply:{address}:1", person_id=None, tokens={}, now=clock.now()))()
     # three messages each (a picture travels alone), flagged as a whole by the first
     assert [o.first_in_line for o in written["elder-5"]] == [False] * 3
     assert [o.first_in_line for o in written["elder-6"]] == [True] * 3
@@ -481,9 +481,9 @@ async def test_a_reply_written_during_a_big_broadcast_looks_only_at_its_own_chat
 
             raw._conn.set_progress_handler(count, 1)
             try:
-                await queue_replies(session, Inbound("fake", address, text="1"), [Reply("好的。")],
-                                    key_prefix=f"reply:{address}:1", person_id=None, tokens={},
-                                    now=clock.now())
+                await (await queue_replies(session, Inbound("fake", address, text="1"), [Reply("好的。")],
+                                           key_prefix=f"reply:{address}:1", person_id=None, tokens={},
+                                           now=clock.now()))()
             finally:
                 raw._conn.set_progress_handler(None, 1)
             return steps[0]

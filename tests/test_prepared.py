@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.app import App
 from storage.base import table_of
 from storage.models import DialogSession, ProcessedInbound
-from storage.prepared import Prepared
+from storage.prepared import Prepared, pipelined
 
 SESSIONS = table_of(DialogSession)
 WRITE = Prepared(insert(SESSIONS).returning(SESSIONS.c.id, SESSIONS.c.updated_at),
@@ -98,3 +98,41 @@ async def test_two_databases_with_their_own_keys_each_read_their_own_answers(tmp
             row = await session.get(DialogSession, row_id)
             assert row is not None and row.data == {"村": name}  # the ORM reads what Prepared wrote
         await db.adispose()
+
+
+async def test_a_pipelined_block_that_commits_keeps_the_step_whole(app: App) -> None:
+    """`pipelined(commit=True)` (the step's writes and its COMMIT together on PostgreSQL): what
+    the block wrote is committed and its RETURNING rows are read after it; a duplicate inside it
+    fails the whole step as before; nothing can slip in after its COMMIT."""
+    from storage.models import Person
+
+    now = datetime.now(UTC)
+    async with app.db.async_session() as session:
+        async with pipelined(session, commit=True):
+            await CLAIM.run(session, {"channel": "console", "inbound_key": "m-1", "processed_at": now})
+            pending = await WRITE.send(session, {"channel": "console", "address": "vol-1", "state": "ask",
+                                                 "data": {"血压": "135/85"}, "expires_at": None})
+        [(row_id, updated_at)] = await pending.rows()
+        assert updated_at is not None
+        if app.db.async_engine.dialect.name == "postgresql":  # committed there: nothing may follow
+            with pytest.raises(RuntimeError, match="committed"):
+                await READ.first(session, {"row_id": row_id})
+    async with app.db.async_session() as session:
+        assert await READ.first(session, {"row_id": row_id}) == ({"血压": "135/85"}, None, 0)
+
+    with pytest.raises(IntegrityError):  # the same message again: nothing of the second step stays
+        async with app.db.async_session() as session, pipelined(session, commit=True):
+            await WRITE.send(session, {"channel": "console", "address": "vol-2", "state": "ask",
+                                       "data": {}, "expires_at": None})
+            await CLAIM.run(session, {"channel": "console", "inbound_key": "m-1", "processed_at": now})
+    async with app.db.async_session() as session:
+        assert await session.scalar(select(SESSIONS.c.id).where(SESSIONS.c.address == "vol-2")) is None
+
+    if app.db.async_engine.dialect.name == "postgresql":  # an ORM change would miss the COMMIT
+        with pytest.raises(RuntimeError, match="ORM"):
+            async with app.db.async_session() as session, pipelined(session, commit=True):
+                await CLAIM.run(session, {"channel": "console", "inbound_key": "m-2", "processed_at": now})
+                session.add(Person(name="赵志愿", role="volunteer", phone="13800000099"))
+        async with app.db.async_session() as session:
+            assert await session.get(ProcessedInbound, ("console", "m-2")) is None
+            assert await session.scalar(select(Person.id).where(Person.phone == "13800000099")) is None

@@ -118,7 +118,7 @@ class SentLedger:
             recorded, self._recorded = self._recorded, None
             assert recorded is not None
             try:
-                async with self.db.async_session() as session, pipelined(session):
+                async with self.db.async_session() as session, pipelined(session, commit=True):
                     await outbox.mark_sent(session, batch)
             except Exception as exc:  # each waiting send sees the failure, as if it wrote alone
                 recorded.set_exception(exc)

@@ -8,7 +8,7 @@ lapses).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialogs.engine.context import new_token, payload_of
 from dialogs.engine.types import Inbound, Outgoing, Reply
 from storage import outbox
+
+Written = Callable[[], Awaitable[list[Outgoing]]]  # the rows to deliver, once they are known
 
 
 def merge_replies(replies: Sequence[Reply]) -> list[Reply]:
@@ -47,18 +49,26 @@ def merge_replies(replies: Sequence[Reply]) -> list[Reply]:
 
 
 async def _fast_path_rows(session: AsyncSession, inbound: Inbound, person_id: int | None,
-                          payloads: list[tuple[str, dict]], now: datetime) -> list[Outgoing]:
+                          payloads: list[tuple[str, dict]], now: datetime) -> Written:
     recipient = outbox.Recipient(inbound.channel, inbound.address, person_id)
-    ids, clear = await outbox.enqueue_claimed(session, kind="reply", recipient=recipient, payloads=payloads,
-                                              now=now)
-    return [Outgoing(i, inbound.channel, inbound.address, payload, first_in_line=clear)
-            for i, (_k, payload) in zip(ids, payloads, strict=True)]
+    written = await outbox.enqueue_claimed(session, kind="reply", recipient=recipient, payloads=payloads,
+                                           now=now)
+
+    async def outgoing() -> list[Outgoing]:
+        ids, clear = await written()
+        return [Outgoing(i, inbound.channel, inbound.address, payload, first_in_line=clear)
+                for i, (_k, payload) in zip(ids, payloads, strict=True)]
+
+    return outgoing
 
 
 async def queue_replies(session: AsyncSession, inbound: Inbound, replies: Sequence[Reply], *,
                         key_prefix: str, person_id: int | None, tokens: dict[str, str],
-                        now: datetime) -> list[Outgoing]:
-    """The merged replies as outbox rows keyed `<key_prefix>:<n>`; buttons get their tokens."""
+                        now: datetime) -> Written:
+    """The merged replies as outbox rows keyed `<key_prefix>:<n>`; buttons get their tokens.
+
+    Awaiting what it returns gives the rows to deliver (after the step's commit: see
+    `storage.outbox.enqueue_claimed`)."""
     payloads = [(f"{key_prefix}:{i}", payload_of(reply, [tokens.get(opt.label, "") for opt in reply.options]))
                 for i, reply in enumerate(merge_replies(replies))]
     return await _fast_path_rows(session, inbound, person_id, payloads, now)
@@ -68,4 +78,4 @@ async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
                         now: datetime) -> Outgoing:
     """The kind "please try again" after a failed step, in a transaction of its own."""
     key = f"error:{inbound.channel}:{inbound.address}:{new_token()}"
-    return (await _fast_path_rows(session, inbound, None, [(key, payload_of(Reply(text)))], now))[0]
+    return (await (await _fast_path_rows(session, inbound, None, [(key, payload_of(Reply(text)))], now))())[0]

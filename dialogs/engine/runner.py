@@ -24,7 +24,7 @@ from dialogs.engine.context import StepContext, payload_of, route_waiting
 from dialogs.engine.dialog import Answer, Dialog, action_value, parse_action
 from dialogs.engine.driver import Driver
 from dialogs.engine.flood import FloodGuard
-from dialogs.engine.replies import queue_apology, queue_replies
+from dialogs.engine.replies import Written, queue_apology, queue_replies
 from dialogs.engine.types import Inbound, Outgoing, Reply
 from dialogs.parsing import normalize
 from dialogs.services import Services
@@ -92,9 +92,11 @@ class Runner:
         try:
             async with self.db.async_session() as session:
                 outcome = await self._step(session, inbound)
-                async with pipelined(session):  # PostgreSQL: the step's writes in one round trip
+                # PostgreSQL: the step's writes and its COMMIT in one round trip
+                async with pipelined(session, commit=True):
                     await self._claim(session, inbound)
-                    outgoing = await self._write(session, inbound, outcome)
+                    written = await self._write(session, inbound, outcome)
+                outgoing = await written()
                 return Handled(outgoing, newcomer=outcome.newcomer,
                                registered=outcome.person is not None,
                                wants_contact=self.driver.contact_answers(outcome.session))
@@ -228,8 +230,7 @@ class Runner:
 
     # --------------------------------------------------------------- outbox
 
-    async def _write(self, session: AsyncSession, inbound: Inbound,
-                     outcome: StepOutcome) -> list[Outgoing]:
+    async def _write(self, session: AsyncSession, inbound: Inbound, outcome: StepOutcome) -> Written:
         row = outcome.session
         now = self.services.now()
         sessions.committed(row, now)

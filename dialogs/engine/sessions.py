@@ -27,7 +27,7 @@ from dialogs.engine.context import new_token
 from dialogs.engine.types import Inbound, Option, Reply
 from storage.base import table_of
 from storage.models import ChannelAddress, DialogSession, Person
-from storage.prepared import Prepared, pipelined
+from storage.prepared import Prepared
 
 # `last_inbound_at` picks a person's most recently used address; a minute is precise enough,
 # and not rewriting the address row on every step saves an UPDATE per step.
@@ -145,8 +145,7 @@ async def open_session(session: AsyncSession, inbound: Inbound,
     """The sender and their session row (locked for this step; a new one for a new address)."""
     keys = {"channel": inbound.channel, "address": inbound.address}
     with session.no_autoflush:
-        async with pipelined(session):  # PostgreSQL: the transaction's BEGIN goes with this read
-            found = await (_READ_BOTH_LOCKED if _locking(session, True) else _READ_BOTH).first(session, keys)
+        found = await (_READ_BOTH_LOCKED if _locking(session, True) else _READ_BOTH).first(session, keys)
         if found is not None:
             row = _row(inbound.channel, inbound.address, found)
             address = found[len(_COLUMNS):len(_COLUMNS) + 3]

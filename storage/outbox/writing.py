@@ -4,7 +4,7 @@ once; cancelling what is queued."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,25 +87,34 @@ def _values(*, kind: str, recipient: Recipient, payload: dict[str, Any], key: st
 
 
 async def enqueue_claimed(session: AsyncSession, *, kind: str, recipient: Recipient,
-                          payloads: Sequence[tuple[str, dict[str, Any]]], now: datetime) -> tuple[list[int], bool]:
+                          payloads: Sequence[tuple[str, dict[str, Any]]], now: datetime,
+                          ) -> Callable[[], Awaitable[tuple[list[int], bool]]]:
     """A step's replies (key, payload), written already claimed by this process for its fast
     path, as plain INSERTs: this runs on every message, where the unit of work's bookkeeping
     for a new object costs more than the statement. Same columns as `enqueue`.
 
-    Also says whether the first is first in line: no earlier row to the address pending (what
-    `claim_ahead` would find), learnt from the same statement, so the fast path can send
-    without asking again."""
+    Returns how to learn the rows' ids, and whether the first is first in line: no earlier row
+    to the address pending (what `claim_ahead` would find), from the same statement, so the fast
+    path can send without asking again. Awaited after the step's `pipelined(commit=True)` block,
+    the rows travel with the step's COMMIT (storage.prepared)."""
     claimer, statement = this_process(), fast_path().insert_returning_id
-    ids: list[int] = []
-    clear = True
+    sent = []
     for key, payload in payloads:
         values = _values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
                          claimed_by=claimer)
         values.update(ahead_channel=recipient.channel, ahead_address=recipient.address, ahead_at=now)
-        (row_id, ahead), = await statement.rows(session, values)
-        clear = clear and (bool(ids) or not ahead)  # later rows have ours ahead of them
-        ids.append(int(row_id))
-    return ids, clear and bool(ids)
+        sent.append(await statement.send(session, values))
+
+    async def written() -> tuple[list[int], bool]:
+        ids: list[int] = []
+        clear = True
+        for pending in sent:
+            (row_id, ahead), = await pending.rows()
+            clear = clear and (bool(ids) or not ahead)  # later rows have ours ahead of them
+            ids.append(int(row_id))
+        return ids, clear and bool(ids)
+
+    return written
 
 
 SLICE = 500  # messages per round of bulk statements (bound parameters stay well under the limits)
