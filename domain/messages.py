@@ -8,6 +8,7 @@ payload carries a short opaque token bound to the recipient's address.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Sequence
@@ -83,6 +84,15 @@ def payload_of(reply: Reply, tokens: list[str] | None = None) -> dict[str, Any]:
 
 def new_token() -> str:
     return secrets.token_urlsafe(9)
+
+
+def new_tokens(count: int) -> list[str]:
+    """`count` tokens like `new_token`'s, from one read of the system's random source (a
+    question's options get one each, on every step)."""
+    # 9 random bytes are 12 base64 characters with no padding: slicing the encoding of the
+    # whole draw gives each token exactly the encoding of its own 9 bytes
+    encoded = base64.urlsafe_b64encode(secrets.token_bytes(9 * count)).decode()
+    return [encoded[i:i + 12] for i in range(0, 12 * count, 12)]
 
 
 async def preferred_address(session: AsyncSession, person_id: int,

@@ -123,12 +123,19 @@ class CalendarOccasions:
 
     def choices_near(self, day: date) -> list[tuple[str, str]]:
         """Every occasion, ordered by how close its nearest date (before or after) is to `day`."""
-        if not FIRST_YEAR <= day.year <= LAST_YEAR:
-            return list(OCCASIONS)
-        year = timedelta(days=366)
-        distance = {key: date.max.toordinal() for key, _ in OCCASIONS}
-        for occ in occurrences_between(list(distance), day - year, day + year):
-            distance[occ.key] = min(distance[occ.key], abs((occ.day - day).days))
-        order = {key: i for i, (key, _) in enumerate(OCCASIONS)}
-        keys = sorted(distance, key=lambda k: (distance[k], order[k]))
-        return [(k, NAMES[k]) for k in keys]
+        return list(_choices_near(day))
+
+
+@lru_cache(maxsize=16)
+def _choices_near(day: date) -> tuple[tuple[str, str], ...]:
+    """(Kept per day: every visit report asks it, twice, and the answer is two years of lunar
+    and solar dates worked out again — about 2 % of a step's time; it changes once a day.)"""
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        return tuple(OCCASIONS)
+    year = timedelta(days=366)
+    distance = {key: date.max.toordinal() for key, _ in OCCASIONS}
+    for occ in occurrences_between(list(distance), day - year, day + year):
+        distance[occ.key] = min(distance[occ.key], abs((occ.day - day).days))
+    order = {key: i for i, (key, _) in enumerate(OCCASIONS)}
+    keys = sorted(distance, key=lambda k: (distance[k], order[k]))
+    return tuple((k, NAMES[k]) for k in keys)

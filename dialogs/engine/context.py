@@ -17,6 +17,7 @@ from domain.messages import (
     addresses_of,
     enqueue_many,
     new_token,
+    new_tokens,
     payload_of,
     preferred_address,
     queue_message,
@@ -26,7 +27,7 @@ from domain.services import Services
 from storage.models import OutboxMessage, Person
 
 # the outbox writer's names, for the callers that import them from here
-__all__ = ["UNROUTED", "StepContext", "ToQueue", "addresses_of", "enqueue_many", "new_token",
+__all__ = ["UNROUTED", "StepContext", "ToQueue", "addresses_of", "enqueue_many", "new_token", "new_tokens",
            "payload_of", "preferred_address", "queue_message", "route_waiting"]
 
 @dataclass
