@@ -35,17 +35,19 @@ KIND_LANES: dict[str, OutboxLane] = {
 }
 
 
-_process_ids: dict[int, str] = {}
+_claimer: list[str] = []  # this process's claimer id, once made; a forked child starts without
 
 
 def this_process() -> str:
     """This process's claimer id (host:pid:random), the same for its fast path and its worker,
-    whose heartbeat keeps the fast path's claims alive. Computed once per pid, so a forked
-    child gets its own."""
-    pid = os.getpid()
-    if pid not in _process_ids:
-        _process_ids[pid] = f"{socket.gethostname()[:32]}:{pid}:{secrets.token_hex(3)}"
-    return _process_ids[pid]
+    whose heartbeat keeps the fast path's claims alive. Made once; a forked child makes its own
+    (asked on every step: a pid lookup each time was a system call per step)."""
+    if not _claimer:
+        _claimer.append(f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}")
+    return _claimer[0]
+
+
+os.register_at_fork(after_in_child=_claimer.clear)
 
 
 def lane_of(kind: str) -> OutboxLane:
