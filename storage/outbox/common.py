@@ -7,12 +7,13 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, insert, literal_column, update
 
-from storage.base import table_of
+from storage.base import table_of, utcnow
 from storage.models import (
     OutboxLane,
     OutboxMessage,
@@ -78,14 +79,30 @@ class FastPath:
     mark_sent: Prepared
 
 
-# the columns `writing._values` gives every new row
-FAST_PATH_COLUMNS = ("idempotency_key", "channel", "address", "person_id", "kind", "payload", "priority",
-                     "created_at", "not_before", "next_attempt_at", "expires_at", "status", "claimed_by",
-                     "claimed_at", "last_error")
+def row_values(*, kind: str, recipient: Recipient, payload: dict[str, Any], key: str, now: datetime,
+               priority: int | None = None, not_before: datetime | None = None,
+               expires_at: datetime | None = None, claimed_by: str | None = None) -> dict[str, Any]:
+    """One outbox row's columns: its lane, its first due time, its claim, its routing note."""
+    start = not_before or now
+    return dict(
+        idempotency_key=key, channel=recipient.channel, address=recipient.address,
+        person_id=recipient.person_id, kind=kind, payload=payload,
+        priority=int(lane_of(kind) if priority is None else priority),
+        created_at=now, not_before=start, next_attempt_at=start, expires_at=expires_at,
+        status=OutboxStatus.SENDING if claimed_by else OutboxStatus.QUEUED,
+        claimed_by=claimed_by, claimed_at=utcnow() if claimed_by else None,
+        last_error=None if recipient.routed else NO_ADDRESS_NOTE,
+    )
+
+
+# every column `row_values` gives a new row, in its order (a sample row's keys)
+_ROW_COLUMNS = tuple(row_values(kind="reply", recipient=Recipient(UNROUTED, ""), payload={}, key="",
+                                now=datetime(2000, 1, 1, tzinfo=UTC), claimed_by="-"))
 
 
 @cache
 def fast_path() -> FastPath:
+    """(The reply row's columns are the ones `row_values` gives.)"""
     table = table_of(OutboxMessage)
     ahead = table.alias("ahead")
     # Is a pending row to the same address ahead of the one just written? The address comes in
@@ -102,7 +119,7 @@ def fast_path() -> FastPath:
         ahead.c.not_before <= bindparam("ahead_at", type_=table.c.not_before.type))
     return FastPath(
         insert_returning_id=Prepared(insert(table).returning(table.c.id, queue_check),
-                                     keys=(*FAST_PATH_COLUMNS, "ahead_channel", "ahead_address", "ahead_at")),
+                                     keys=(*_ROW_COLUMNS, "ahead_channel", "ahead_address", "ahead_at")),
         mark_sent=Prepared(update(table).where(table.c.id == bindparam("row_id"), table.c.status != OutboxStatus.SENT)
                            .values(attempts=table.c.attempts + 1, status=OutboxStatus.SENT,
                                    sent_at=bindparam("at", type_=table.c.sent_at.type),

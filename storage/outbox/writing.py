@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.base import table_of, utcnow
+from storage.base import table_of
 from storage.models import (
     ActionToken,
     OutboxMessage,
@@ -24,6 +24,7 @@ from storage.outbox.common import (
     Recipient,
     fast_path,
     lane_of,
+    row_values,
     this_process,
 )
 from storage.outbox.routing import (
@@ -59,29 +60,13 @@ async def enqueue(session: AsyncSession, *, kind: str, recipient: Recipient, pay
                                     action=dict(action), created_at=now, expires_at=expires_at))
             option["token"] = token
         payload["options"] = options
-    row = OutboxMessage(**_values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
-                                  priority=priority, not_before=not_before, expires_at=expires_at,
-                                  claimed_by=claimed_by))
+    row = OutboxMessage(**row_values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
+                                     priority=priority, not_before=not_before, expires_at=expires_at,
+                                     claimed_by=claimed_by))
     session.add(row)
     if flush:
         await session.flush()
     return row
-
-
-def _values(*, kind: str, recipient: Recipient, payload: dict[str, Any], key: str, now: datetime,
-            priority: int | None = None, not_before: datetime | None = None,
-            expires_at: datetime | None = None, claimed_by: str | None = None) -> dict[str, Any]:
-    """One outbox row's columns: its lane, its first due time, its claim, its routing note."""
-    start = not_before or now
-    return dict(
-        idempotency_key=key, channel=recipient.channel, address=recipient.address,
-        person_id=recipient.person_id, kind=kind, payload=payload,
-        priority=int(lane_of(kind) if priority is None else priority),
-        created_at=now, not_before=start, next_attempt_at=start, expires_at=expires_at,
-        status=OutboxStatus.SENDING if claimed_by else OutboxStatus.QUEUED,
-        claimed_by=claimed_by, claimed_at=utcnow() if claimed_by else None,
-        last_error=None if recipient.routed else NO_ADDRESS_NOTE,
-    )
 
 
 
@@ -100,7 +85,7 @@ async def enqueue_claimed(session: AsyncSession, *, kind: str, recipient: Recipi
     claimer, statement = this_process(), fast_path().insert_returning_id
     sent = []
     for key, payload in payloads:
-        values = _values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
+        values = row_values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
                          claimed_by=claimer)
         values.update(ahead_channel=recipient.channel, ahead_address=recipient.address, ahead_at=now)
         sent.append(await statement.send(session, values))
