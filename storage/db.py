@@ -233,6 +233,11 @@ def make_async_engine(url: str, concurrent_steps: int | None = None) -> AsyncEng
     return engine
 
 
+def _commit_and_close(session: Session) -> None:
+    session.commit()
+    session.close()
+
+
 class Database:
     """The one database of a process: engines made lazily, sessions handed out as units of work."""
 
@@ -283,22 +288,27 @@ class Database:
     async def async_session(self) -> AsyncIterator[AsyncSession]:
         """The async unit of work: commit on success, rollback on error.
 
-        Closed here rather than by AsyncSession's own `async with`, which closes in a task of
-        its own (shielded from cancellation): a loop iteration and a greenlet hop on every
-        unit of work, about 5 % of a dialog step (benchmarks/dialog_throughput.py). Once the
-        transaction has ended the session holds no connection, so closing it is bookkeeping
-        and is done in place; if it has not (a cancelled rollback), the shielded close."""
+        The commit and the close go to SQLAlchemy's greenlet together, and the unit of work
+        then gives way to the loop once, as AsyncSession's own context did by closing in a task
+        of its own. Why: that context costs two greenlet hops and a task on every unit of
+        work (about 5 % of a dialog step), but closing in place without giving way cost 3–10 %
+        of the throughput end to end through `warmline run` on SQLite — a step then runs on
+        into its sends (benchmarks/telegram_e2e.py, alternating runs, 2026-12-02). A failed
+        unit of work is rolled back and closed as before, shielded from cancellation."""
         self.async_engine  # noqa: B018
         assert self._async_factory is not None
         session = self._async_factory()
         try:
-            async with session.begin():
-                yield session
-        finally:
-            if session.in_transaction():
-                await asyncio.shield(session.close())
-            else:
-                session.sync_session.close()
+            yield session
+        except BaseException:
+            await asyncio.shield(session.close())  # rolls back what the unit of work began
+            raise
+        try:
+            await session.run_sync(_commit_and_close)
+        except BaseException:
+            await asyncio.shield(session.close())
+            raise
+        await asyncio.sleep(0)
 
     def dispose(self) -> None:
         if self._sync is not None:

@@ -48,7 +48,12 @@ class _Compiled:
     fixed: dict[str, Any]  # values bound by the statement itself
     processors: dict[str, Callable[[Any], Any]]  # only the parameters that have one
     defaults: tuple[tuple[str, Any], ...]  # INSERT columns filled by their Python-side default
-    results: tuple[Processor, ...]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]  # result columns that have a processor
+    ordered: tuple[tuple[str, Processor], ...] | None = None  # `order` with each one's processor
+
+    def __post_init__(self) -> None:
+        if self.order is not None:
+            object.__setattr__(self, "ordered", tuple((name, self.processors.get(name)) for name in self.order))
 
 
 class Prepared:
@@ -76,8 +81,8 @@ class Prepared:
         if compiled.update_prefetch:
             raise ValueError("a prepared UPDATE must set every column that has an onupdate")
         columns: Sequence[ColumnElement[Any]] = list(getattr(self.statement, "exported_columns", ()))
-        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                        for column in columns)
+        results = tuple((i, processor) for i, column in enumerate(columns)
+                        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)))
         order = tuple(compiled.positiontup) if compiled.positional else None
         # the values SQLAlchemy binds itself (literals in the statement, None for a NULL set):
         # the same on every call, so worked out once; each call's parameters go over them
@@ -97,10 +102,10 @@ class Prepared:
             for key, default in plan.defaults:
                 params[key] = default(None) if callable(default) else default
         values = {**plan.fixed, **params}
+        if plan.ordered is not None:
+            return [values[name] if processor is None else processor(values[name])
+                    for name, processor in plan.ordered]
         processors = plan.processors
-        if plan.order is not None:
-            return [processors[name](values[name]) if name in processors else values[name]
-                    for name in plan.order]
         return {name: processors[name](value) if name in processors else value
                 for name, value in values.items()}
 
@@ -167,10 +172,17 @@ class Pending:
 
 
 def _converted(plan: _Compiled, fetched: list[Any]) -> list[tuple[Any, ...]]:
-    results = plan.results
-    if not any(results):
+    """Rows with each value through its column's result processor (only the columns that have
+    one are visited: the session read has two dozen columns and a handful of processors)."""
+    if not plan.results:
         return [tuple(row) for row in fetched]
-    return [tuple(p(v) if p else v for p, v in zip(results, row, strict=True)) for row in fetched]
+    converted = []
+    for row in fetched:
+        values = list(row)
+        for i, processor in plan.results:
+            values[i] = processor(values[i])
+        converted.append(tuple(values))
+    return converted
 
 
 def _translated(plan: _Compiled, exc: Exception, dialect: Dialect) -> Exception:
