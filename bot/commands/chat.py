@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+from typing import NoReturn
 
 from bot.app import App
 from bot.channels.console import run_console
@@ -34,13 +36,22 @@ def run(args: argparse.Namespace) -> int:
 def chat(app: App, address: str) -> int:
     """Chat until the input ends or Ctrl-C; on Ctrl-C leave at once (exit code 130)."""
     loop = asyncio.new_event_loop()
+    # Through the loop, not KeyboardInterrupt: the signal may reach another thread of the
+    # process (the line reader, SQLite's checkpoint thread), and then the main thread, asleep
+    # in the loop with nothing else to wait for, would not notice it until the next line.
+    loop.add_signal_handler(signal.SIGINT, _leave)
     try:
         return loop.run_until_complete(_chat(app, address))
     except KeyboardInterrupt:
-        print(LEFT, file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)  # the reader thread is still blocked on the terminal; do not wait for it
+        _leave()
+        raise  # not reached
+
+
+def _leave() -> NoReturn:
+    print(LEFT, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)  # the reader thread is still blocked on the terminal; do not wait for it
 
 
 async def _chat(app: App, address: str) -> int:
