@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -36,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
 def chat(app: App, address: str) -> int:
     """Chat until the input ends or Ctrl-C; on Ctrl-C leave at once (exit code 130)."""
     loop = asyncio.new_event_loop()
-    # Through the loop, not KeyboardInterrupt: the signal may reach another thread of the
-    # process (the line reader, SQLite's checkpoint thread), and then the main thread, asleep
-    # in the loop with nothing else to wait for, would not notice it until the next line.
-    loop.add_signal_handler(signal.SIGINT, _leave)
+    # Through the loop's own handler, run between two callbacks, rather than a KeyboardInterrupt
+    # raised wherever the main thread happens to be (inside SQLAlchemy's greenlet, a shielded
+    # close, a half-done step); the KeyboardInterrupt path stays for a platform without it.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, _leave)
     try:
         return loop.run_until_complete(_chat(app, address))
     except KeyboardInterrupt:
