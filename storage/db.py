@@ -300,13 +300,9 @@ class Database:
         session = self._async_factory()
         try:
             yield session
-        except BaseException:
-            await asyncio.shield(session.close())  # rolls back what the unit of work began
-            raise
-        try:
             await session.run_sync(_commit_and_close)
         except BaseException:
-            await asyncio.shield(session.close())
+            await asyncio.shield(session.close())  # rolls back what the unit of work began
             raise
         await asyncio.sleep(0)
 

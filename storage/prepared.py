@@ -34,6 +34,7 @@ Processor = Callable[[Any], Any] | None
 __all__ = ["Pending", "Prepared", "driver_connection", "pipelined", "statements_run"]
 
 _ran = [0]
+_COMMITTED = "_prepared_committed"  # session.info: the transaction pipelined(commit=True) ended
 
 
 def statements_run() -> int:
@@ -260,8 +261,6 @@ async def pipelined(session: AsyncSession, *, commit: bool = False) -> AsyncIter
         raise DBAPIError.instance(None, None, exc, bind.dialect.loaded_dbapi.Error,
                                   hide_parameters=True, dialect=bind.dialect) from exc
 
-
-_COMMITTED = "_prepared_committed"
 
 
 async def driver_connection(session: AsyncSession) -> Any:
