@@ -66,6 +66,36 @@ async def test_no_more_than_the_limit_run_at_once() -> None:
     assert peak == 3
 
 
+async def test_a_poller_is_told_when_steps_wait_for_a_slot_and_when_they_stop_waiting() -> None:
+    """Telegram's poller asks for no more updates while steps queue for a slot (each answer
+    repeats every unconfirmed update); it must learn when the queue has drained."""
+    dispatcher = KeyedDispatcher(limit=2)
+    release = asyncio.Event()
+
+    async def held() -> None:
+        await release.wait()
+
+    for i in range(2):
+        dispatcher.submit(f"chat-{i}", held)
+    dispatcher.submit("chat-0", held)  # behind its own chat's step: waits for that, not a slot
+    await asyncio.sleep(0)
+    assert dispatcher.queued == 0
+    room = asyncio.ensure_future(dispatcher.wait_for_room())
+    await asyncio.sleep(0)
+    assert room.done(), "no step waits for a slot yet"
+    for i in range(2, 5):
+        dispatcher.submit(f"chat-{i}", held)
+    await asyncio.sleep(0)
+    assert dispatcher.queued == 3
+    room = asyncio.ensure_future(dispatcher.wait_for_room())
+    await asyncio.sleep(0.01)
+    assert not room.done(), "three steps wait for a slot"
+    release.set()
+    await asyncio.wait_for(room, 1)
+    await dispatcher.wait_idle()
+    assert dispatcher.queued == 0
+
+
 async def test_a_failing_job_does_not_stop_the_next_one_of_its_chat() -> None:
     dispatcher = KeyedDispatcher(limit=2)
 

@@ -73,9 +73,12 @@ class KeyedDispatcher:
         self._tails: dict[str, asyncio.Task[Any]] = {}  # the last job submitted per key
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = 0
+        self._queued = 0  # jobs whose turn in their key has come, waiting for a free slot
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._room = asyncio.Event()  # set while no job waits for a slot
+        self._room.set()
 
     # ------------------------------------------------------------------ public
 
@@ -88,6 +91,20 @@ class KeyedDispatcher:
     def running(self) -> int:
         """Jobs running now (at most `limit`)."""
         return self._running
+
+    @property
+    def queued(self) -> int:
+        """Jobs ready to run but waiting for a free slot (every slot is taken)."""
+        return self._queued
+
+    async def wait_for_room(self) -> None:
+        """Until no job waits for a slot.
+
+        A poller that fetches more work while jobs queue here only lengthens the queue (and
+        Telegram's getUpdates repeats every unconfirmed update in each answer, so polling a
+        saturated bot costs it CPU for nothing); it asks again once the queue has drained.
+        """
+        await self._room.wait()
 
     def submit(self, key: str, job: Job[T]) -> asyncio.Future[T]:
         """Queue `job` behind the earlier jobs of `key`; returns a future of its result."""
@@ -127,12 +144,23 @@ class KeyedDispatcher:
         if previous is not None and not previous.done():
             # the key's earlier job first; its failure or cancellation does not stop this one
             await asyncio.wait([previous])
-        async with self._slots:
-            self._running += 1
+        if self._slots.locked():
+            self._queued += 1
+            self._room.clear()
             try:
-                return await job()
+                await self._slots.acquire()
             finally:
-                self._running -= 1
+                self._queued -= 1
+                if not self._queued:
+                    self._room.set()
+        else:
+            await self._slots.acquire()
+        self._running += 1
+        try:
+            return await job()
+        finally:
+            self._running -= 1
+            self._slots.release()
 
     def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
