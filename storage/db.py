@@ -306,6 +306,22 @@ class Database:
             raise
         await asyncio.sleep(0)
 
+    async def open_pool(self) -> int:
+        """Open one connection per concurrent step before the first message; how many opened.
+
+        Why: a service starts to a burst (a county's volunteers after a restart, everyone who
+        wrote while it was down), and a PostgreSQL pool opened on demand made that burst's
+        steps pay for 32 connections (a server process and a handshake each) while they ran.
+        SQLite's connections cost nothing to open and are left as they are. A server that
+        cannot be reached is not an error here: the steps report it as they always have."""
+        if is_sqlite(self.url):
+            return 0
+        engine = self.async_engine
+        connections = [engine.connect() for _ in range(max(1, self.concurrent_steps or DEFAULT_STEPS))]
+        opened = await asyncio.gather(*(c.start() for c in connections), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
+        return sum(1 for o in opened if not isinstance(o, BaseException))
+
     def dispose(self) -> None:
         if self._sync is not None:
             self._sync.dispose()

@@ -134,6 +134,9 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     names = ", ".join(c.name for c in channels) or "无 / none"
     print(f"暖心已启动 / Warmline is running: http://{host}:{port} (/healthz)；渠道 / channels: {names}；"
           "Ctrl-C 停止 / to stop", file=sys.stderr)
+    opened = await app.db.open_pool()
+    if opened:
+        log.info("database pool opened connections=%d", opened)
     for channel in channels:
         await channel.start()
     tasks += [asyncio.create_task(job(app, senders, stop), name=getattr(job, "__name__", "job"))
