@@ -250,3 +250,29 @@ async def test_postgresql_plans_the_steps_statements_once_per_connection(app: Ap
     async with app.db.async_session() as session:
         prepared = await session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
     assert prepared and prepared >= 3
+
+
+def address_row(chat: Chat) -> tuple[object, str | None]:
+    from storage.models import ChannelAddress
+
+    with chat.app.db.session() as session:
+        row = session.scalars(select(ChannelAddress).where(ChannelAddress.channel == chat.channel,
+                                                          ChannelAddress.address == chat.address)).one()
+        return row.last_inbound_at, row.display_name
+
+
+async def test_the_address_remembers_when_it_was_used_and_the_name_it_first_showed(
+        volunteer: Chat, clock: FixedClock) -> None:
+    """Replies and alerts go to the address a person wrote from last (and WeChat's 48-hour window
+    counts from it); the console shows the name the platform first gave the address."""
+    await volunteer._link()
+    clock.advance(hours=2)
+    assert "1. 走访记录" in await volunteer.say("菜单", display_name="王阿姨")  # the first message
+    assert address_row(volunteer) == (clock.now(), "王阿姨")
+    clock.advance(minutes=5)
+    await volunteer.say("菜单", display_name="改了名字")  # a later one: the time moves on, the name stays
+    assert address_row(volunteer) == (clock.now(), "王阿姨")
+    written = clock.now()
+    clock.advance(seconds=20)
+    await volunteer.say("菜单")  # within the minute: not rewritten
+    assert address_row(volunteer) == (written, "王阿姨")

@@ -60,16 +60,16 @@ class SessionRow:
 
 
 # Built once: constructing a statement costs more than executing a cached one.
-_SENDER = (select(Person, ChannelAddress.id, ChannelAddress.last_inbound_at, ChannelAddress.display_name)
-           .join(ChannelAddress, Person.id == ChannelAddress.person_id)
-           .where(ChannelAddress.channel == bindparam("channel"), ChannelAddress.address == bindparam("address")))
 _ADDRESSES = table_of(ChannelAddress)
-_SEEN = Prepared(update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("address_id"))
-                 .values(last_inbound_at=bindparam("seen", type_=_ADDRESSES.c.last_inbound_at.type)),
+_SEEN_AT = bindparam("seen", type_=_ADDRESSES.c.last_inbound_at.type)
+_NAME = bindparam("name", type_=_ADDRESSES.c.display_name.type)
+_THIS_ADDRESS = _ADDRESSES.c.id == bindparam("address_id")
+_SEEN = Prepared(update(_ADDRESSES).where(_THIS_ADDRESS).values(last_inbound_at=_SEEN_AT),
                  keys=("address_id", "seen"))
-_NAMED = Prepared(update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("address_id"))
-                  .values(display_name=bindparam("name", type_=_ADDRESSES.c.display_name.type)),
+_NAMED = Prepared(update(_ADDRESSES).where(_THIS_ADDRESS).values(display_name=_NAME),
                   keys=("address_id", "name"))
+_SEEN_NAMED = Prepared(update(_ADDRESSES).where(_THIS_ADDRESS).values(last_inbound_at=_SEEN_AT, display_name=_NAME),
+                       keys=("address_id", "seen", "name"))
 _ROW = select(*(_T.c[name] for name in _COLUMNS)).where(
     _T.c.channel == bindparam("channel"), _T.c.address == bindparam("address"))
 _ROW_LOCKED = _ROW.with_for_update()
@@ -78,6 +78,13 @@ _ROW_LOCKED = _ROW.with_for_update()
 _PEOPLE = table_of(Person)
 _PERSON_KEYS = tuple(column.key for column in _PEOPLE.c)
 _PERSON_CLASS = manager_of_class(Person)
+# Someone's first message (no session row yet): their address and who they are, as plain
+# columns too (an ORM query here cost a new volunteer's first step about half a millisecond).
+_SENDER = Prepared(select(_ADDRESSES.c.id, _ADDRESSES.c.last_inbound_at, _ADDRESSES.c.display_name, *_PEOPLE.c)
+                   .select_from(_ADDRESSES).join(_PEOPLE, _PEOPLE.c.id == _ADDRESSES.c.person_id)
+                   .where(_ADDRESSES.c.channel == bindparam("channel"),
+                          _ADDRESSES.c.address == bindparam("address")),
+                   keys=("channel", "address"))
 _BOTH = (select(*(_T.c[name] for name in _COLUMNS), _ADDRESSES.c.id, _ADDRESSES.c.last_inbound_at,
                 _ADDRESSES.c.display_name, *_PEOPLE.c)
          .select_from(_T)
@@ -93,20 +100,26 @@ _UPDATE = Prepared(update(_T).where(_T.c.id == bindparam("row_id")), keys=("row_
 
 async def find_sender(session: AsyncSession, inbound: Inbound, now: datetime) -> Person | None:
     """The registered, active person behind this address (noting that they were seen now)."""
-    found = (await session.execute(_SENDER, {"channel": inbound.channel, "address": inbound.address})).first()
+    found = await _SENDER.first(session, {"channel": inbound.channel, "address": inbound.address})
     if found is None:
         return None
-    return await _seen(session, inbound, now, *found)
+    return await _seen(session, inbound, now, _attached(session, found[3:]), *found[:3])
 
 
 async def _seen(session: AsyncSession, inbound: Inbound, now: datetime, person: Person | None,
                 address_id: int | None, seen: datetime | None, name: str | None) -> Person | None:
+    """Note on the address when it was last used (to the minute) and the name the platform
+    shows for it, if it had none: one UPDATE for both when both are due."""
     if person is None or address_id is None:
         return None
-    if seen is None or not (now - SEEN_PRECISION < seen <= now):
+    stale = seen is None or not (now - SEEN_PRECISION < seen <= now)
+    named = inbound.display_name[:100] if inbound.display_name and not name else None
+    if stale and named:
+        await _SEEN_NAMED.run(session, {"address_id": address_id, "seen": now, "name": named})
+    elif stale:
         await _SEEN.run(session, {"address_id": address_id, "seen": now})
-    if inbound.display_name and not name:
-        await _NAMED.run(session, {"address_id": address_id, "name": inbound.display_name[:100]})
+    elif named:
+        await _NAMED.run(session, {"address_id": address_id, "name": named})
     return person if person.active else None
 
 
