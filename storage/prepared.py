@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +141,27 @@ class Prepared:
         found = await self.rows(session, params)
         return found[0] if found else None
 
+    async def opening(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows of the statement that opens the unit of work's transaction: on PostgreSQL its
+        BEGIN goes in the same round trip (see `_opened`). Anywhere else it is `rows`."""
+        bind = session.bind
+        if bind is None or bind.dialect.name != "postgresql" or session.sync_session.in_transaction():
+            return await self.rows(session, params)
+        dialect = bind.dialect
+        plan = self._for(dialect)
+        _ran[0] += 1
+        try:
+            async with _opened(session) as connection:
+                cursor = connection.cursor()
+                await cursor.execute(plan.sql, self._parameters(plan, params))
+            try:
+                fetched = list(await cursor.fetchall())
+            finally:
+                await cursor.close()
+        except dialect.loaded_dbapi.Error as exc:
+            raise _translated(plan, exc, dialect) from exc
+        return _converted(plan, fetched)
+
     async def run(self, session: AsyncSession, params: Mapping[str, Any]) -> int:
         """Run it without rows back; the number of rows it changed."""
         return await self._run(session, [params])
@@ -240,17 +261,15 @@ async def pipelined(session: AsyncSession, *, commit: bool = False) -> AsyncIter
     after the block is an error.
 
     Only prepared statements belong inside: what the ORM has pending is written first, and a
-    row count is not known inside the block. Not for a transaction's first statement: psycopg
-    waits for the BEGIN it sends before anything else in a pipeline, so a read that opens the
-    transaction costs a round trip less outside one."""
+    row count is not known inside the block. A block that opens its transaction sends the
+    BEGIN with it (`_opened`): the "sent" ledger's batch is one round trip."""
     bind = session.bind
     if bind is None or bind.dialect.name != "postgresql":
         yield
         return
     await _flush_pending(session)
-    connection = await driver_connection(session)
     try:
-        async with connection.pipeline():
+        async with _pipeline_of(session) as connection:
             yield
             if commit:
                 if session.new or session.dirty or session.deleted:
@@ -274,6 +293,49 @@ async def driver_connection(session: AsyncSession) -> Any:
     raw = await session.run_sync(_driver_of)
     session.info["_driver"] = (session.sync_session.get_transaction(), raw)
     return raw
+
+
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+@asynccontextmanager
+async def _opened(session: AsyncSession) -> AsyncIterator[Any]:
+    """A pipeline on the connection of a transaction that has not begun, whose first command
+    is its BEGIN (PostgreSQL; yields the driver connection).
+
+    Why: psycopg sends a transaction's BEGIN on its own and waits for its answer before the
+    first statement, also inside a pipeline, so every dialog step paid a round trip for BEGIN
+    before its first read (3.6 waits a step; 2.6 with this, benchmarks/dialog_throughput.py's
+    runner on PostgreSQL). Here the connection is taken in autocommit mode for this
+    transaction, so psycopg sends no BEGIN, and the pipeline sends one ahead of the statements:
+    everything after it is inside that transaction as before, and the session's commit or
+    rollback ends it (psycopg commits or rolls back whatever transaction the server has open).
+    SQLAlchemy sets the connection back to its usual mode when it returns to the pool."""
+    connection = await session.run_sync(_opening_driver_of)
+    session.info["_driver"] = (session.sync_session.get_transaction(), connection)
+    async with connection.pipeline():
+        await connection.execute("BEGIN", prepare=False)
+        yield connection
+
+
+def _pipeline_of(session: AsyncSession) -> AbstractAsyncContextManager[Any]:
+    """The session's driver connection in a pipeline: one that opens the transaction if it has
+    not begun."""
+    if not session.sync_session.in_transaction():
+        return _opened(session)
+    return _pipeline_on(session)
+
+
+@asynccontextmanager
+async def _pipeline_on(session: AsyncSession) -> AsyncIterator[Any]:
+    connection = await driver_connection(session)
+    async with connection.pipeline():
+        yield connection
+
+
+def _opening_driver_of(session: Session) -> Any:
+    """(In SQLAlchemy's greenlet: the transaction's connection in autocommit mode, see `_opened`.)"""
+    return session.connection(execution_options=_AUTOCOMMIT).connection.driver_connection
 
 
 def _driver_of(session: Session) -> Any:

@@ -136,3 +136,50 @@ async def test_a_pipelined_block_that_commits_keeps_the_step_whole(app: App) -> 
         async with app.db.async_session() as session:
             assert await session.get(ProcessedInbound, ("console", "m-2")) is None
             assert await session.scalar(select(Person.id).where(Person.phone == "13800000099")) is None
+
+
+async def test_a_transaction_opened_by_its_first_read_holds_to_its_end(app: App) -> None:
+    """`Prepared.opening` (on PostgreSQL the step's BEGIN goes with its first read): the row it
+    locks stays locked until the step ends, a step that fails after it leaves nothing behind,
+    and the connection it used is transactional again for whoever uses it next."""
+    from storage.db import Database
+    from storage.prepared import driver_connection
+
+    locked = Prepared(select(SESSIONS.c.version).where(SESSIONS.c.id == bindparam("row_id")).with_for_update(),
+                      keys=("row_id",))
+    now = datetime.now(UTC)
+    async with app.db.async_session() as session:
+        [(row_id, _)] = await WRITE.rows(session, {"channel": "console", "address": "vol-1", "state": "ask",
+                                                   "data": {}, "expires_at": None})
+    postgres = app.db.async_engine.dialect.name == "postgresql"
+    other = Database(app.db.url, app.db.keyring)
+    try:
+        with pytest.raises(RuntimeError):
+            async with app.db.async_session() as session:
+                assert await locked.opening(session, {"row_id": row_id}) == [(0,)]
+                await BUMP.run(session, {"row_id": row_id})
+                await CLAIM.run(session, {"channel": "console", "inbound_key": "m-1", "processed_at": now})
+                if postgres:  # another worker cannot take this chat's row meanwhile
+                    async with other.async_session() as intruder:
+                        with pytest.raises(Exception, match="could not obtain lock"):
+                            await intruder.execute(text(
+                                "SELECT version FROM dialog_sessions WHERE id = :i FOR UPDATE NOWAIT"), {"i": row_id})
+                raise RuntimeError("the step failed after its first read")
+        async with app.db.async_session() as session:
+            assert await READ.first(session, {"row_id": row_id}) == ({}, None, 0)
+            assert await session.get(ProcessedInbound, ("console", "m-1")) is None
+            if postgres:
+                assert (await driver_connection(session)).autocommit is False
+        with pytest.raises(RuntimeError):  # the pool's connection again: a plain unit of work
+            async with app.db.async_session() as session:
+                await BUMP.run(session, {"row_id": row_id})
+                await CLAIM.run(session, {"channel": "console", "inbound_key": "m-2", "processed_at": now})
+                raise RuntimeError("failed after two writes")
+        async with app.db.async_session() as session:
+            assert await locked.opening(session, {"row_id": row_id}) == [(0,)]
+            await BUMP.run(session, {"row_id": row_id})
+        async with app.db.async_session() as session:
+            assert await READ.first(session, {"row_id": row_id}) == ({}, None, 1)
+            assert await session.get(ProcessedInbound, ("console", "m-2")) is None
+    finally:
+        await other.adispose()

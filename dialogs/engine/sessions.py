@@ -164,7 +164,8 @@ async def open_session(session: AsyncSession, inbound: Inbound,
     """The sender and their session row (locked for this step; a new one for a new address)."""
     keys = {"channel": inbound.channel, "address": inbound.address}
     with session.no_autoflush:
-        found = await (_READ_BOTH_LOCKED if _locking(session, True) else _READ_BOTH).first(session, keys)
+        rows = await (_READ_BOTH_LOCKED if _locking(session, True) else _READ_BOTH).opening(session, keys)
+        found = rows[0] if rows else None
         if found is not None:
             row = _row(inbound.channel, inbound.address, found)
             address = found[len(_COLUMNS):len(_COLUMNS) + 3]
