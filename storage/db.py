@@ -203,12 +203,15 @@ def _pg_connect_args(url: str) -> dict[str, Any]:
 # `POOL_SPARE` more open, and opens up to `POOL_SPARE` more under a burst (several channels at
 # once: beyond that a step waits for a connection). A worker holds at most steps + 16.
 POOL_SPARE = 8
-DEFAULT_STEPS = 32
+DEFAULT_STEPS = 32  # [core] max_concurrent_steps when not set (the channels' dispatcher uses it too)
+
+
+def steps_at_once(concurrent_steps: int | None) -> int:
+    return max(1, concurrent_steps or DEFAULT_STEPS)
 
 
 def async_pool(concurrent_steps: int | None) -> dict[str, Any]:
-    steps = max(1, concurrent_steps or DEFAULT_STEPS)
-    return {"pool_size": steps + POOL_SPARE, "max_overflow": POOL_SPARE}
+    return {"pool_size": steps_at_once(concurrent_steps) + POOL_SPARE, "max_overflow": POOL_SPARE}
 
 
 def make_sync_engine(url: str) -> Engine:
@@ -317,7 +320,7 @@ class Database:
         if is_sqlite(self.url):
             return 0
         engine = self.async_engine
-        connections = [engine.connect() for _ in range(max(1, self.concurrent_steps or DEFAULT_STEPS))]
+        connections = [engine.connect() for _ in range(steps_at_once(self.concurrent_steps))]
         opened = await asyncio.gather(*(c.start() for c in connections), return_exceptions=True)
         await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
         return sum(1 for o in opened if not isinstance(o, BaseException))

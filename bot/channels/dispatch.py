@@ -42,12 +42,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from storage.db import DEFAULT_STEPS
+
 log = logging.getLogger("warmline.dispatch")
 
 T = TypeVar("T")
 Job = Callable[[], Awaitable[T]]
 
-DEFAULT_LIMIT = 32
+DEFAULT_LIMIT = DEFAULT_STEPS  # one place: the database pool is sized by the same number
 SETTINGS_SECTION = "core"
 SETTINGS_KEY = "max_concurrent_steps"
 
