@@ -27,12 +27,17 @@ from storage.models import (
     Visit,
     VisitOutcome,
 )
+from storage.prepared import Prepared
 
 # Visits and readings are only written here and nothing reads them back as objects in the same
 # step: a plain INSERT built once (the columns' types still encrypt and convert every value).
 _VISITS, _READINGS = table_of(Visit), table_of(HealthReading)
-_ADD_VISIT = insert(_VISITS).returning(_VISITS.c.id)
-_ADD_READING = insert(_READINGS).returning(_READINGS.c.id)
+_ADD_VISIT = Prepared(insert(_VISITS).returning(_VISITS.c.id), keys=(
+    "household_id", "volunteer_id", "visited_on", "kind", "outcome", "occasion", "physical_state",
+    "mood", "needs", "money_fen", "gifts", "follow_up", "recorded_at"))
+_ADD_READING = Prepared(insert(_READINGS).returning(_READINGS.c.id), keys=(
+    "household_id", "member_id", "volunteer_id", "measured_at", "systolic", "diastolic", "pulse",
+    "glucose_mmol", "glucose_context", "advice", "danger", "danger_reasons", "recorded_at"))
 
 
 @dataclass(frozen=True)
@@ -82,13 +87,13 @@ class CareRecords(BookBase):
         """Save a visit; a need becomes a follow-up, a declined visit paces the household down."""
         me = self._me()
         now = self.now()
-        visit_id: int = (await self._session.execute(_ADD_VISIT, dict(
+        (visit_id,), = await _ADD_VISIT.rows(self._session, dict(
             household_id=record.household_id, volunteer_id=me.id, visited_on=record.visited_on,
             kind=record.kind, outcome=record.outcome, occasion=record.occasion,
             physical_state=record.physical, mood=record.mood, needs=record.needs or None,
             money_fen=record.money_fen, gifts=record.gifts or None, follow_up=record.follow_up,
             recorded_at=now,
-        ))).scalar_one()
+        ))
         if record.follow_up:
             await casework.open_follow_up(self._session, household_id=record.household_id,
                                           source="visit", source_id=visit_id, text=record.needs or None,
@@ -111,13 +116,13 @@ class CareRecords(BookBase):
         me = self._me()
         now = self.now()
         reasons = readings.danger_reasons(reading, self.services.thresholds)
-        reading_id: int = (await self._session.execute(_ADD_READING, dict(
+        (reading_id,), = await _ADD_READING.rows(self._session, dict(
             household_id=household_id, member_id=member_id, volunteer_id=me.id, measured_at=now,
             systolic=reading.systolic, diastolic=reading.diastolic, pulse=reading.pulse,
             glucose_mmol=reading.glucose, glucose_context=reading.glucose_context,
             advice=advice or None, danger=bool(reasons), danger_reasons=",".join(reasons) or None,
             recorded_at=now,
-        ))).scalar_one()
+        ))
         await self.audit("write", "reading", reading_id, household_id)
         if reasons:
             household = await self._session.get(Household, household_id)
