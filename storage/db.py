@@ -309,19 +309,24 @@ class Database:
             raise
         await asyncio.sleep(0)
 
-    async def open_pool(self) -> int:
+    async def open_pool(self, within: float = 10.0) -> int:
         """Open one connection per concurrent step before the first message; how many opened.
 
         Why: a service starts to a burst (a county's volunteers after a restart, everyone who
         wrote while it was down), and a PostgreSQL pool opened on demand made that burst's
         steps pay for 32 connections (a server process and a handshake each) while they ran.
         SQLite's connections cost nothing to open and are left as they are. A server that
-        cannot be reached is not an error here: the steps report it as they always have."""
+        cannot be reached, or not within `within` seconds, is not an error here (nor does it
+        hold the start up): the steps report it as they always have."""
         if is_sqlite(self.url):
             return 0
         engine = self.async_engine
         connections = [engine.connect() for _ in range(steps_at_once(self.concurrent_steps))]
-        opened = await asyncio.gather(*(c.start() for c in connections), return_exceptions=True)
+        try:
+            opened = await asyncio.wait_for(
+                asyncio.gather(*(c.start() for c in connections), return_exceptions=True), within)
+        except TimeoutError:
+            opened = []
         await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
         return sum(1 for o in opened if not isinstance(o, BaseException))
 

@@ -37,3 +37,21 @@ async def test_a_database_that_cannot_be_reached_at_start_is_not_an_error() -> N
         assert await db.open_pool() == 0
     finally:
         await db.adispose()
+
+
+async def test_a_server_that_does_not_answer_does_not_hold_the_start_up() -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is the postgres extra")
+    import socket
+    import time
+
+    silent = socket.socket()  # accepts connections into its backlog and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    db = Database(f"postgresql://warmline@127.0.0.1:{silent.getsockname()[1]}/nowhere", concurrent_steps=2)
+    try:
+        started = time.monotonic()
+        assert await db.open_pool(within=0.5) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        await db.adispose()
+        silent.close()
