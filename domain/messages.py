@@ -83,12 +83,12 @@ def payload_of(reply: Reply, tokens: list[str] | None = None) -> dict[str, Any]:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(9)
+    return new_tokens(1)[0]
 
 
 def new_tokens(count: int) -> list[str]:
-    """`count` tokens like `new_token`'s, from one read of the system's random source (a
-    question's options get one each, on every step)."""
+    """`count` opaque tokens (9 random bytes each, URL-safe), from one read of the system's
+    random source (a question's options get one each, on every step)."""
     # 9 random bytes are 12 base64 characters with no padding: slicing the encoding of the
     # whole draw gives each token exactly the encoding of its own 9 bytes
     encoded = base64.urlsafe_b64encode(secrets.token_bytes(9 * count)).decode()

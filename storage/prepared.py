@@ -254,9 +254,9 @@ async def pipelined(session: AsyncSession, *, commit: bool = False) -> AsyncIter
     calls are local, nothing changes.
 
     `commit=True`: the block is the transaction's last work, and its COMMIT travels in the same
-    round trip (read `Prepared.send` rows after the block): with the first read outside a
-    pipeline, a step's waits on PostgreSQL went from 6.6 to 3.6 and the runner's steps per
-    CPU-second from 462 to 577–599 (benchmarks/dialog_throughput.py). The session's own commit
+    round trip (read `Prepared.send` rows after the block): a step's waits on PostgreSQL went
+    from 6.6 to 3.6 and the runner's steps per CPU-second from 462 to 577–599
+    (benchmarks/dialog_throughput.py; 2.6 waits since the first read carries the BEGIN). The session's own commit
     afterwards finds nothing left to do; using the session for anything but reading those rows
     after the block is an error.
 
@@ -279,7 +279,6 @@ async def pipelined(session: AsyncSession, *, commit: bool = False) -> AsyncIter
     except bind.dialect.loaded_dbapi.Error as exc:  # raised when the block's last answers came
         raise DBAPIError.instance(None, None, exc, bind.dialect.loaded_dbapi.Error,
                                   hide_parameters=True, dialect=bind.dialect) from exc
-
 
 
 async def driver_connection(session: AsyncSession) -> Any:

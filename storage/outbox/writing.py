@@ -86,7 +86,7 @@ async def enqueue_claimed(session: AsyncSession, *, kind: str, recipient: Recipi
     sent = []
     for key, payload in payloads:
         values = row_values(kind=kind, recipient=recipient, payload=payload, key=key, now=now,
-                         claimed_by=claimer)
+                            claimed_by=claimer)
         values.update(ahead_channel=recipient.channel, ahead_address=recipient.address, ahead_at=now)
         sent.append(await statement.send(session, values))
 
