@@ -1,7 +1,7 @@
 """End to end over Telegram: volunteers recording health readings at once, `warmline run` vs PTB.
 
     python benchmarks/telegram_e2e.py [--volunteers 200] [--readings 3] [--think 0.3] [--no-postgres]
-        [--no-sqlite] [--concurrency N]
+        [--no-sqlite] [--concurrency N] [--step-processes N]
 
 Both bots run as real processes polling the same kind of fake Bot API
 (benchmarks/volunteer_crowd.py, in this process): `warmline run --no-scheduler` (its Telegram
@@ -46,6 +46,7 @@ from benchmarks.dialog_throughput import BASELINE_CHAT, WARMLINE_CHAT, prepare
 from benchmarks.volunteer_crowd import Crowd, serve
 
 CONCURRENCY: int | None = None  # --concurrency: [core] max_concurrent_steps for this run (default: the shipped one)
+STEP_PROCESSES: int | None = None  # --step-processes: [core] step_processes (PostgreSQL; default: the shipped one)
 RUN_CONFIG = """
 [core]
 flood_max_messages = 1000000
@@ -61,8 +62,14 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
+    """The process's CPU time and its live children's ([core] step_processes helpers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(cpu_seconds(int(child)) for child in children if Path(f"/proc/{child}").exists())
 
 
 def readings_saved(url: str) -> int:
@@ -82,7 +89,8 @@ def command(side: str, base_url: str, url: str, workdir: Path) -> tuple[list[str
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WARMLINE_DATA_KEY": BENCH_DATA_KEY}
     if side == "warmline":
         config = workdir / "warmline.toml"
-        config.write_text(RUN_CONFIG + (f"max_concurrent_steps = {CONCURRENCY}\n" if CONCURRENCY else ""))
+        config.write_text(RUN_CONFIG + (f"max_concurrent_steps = {CONCURRENCY}\n" if CONCURRENCY else "")
+                          + (f"step_processes = {STEP_PROCESSES}\n" if STEP_PROCESSES else ""))
         env.update({"WARMLINE_TELEGRAM_TOKEN": "7000003:warmline",
                     "WARMLINE_TELEGRAM_BASE_URL": base_url, "WARMLINE_DATABASE_URL": url,
                     "WARMLINE_CONFIG": str(config), "WARMLINE_HTTP_PORT": str(free_port())})
@@ -183,9 +191,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--concurrency", type=int, help="[core] max_concurrent_steps for warmline run")
+    parser.add_argument("--step-processes", type=int, help="[core] step_processes for warmline run")
     args = parser.parse_args(argv)
-    global CONCURRENCY
+    global CONCURRENCY, STEP_PROCESSES
     CONCURRENCY = args.concurrency
+    STEP_PROCESSES = args.step_processes
     results = asyncio.run(run(args))
     results["max_concurrent_steps"] = args.concurrency or "default"
     print(json.dumps(results, ensure_ascii=False, indent=2))

@@ -50,6 +50,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "wecom.reply_budget_seconds": (0.5, 4.8, "s"),
     "activities.reminder_days_before": (0, 60, ""),
     "scheduler.job_process_nice": (0, 19, ""),
+    "core.step_processes": (0, 64, ""),
 }
 # Settings that take one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {"scheduler.jobs_in": ("process", "thread")}

@@ -50,6 +50,7 @@ T = TypeVar("T")
 Job = Callable[[], Awaitable[T]]
 
 DEFAULT_LIMIT = DEFAULT_STEPS  # one place: the database pool is sized by the same number
+STOP_GRACE_SECONDS = 5.0  # on stop, how long steps under way may take to commit (the rest come again)
 SETTINGS_SECTION = "core"
 SETTINGS_KEY = "max_concurrent_steps"
 

@@ -8,7 +8,8 @@ on `/telegram` of the one HTTP app, guarded by Telegram's secret-token header.
 
 Either way updates go through a `KeyedDispatcher` keyed by chat: different chats are handled
 side by side (at most `[core] max_concurrent_steps` at once), one chat's updates strictly in the
-order they arrived.
+order they arrived. With `[core] step_processes` above 1 the chats are shared out among helper
+processes, each chat always to the same one (bot/channels/step_processes.py).
 
 Mapping: address = chat id; message_id = "u<update_id>"; a button press carries its opaque
 option token; `/start <code>` is a deep-link registration; a shared contact is matched by phone.
@@ -23,6 +24,7 @@ import json
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,8 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.warnings import PTBUserWarning
 
-from bot.channels.dispatch import KeyedDispatcher, max_concurrent_steps
+from bot.channels.dispatch import STOP_GRACE_SECONDS, KeyedDispatcher
+from bot.channels.step_processes import StepProcesses, raw_chat_key, steps_per_process
 from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_sender import (
     CHANNEL,
@@ -67,7 +70,6 @@ USERNAME_LEASE = "telegram:bot_username"
 WEBHOOK_PATH = "/telegram"
 MAX_IN_FLIGHT = 100  # getUpdates returns at most 100 updates: the unconfirmed window
 BUSY_POLL_SECONDS = 0.05  # while steps run, how long to wait for one to finish before asking again
-STOP_GRACE_SECONDS = 5.0
 
 # The poller fetches raw updates (Bot.do_api_request) so updates already being handled, which
 # getUpdates returns again until they are confirmed, are not parsed again; PTB warns about that
@@ -247,8 +249,9 @@ class TelegramChannel:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._dispatch: KeyedDispatcher | None = None
-        self._limit = max_concurrent_steps(app.settings)
+        self._limit = steps_per_process(app.settings, app.db.url)  # [core] max_concurrent_steps, shared
         self._policy = RetryPolicy.from_settings(app.settings)
+        self._shared: StepProcesses | None = None  # helper processes for other chats' steps
 
     @property
     def dispatcher(self) -> KeyedDispatcher:
@@ -283,7 +286,7 @@ class TelegramChannel:
     # -------------------------------------------------------------- lifecycle
 
     async def _run(self) -> None:
-        await self._retrying("connect", self._connect)
+        await self.connect()
         if self.config.mode == "webhook":
             await self._retrying("set webhook", self._set_webhook)
             self._ready.set()
@@ -377,20 +380,35 @@ class TelegramChannel:
     def _dispatch_polled(self, data: dict[str, Any], window: UpdateWindow,
                          progress: asyncio.Event) -> None:
         uid = int(data["update_id"])
+
+        def finished() -> None:
+            window.done(uid)
+            progress.set()
+
+        if self._shared is not None and self._shared.submit(data, raw_chat_key(data), finished):
+            return  # its chat's steps run in a helper process (bot/channels/step_processes.py)
+        self.run_update(data, finished)
+
+    def run_update(self, data: dict[str, Any], finished: Callable[[], None]) -> None:
+        """Parse an update as Telegram sent it and queue its step behind its chat's earlier
+        ones; `finished` is called once the step is done (at once if it is not an update)."""
         try:
             update = Update.de_json(data, self.application.bot)
         except Exception as exc:  # not an update PTB understands: confirm it, do nothing
             log.warning("telegram update not understood error=%s", type(exc).__name__)
-            window.done(uid)
+            finished()
             return
-
-        def finished(_done: object) -> None:
-            window.done(uid)
-            progress.set()
-
         job = self.dispatcher.submit(chat_key(update),
                                      lambda: self.application.process_update(update))
-        job.add_done_callback(finished)
+        job.add_done_callback(lambda _job: finished())
+
+    def share(self, shared: StepProcesses) -> None:
+        """From now on, updates of chats that belong to a helper process are run there."""
+        self._shared = shared
+
+    async def connect(self) -> None:
+        """Check the token with the Bot API (until it answers), as a helper process starts."""
+        await self._retrying("connect", self._connect)
 
     # ---------------------------------------------------------------- webhook
 
@@ -415,6 +433,16 @@ class TelegramChannel:
             update = Update.de_json(data, self.application.bot)
         except Exception:
             return Response("not a Telegram update", status_code=400)
+        if self._shared is not None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def finished() -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            if self._shared.submit(data, chat_key(update), finished):
+                await done  # answered once the helper process that runs this chat is done
+                return Response(status_code=200)
         await self.dispatcher.run(chat_key(update),
                                   lambda: self.application.process_update(update))
         return Response(status_code=200)

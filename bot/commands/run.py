@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -35,6 +36,9 @@ from bot.http import (
     uvicorn_options,
 )
 
+if TYPE_CHECKING:
+    from bot.channels.step_processes import StepProcesses
+
 log = logging.getLogger("warmline.run")
 
 # Background services, each `async def run_x(app, senders, stop_event)`; they return when the
@@ -45,6 +49,8 @@ Background = Callable[[App, dict[str, ChannelSender], asyncio.Event], Awaitable[
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("run", help="run the bot: channels, webhooks, delivery and scheduler")
     parser.add_argument("--no-scheduler", action="store_true", help="do not plan reminders in this process")
+    # a helper process started by `warmline run` itself ([core] step_processes), not by people
+    parser.add_argument("--step-process", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -91,9 +97,48 @@ def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     app = open_app(args)
+    if args.step_process:
+        return asyncio.run(serve_helper(app))
     host, port = listen_address(app)
     sock = bind(host, port, HttpLimits.from_section(app.settings.section("http")).backlog)
-    return asyncio.run(serve(app, scheduler=not args.no_scheduler, sock=sock))
+    from bot.channels.step_processes import helper_argv
+
+    helpers = helper_argv(getattr(args, "db", None), getattr(args, "config", None),
+                          bool(getattr(args, "verbose", False)))
+    return asyncio.run(serve(app, scheduler=not args.no_scheduler, sock=sock, helpers=helpers))
+
+
+async def serve_helper(app: App) -> int:
+    """A helper process of `[core] step_processes`: the steps of the chats given to it."""
+    from bot.channels.step_processes import serve_steps
+    from bot.channels.telegram import from_app
+    from bot.delivery.worker import WorkerSettings
+
+    telegram = from_app(app)
+    if telegram is None:
+        print("step process: WARMLINE_TELEGRAM_TOKEN is not set", file=sys.stderr)
+        return 2
+    heartbeat = WorkerSettings.from_settings(app.settings).heartbeat
+    gc.freeze()  # as in `serve`: what is loaded now lives as long as the process
+    return await serve_steps(app, telegram, heartbeat)
+
+
+async def share_steps(app: App, channels: list[Channel], helpers: list[str] | None) -> StepProcesses | None:
+    """Start the helper processes `[core] step_processes` asks for (PostgreSQL, Telegram)."""
+    from bot.channels.step_processes import StepProcesses, configured, step_processes
+    from bot.channels.telegram import TelegramChannel
+
+    count = step_processes(app.settings, app.db.url)
+    if count == 1 and configured(app.settings) > 1:
+        log.warning("[core] step_processes needs PostgreSQL; on SQLite every step runs in this process")
+    telegram = next((c for c in channels if isinstance(c, TelegramChannel)), None)
+    if count < 2 or telegram is None or helpers is None:
+        return None
+    shared = StepProcesses(count, helpers, telegram.run_update)
+    await shared.start()
+    telegram.share(shared)
+    log.info("steps shared with helper processes pids=%s", shared.pids)
+    return shared
 
 
 def _background(scheduler: bool) -> list[Background]:
@@ -106,7 +151,9 @@ def _background(scheduler: bool) -> list[Background]:
 
 
 async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None = None,
-                sock: socket.socket | None = None) -> int:
+                sock: socket.socket | None = None, helpers: list[str] | None = None) -> int:
+    """`helpers`: the command line of a helper process (`[core] step_processes`); without it
+    every step runs in this process."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,6 +184,7 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     opened = await app.db.open_pool()
     if opened:
         log.info("database pool opened connections=%d", opened)
+    shared = await share_steps(app, channels, helpers)
     for channel in channels:
         await channel.start()
     tasks += [asyncio.create_task(job(app, senders, stop), name=getattr(job, "__name__", "job"))
@@ -150,6 +198,8 @@ async def serve(app: App, *, scheduler: bool = True, stop: asyncio.Event | None 
     await stop.wait()
     for channel in channels:
         await channel.stop()
+    if shared is not None:
+        await shared.close()
     server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     await app.db.adispose()
