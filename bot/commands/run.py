@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve_helper(app: App) -> int:
     """A helper process of `[core] step_processes`: the steps of the chats given to it."""
-    from bot.channels.step_processes import serve_steps
+    from bot.channels.step_processes import serve_steps, steps_per_process
     from bot.channels.telegram import from_app
     from bot.delivery.worker import WorkerSettings
 
@@ -119,6 +119,7 @@ async def serve_helper(app: App) -> int:
         print("step process: WARMLINE_TELEGRAM_TOKEN is not set", file=sys.stderr)
         return 2
     heartbeat = WorkerSettings.from_settings(app.settings).heartbeat
+    app.db.concurrent_steps = steps_per_process(app.settings, app.db.url)  # its pool: its share
     gc.freeze()  # as in `serve`: what is loaded now lives as long as the process
     return await serve_steps(app, telegram, heartbeat)
 
