@@ -27,8 +27,17 @@ from bot.config import load_settings
 from bot.demo import seed_demo
 from storage.models import OutboxMessage, OutboxStatus, ProcessedInbound
 from tests.conftest import START, TEST_DATA_KEY
-from tests.fakes.telegram_api import FakeBotAPI, wait_until
-from tests.test_telegram_e2e import CONFIG, BotProcess, World, linked, text_of
+from tests.fakes.telegram_api import FakeBotAPI, TgUser, wait_until
+from tests.test_telegram_e2e import (
+    CONFIG,
+    WEBHOOK_SECRET,
+    BotProcess,
+    World,
+    _healthy,
+    _post,
+    linked,
+    text_of,
+)
 
 ON_POSTGRES = bool(os.environ.get("WARMLINE_TEST_DATABASE_URL"))
 needs_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="helper processes run on PostgreSQL only "
@@ -243,6 +252,30 @@ def _state(pid: int) -> bytes:
         return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
     except OSError:
         return b"Z"
+
+
+@needs_postgres
+def test_in_webhook_mode_a_helpers_chat_is_answered_before_its_webhook_call_returns(
+        api: FakeBotAPI, world: World) -> None:
+    bot = BotProcess(api, world, WARMLINE_TELEGRAM_MODE="webhook",
+                     WARMLINE_TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                     WARMLINE_TELEGRAM_WEBHOOK_URL="https://warmline.example/telegram")
+    bot.start(ready_method="setWebhook")
+    try:
+        wait_until(lambda: _healthy(bot.port), 20)
+        assert len(helper_pids(bot)) == 1
+        here, there = chats_of_each_process(1, 6001)
+        for chat in here + there:
+            user = TgUser(api, chat)
+            update = user.text_update("/start")
+            assert _post(bot.port, update, WEBHOOK_SECRET).status_code == 200
+            assert "邀请码" in user.texts()[-1], "replied before the webhook call returned"
+            assert _post(bot.port, update, WEBHOOK_SECRET).status_code == 200  # Telegram's retry
+            assert len(user.messages()) == 1, "a retried update is handled once"
+        assert bot.stop() == 0
+    finally:
+        if bot.proc is not None and bot.proc.proc.poll() is None:
+            bot.kill()
 
 
 def test_on_sqlite_every_step_stays_in_the_one_process(api: FakeBotAPI, tmp_path: Path,

@@ -54,6 +54,18 @@ async def test_options_become_one_button_per_row_carrying_only_the_token(
         [{"text": "入户走访", "callback_data": "tok-A1"}], [{"text": "电话", "callback_data": "tok-B2"}]]}
 
 
+async def test_texts_with_form_characters_arrive_exactly_as_written(
+        api: FakeBotAPI, sender: TelegramSender) -> None:
+    """The transport encodes the form itself: &, =, +, %, line breaks and Chinese survive it."""
+    text = "血压 135/85 & 心率=72 + 1%\n下次：周三 ?a=b#c"
+    result = await sender.send(request({"text": text, "options": [{"label": "好 & 对", "token": "t+1=2"}]},
+                                       chat=4343))
+    assert result.ok
+    message = api.delivered(4343)[-1]
+    assert message["text"] == text
+    assert message["reply_markup"]["inline_keyboard"] == [[{"text": "好 & 对", "callback_data": "t+1=2"}]]
+
+
 async def test_options_without_tokens_are_written_as_numbered_lines(
         api: FakeBotAPI, sender: TelegramSender) -> None:
     payload = {"text": "请选择：", "options": [{"label": "是", "token": ""}, {"label": "否", "token": ""}]}
