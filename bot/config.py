@@ -94,7 +94,10 @@ class Settings:
         start = self.get_env("WARMLINE_NOW")
         if not start:
             return SystemClock()
-        return OffsetClock(parse_instant(start, self.timezone))
+        # WARMLINE_NOW_ORIGIN: set by `warmline run` for its helper processes, so their clock
+        # and its own read the same time (bot/channels/step_processes.py)
+        origin = self.get_env("WARMLINE_NOW_ORIGIN")
+        return OffsetClock(parse_instant(start, self.timezone), float(origin) if origin else None)
 
 
 def parse_instant(text: str, tz: ZoneInfo) -> datetime:

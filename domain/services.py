@@ -32,12 +32,13 @@ class SystemClock:
 class OffsetClock:
     """Starts at a chosen instant and runs on from there (WARMLINE_NOW, training sessions)."""
 
-    def __init__(self, start: datetime) -> None:
+    def __init__(self, start: datetime, origin: float | None = None) -> None:
         self._start = start.astimezone(UTC)
-        self._origin = monotonic()
+        # the system's monotonic time at `start`: another process given it reads the same time
+        self.origin = monotonic() if origin is None else origin
 
     def now(self) -> datetime:
-        return self._start + timedelta(seconds=monotonic() - self._origin)
+        return self._start + timedelta(seconds=monotonic() - self.origin)
 
 
 class FixedClock:

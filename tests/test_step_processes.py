@@ -7,6 +7,7 @@ whole suite on both); on SQLite the setting must leave everything in the one pro
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -25,6 +26,7 @@ from bot.channels.step_processes import owner, raw_chat_key, step_processes, ste
 from bot.channels.telegram import chat_key
 from bot.config import load_settings
 from bot.demo import seed_demo
+from storage import outbox
 from storage.models import OutboxMessage, OutboxStatus, ProcessedInbound
 from tests.conftest import START, TEST_DATA_KEY
 from tests.fakes.telegram_api import FakeBotAPI, TgUser, wait_until
@@ -146,10 +148,18 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
 @pytest.fixture
 def bot(api: FakeBotAPI, world: World) -> Iterator[BotProcess]:
     process = BotProcess(api, world)
-    process.start()
-    yield process
-    if process.proc is not None and process.proc.proc.poll() is None:
-        process.kill()
+    try:
+        try:
+            process.start()
+        except AssertionError:
+            assert process.proc is not None
+            while not process.proc._lines.empty():
+                process.proc.output += process.proc._lines.get()
+            raise AssertionError("start failed; output:\n" + process.proc.output) from None
+        yield process
+    finally:
+        if process.proc is not None and process.proc.proc.poll() is None:
+            process.kill()
 
 
 def chats_of_each_process(count: int, start: int) -> tuple[list[int], list[int]]:
@@ -254,14 +264,46 @@ def _state(pid: int) -> bytes:
         return b"Z"
 
 
+def queue_broadcast(world: World, chat: int, text: str) -> None:
+    """A bulk message due now, as a coordinator's broadcast leaves it in the outbox."""
+    async def enqueue() -> None:
+        async with world.app.db.async_session() as session:
+            await outbox.enqueue(session, kind="broadcast", recipient=outbox.Recipient("telegram", str(chat)),
+                                 payload={"text": text, "options": []}, key=f"broadcast:{chat}", now=START)  # the bot's clock
+        await world.app.db.adispose()
+
+    asyncio.run(enqueue())
+
+
+@needs_postgres
+def test_a_429_met_by_a_helper_holds_off_the_main_processs_bulk_sends(
+        api: FakeBotAPI, world: World, bot: BotProcess) -> None:
+    """Bulk sends are the main process's (its delivery worker); Telegram's wait reaches it."""
+    _here, there = chats_of_each_process(1, 6101)
+    user = linked(api, there[0], "10000000001")
+    api.fail("sendMessage", 429, "Too Many Requests: retry after 3", chat_id=there[0], retry_after=3)
+    api.push(user.text_update("菜单"))
+    wait_until(lambda: any(c.status == 429 for c in api.calls_of("sendMessage", there[0])), 10,
+               lambda: "the helper's reply should have met the 429")
+    refused_at = next(c.at for c in api.calls_of("sendMessage", there[0]) if c.status == 429)
+    queue_broadcast(world, 6199, "下周三社区活动")
+    wait_until(lambda: api.delivered(6199), 15, lambda: "the broadcast never went out")
+    bulk_at = next(c.at for c in api.calls_of("sendMessage", 6199) if c.status == 200)
+    assert bulk_at - refused_at >= 2.9, f"bulk went out {bulk_at - refused_at:.2f}s after a 3-second 429"
+    wait_until(lambda: any("请选择" in (m.get("text") or "") for m in user.messages()), 10)
+    reply_at = next(c.at for c in api.calls_of("sendMessage", there[0]) if c.status == 200 and c.at > refused_at)
+    assert 2.9 <= reply_at - refused_at <= 5.0, "the reply waited out exactly its retry_after"
+    assert bot.stop() == 0
+
+
 @needs_postgres
 def test_in_webhook_mode_a_helpers_chat_is_answered_before_its_webhook_call_returns(
         api: FakeBotAPI, world: World) -> None:
     bot = BotProcess(api, world, WARMLINE_TELEGRAM_MODE="webhook",
                      WARMLINE_TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
                      WARMLINE_TELEGRAM_WEBHOOK_URL="https://warmline.example/telegram")
-    bot.start(ready_method="setWebhook")
     try:
+        bot.start(ready_method="setWebhook")
         wait_until(lambda: _healthy(bot.port), 20)
         assert len(helper_pids(bot)) == 1
         here, there = chats_of_each_process(1, 6001)

@@ -6,6 +6,8 @@ error means for the outbox row, and which updates count as a person's input.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,30 @@ async def test_a_hung_or_refused_bot_api_is_retried_not_lost(api: FakeBotAPI) ->
     finally:
         await transport.shutdown()
     assert not result.ok and not result.permanent and (result.error or "").startswith("NetworkError")
+
+
+async def test_a_database_away_at_start_keeps_the_channel_trying_rather_than_never_polling(
+        api: FakeBotAPI, caplog: pytest.LogCaptureFixture) -> None:
+    """Starting, the channel checks the token and stores the bot's name; a database that does
+    not answer yet is retried like a Bot API outage (it used to end the polling task quietly)."""
+    from bot.app import build_app
+    from bot.channels.telegram import from_app
+
+    settings = load_settings(db="postgresql://warmline@127.0.0.1:9/nowhere", env={
+        "WARMLINE_TELEGRAM_TOKEN": api.token, "WARMLINE_TELEGRAM_BASE_URL": api.base_url,
+        "WARMLINE_DATA_KEY": "dGVzdC1vbmx5LWtleS1mb3Itd2FybWxpbmUtdGVzdHM="})
+    channel = from_app(build_app(settings))
+    assert channel is not None
+    trying = asyncio.create_task(channel.connect())
+    try:
+        for _ in range(100):
+            if "telegram connect failed" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "telegram connect failed error=OperationalError" in caplog.text
+        assert not trying.done(), "still trying, not given up"
+    finally:
+        trying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trying
+        await channel.application.shutdown()

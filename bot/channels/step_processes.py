@@ -15,9 +15,10 @@ again and given its unfinished updates again, in order (the runner's dedupe on u
 each step once). A helper that cannot start at all (a broken install, a database it cannot
 reach) is not waited for: the poller runs its chats itself.
 
-The pipe protocol is JSON lines. Poller → helper's stdin: one update as Telegram sent it.
+The pipe protocol is lines. Poller → helper's stdin: one update as Telegram sent it (JSON).
 Helper → poller, on the helper's stdout: `ready` once it can take updates, then the update_id
-of each update whose step is done.
+of each update whose step is done, and `hold <seconds>` when one of its sends met a 429: the
+poller's delivery worker sends the bulk (broadcasts, greetings), and holds it off that long.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ AUTO = 0  # the default: as many as the machine allows (`step_processes`)
 # PostgreSQL on the same machine (BENCHMARKS.md); a county with more cores may set more.
 AUTO_MAX = 2
 READY = b"ready"
+HOLD = b"hold "  # `hold <seconds>`: a helper's send met a 429 (bulk sends are the poller's)
 LINE_LIMIT = 4 * 1024 * 1024  # one update per line; Telegram's largest is far below
 START_WITHIN = 60.0  # seconds a helper may take to say it is ready before its chats run here
 RESTART_DELAY = 0.5  # before a helper that died is started again (doubling while it keeps dying)
@@ -123,12 +125,15 @@ class StepProcesses:
     """The poller's side: the helpers, what each was given, and who is done."""
 
     def __init__(self, count: int, argv: Sequence[str], run_here: Callable[[dict[str, Any], Finished], None],
-                 *, start_within: float = START_WITHIN) -> None:
+                 hold_bulk: Callable[[float], None], *, start_within: float = START_WITHIN,
+                 environment: Callable[[], dict[str, str]] | None = None) -> None:
         if count < 2:
             raise ValueError("step processes need at least one helper")
         self.count = count
         self.argv = list(argv)
         self.run_here = run_here  # the poller's own dispatch, for the chats of a helper given up
+        self.hold_bulk = hold_bulk  # a 429 a helper met: this process's bulk sends wait it out
+        self.environment = environment  # variables a helper gets beside ours, as it starts
         self.start_within = start_within
         self._helpers = [_Helper(i) for i in range(1, count)]
         self._closing = False
@@ -170,8 +175,10 @@ class StepProcesses:
     async def _spawn(self, helper: _Helper) -> None:
         helper.ready.clear()
         try:
+            env = {**os.environ, **self.environment()} if self.environment else None
             helper.process = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
+                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
+                env=env)
         except OSError as exc:
             log.error("step process %d could not start error=%s; its chats run here", helper.index,
                       type(exc).__name__)
@@ -211,6 +218,10 @@ class StepProcesses:
             if text == READY:
                 helper.ready.set()
                 helper.delay = RESTART_DELAY
+                continue
+            if text.startswith(HOLD):
+                with contextlib.suppress(ValueError):
+                    self.hold_bulk(float(text[len(HOLD):]))
                 continue
             with contextlib.suppress(ValueError):
                 entry = helper.pending.pop(int(text), None)
@@ -293,6 +304,7 @@ async def serve_steps(app: App, telegram: TelegramChannel, heartbeat: float) -> 
     def say(text: str) -> None:
         os.write(protocol, text.encode() + b"\n")
 
+    telegram.sender().on_refused = lambda seconds: say(f"{HOLD.decode()}{seconds}")
     await app.db.open_pool()
     say(READY.decode())  # updates may come now: they wait in the pipe until the bot is connected
     beats = asyncio.create_task(_heartbeats(app, heartbeat, stop))
@@ -321,7 +333,7 @@ async def _connect_and_feed(reader: asyncio.StreamReader, telegram: TelegramChan
                             say: Callable[[str], None]) -> None:
     """This process's own getMe first (the poller is connected already), then every update
     the poller gives, until it closes the pipe."""
-    await telegram.connect()
+    await telegram.connect(remember_name=False)
     while line := await reader.readline():
         try:
             data = json.loads(line)

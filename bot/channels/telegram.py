@@ -327,7 +327,7 @@ class TelegramChannel:
                 continue
             except InvalidToken:
                 log.error("telegram %s: the Bot API rejected WARMLINE_TELEGRAM_TOKEN", what)
-            except (TelegramError, OSError) as exc:
+            except Exception as exc:  # the Bot API or the database away: not the end of the service
                 log.warning("telegram %s failed error=%s; retrying in %.0fs", what,
                             type(exc).__name__, delay)
             await asyncio.sleep(delay)
@@ -406,9 +406,10 @@ class TelegramChannel:
         """From now on, updates of chats that belong to a helper process are run there."""
         self._shared = shared
 
-    async def connect(self) -> None:
-        """Check the token with the Bot API (until it answers), as a helper process starts."""
-        await self._retrying("connect", self._connect)
+    async def connect(self, *, remember_name: bool = True) -> None:
+        """Check the token with the Bot API (until it answers); the poller also stores the bot's
+        username (its helper processes leave that to it: two writers of one new row collide)."""
+        await self._retrying("connect", self._connect if remember_name else self.application.initialize)
 
     # ---------------------------------------------------------------- webhook
 

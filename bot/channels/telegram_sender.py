@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,9 @@ class _FloodWaits:
             left = max(left, self.bulk_until - now)
         return max(0.0, left)
 
+    def hold_bulk(self, seconds: float) -> None:
+        self.bulk_until = max(self.bulk_until, self._now() + seconds)
+
     def refused(self, chat_id: int, seconds: float) -> None:
         now = self._now()
         until = now + seconds
@@ -182,6 +186,13 @@ class TelegramSender:
         self.bot = bot
         self._pacer = _Pacer(self.limits.per_second)
         self._floods = _FloodWaits()
+        # told of every 429 (its retry_after): a helper process passes it to the main process,
+        # whose delivery worker sends the bulk (bot/channels/step_processes.py)
+        self.on_refused: Callable[[float], None] | None = None
+
+    def hold_bulk(self, seconds: float) -> None:
+        """Bulk sends wait `seconds`: a 429 met by another process of this bot."""
+        self._floods.hold_bulk(seconds)
 
     async def send(self, request: SendRequest) -> SendResult:
         try:
@@ -196,6 +207,8 @@ class TelegramSender:
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
             self._floods.refused(chat_id, seconds)
+            if self.on_refused is not None:
+                self.on_refused(seconds)
             return SendResult.retry("429", retry_after=seconds)
         except Forbidden as exc:  # blocked by the user, or the account was deactivated
             return SendResult.failed(_short("forbidden", exc), unreachable=True)

@@ -128,6 +128,7 @@ async def share_steps(app: App, channels: list[Channel], helpers: list[str] | No
     """Start the helper processes `[core] step_processes` asks for (PostgreSQL, Telegram)."""
     from bot.channels.step_processes import StepProcesses, configured, step_processes
     from bot.channels.telegram import TelegramChannel
+    from domain.services import OffsetClock
 
     count = step_processes(app.settings, app.db.url)
     if count == 1 and configured(app.settings) > 1:
@@ -135,7 +136,12 @@ async def share_steps(app: App, channels: list[Channel], helpers: list[str] | No
     telegram = next((c for c in channels if isinstance(c, TelegramChannel)), None)
     if count < 2 or telegram is None or helpers is None:
         return None
-    shared = StepProcesses(count, helpers, telegram.run_update)
+    # a clock set with WARMLINE_NOW: the helpers' runs from the same instant, so the processes
+    # agree on the time (a retry's due time written by one is read by another)
+    clock = app.services.clock
+    same_clock = {"WARMLINE_NOW_ORIGIN": repr(clock.origin)} if isinstance(clock, OffsetClock) else {}
+    shared = StepProcesses(count, helpers, telegram.run_update, telegram.sender().hold_bulk,
+                           environment=lambda: same_clock)
     await shared.start()
     telegram.share(shared)
     log.info("steps shared with helper processes pids=%s", shared.pids)
