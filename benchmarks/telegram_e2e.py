@@ -10,7 +10,8 @@ python-telegram-bot `ConversationHandler` + `PicklePersistence` baseline
 (benchmarks/ptb_reading_baseline.py, flushed after every update) on the same database. All
 volunteers start at once; each types its next answer `think` seconds after the last message of
 the bot's reply. Reported per side: steps per second over the whole run, the first reply's
-latency (p50/p99/max), the bot process's CPU seconds, and whether every reading was saved.
+latency (p50/p99/max), the bot process's CPU seconds (with its helper processes' on PostgreSQL,
+`[core] step_processes`), and whether every reading was saved.
 
 Benchmark volunteers type faster than people, so Warmline's per-sender flood guard is raised
 out of reach for this run ([core] flood_max_messages in the run's config file); the check still
