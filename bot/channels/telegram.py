@@ -37,8 +37,8 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.warnings import PTBUserWarning
 
-from bot.channels.dispatch import STOP_GRACE_SECONDS, KeyedDispatcher
-from bot.channels.step_processes import StepProcesses, raw_chat_key, steps_per_process
+from bot.channels.dispatch import STOP_GRACE_SECONDS, KeyedDispatcher, max_concurrent_steps
+from bot.channels.step_processes import StepProcesses, raw_chat_key
 from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_sender import (
     CHANNEL,
@@ -249,7 +249,7 @@ class TelegramChannel:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._dispatch: KeyedDispatcher | None = None
-        self._limit = steps_per_process(app.settings, app.db.url)  # [core] max_concurrent_steps, shared
+        self._limit = max_concurrent_steps(app.settings)
         self._policy = RetryPolicy.from_settings(app.settings)
         self._shared: StepProcesses | None = None  # helper processes for other chats' steps
 
@@ -402,9 +402,11 @@ class TelegramChannel:
                                      lambda: self.application.process_update(update))
         job.add_done_callback(lambda _job: finished())
 
-    def share(self, shared: StepProcesses) -> None:
-        """From now on, updates of chats that belong to a helper process are run there."""
+    def share(self, shared: StepProcesses | None, steps: int) -> None:
+        """One of several step processes (before it starts): it runs `steps` steps at once, and
+        the poller sends the updates of chats that belong to a helper to `shared`."""
         self._shared = shared
+        self._limit = steps
 
     async def connect(self, *, remember_name: bool = True) -> None:
         """Check the token with the Bot API (until it answers); the poller also stores the bot's

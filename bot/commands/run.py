@@ -119,14 +119,21 @@ async def serve_helper(app: App) -> int:
         print("step process: WARMLINE_TELEGRAM_TOKEN is not set", file=sys.stderr)
         return 2
     heartbeat = WorkerSettings.from_settings(app.settings).heartbeat
-    app.db.concurrent_steps = steps_per_process(app.settings, app.db.url)  # its pool: its share
+    steps = steps_per_process(app.settings, app.db.url)
+    app.db.concurrent_steps = steps  # its pool: its share of the steps
+    telegram.share(None, steps)
     gc.freeze()  # as in `serve`: what is loaded now lives as long as the process
     return await serve_steps(app, telegram, heartbeat)
 
 
 async def share_steps(app: App, channels: list[Channel], helpers: list[str] | None) -> StepProcesses | None:
     """Start the helper processes `[core] step_processes` asks for (PostgreSQL, Telegram)."""
-    from bot.channels.step_processes import StepProcesses, configured, step_processes
+    from bot.channels.step_processes import (
+        StepProcesses,
+        configured,
+        step_processes,
+        steps_per_process,
+    )
     from bot.channels.telegram import TelegramChannel
     from domain.services import OffsetClock
 
@@ -143,7 +150,7 @@ async def share_steps(app: App, channels: list[Channel], helpers: list[str] | No
     shared = StepProcesses(count, helpers, telegram.run_update, telegram.sender().hold_bulk,
                            environment=lambda: same_clock)
     await shared.start()
-    telegram.share(shared)
+    telegram.share(shared, steps_per_process(app.settings, app.db.url))
     log.info("steps shared with helper processes pids=%s", shared.pids)
     return shared
 
