@@ -1,7 +1,7 @@
 """End to end over Telegram: volunteers recording health readings at once, `warmline run` vs PTB.
 
     python benchmarks/telegram_e2e.py [--volunteers 200] [--readings 3] [--think 0.3] [--no-postgres]
-        [--no-sqlite] [--concurrency N] [--step-processes N]
+        [--no-sqlite] [--concurrency N] [--step-processes N] [--burn SHARE]
 
 Both bots run as real processes polling the same kind of fake Bot API
 (benchmarks/volunteer_crowd.py, in this process): `warmline run --no-scheduler` (its Telegram
@@ -48,6 +48,10 @@ from benchmarks.volunteer_crowd import Crowd, serve
 
 CONCURRENCY: int | None = None  # --concurrency: [core] max_concurrent_steps for this run (default: the shipped one)
 STEP_PROCESSES: int | None = None  # --step-processes: [core] step_processes (PostgreSQL; default: the shipped one)
+BURN: float = 0.0  # --burn: a process keeps this share of one core busy while each side runs
+# The competing process: busy for SHARE of every 10 ms, asleep for the rest (a harsher host).
+BURNER = ("import sys, time\nshare = float(sys.argv[1])\nwhile True:\n    t = time.perf_counter()\n"
+          "    while time.perf_counter() - t < 0.01 * share:\n        pass\n    time.sleep(0.01 * (1 - share))\n")
 RUN_CONFIG = """
 [core]
 flood_max_messages = 1000000
@@ -112,6 +116,7 @@ async def run_side(side: str, url: str, volunteers: int, readings: int, think: f
     argv, env = command(side, f"http://127.0.0.1:{port}", url, workdir)
     log = (workdir / f"{side}.log").open("w")
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    burner = subprocess.Popen([sys.executable, "-c", BURNER, str(BURN)]) if BURN > 0 else None
     try:
         deadline = time.monotonic() + 60
         while crowd.get_updates_calls == 0:
@@ -125,6 +130,9 @@ async def run_side(side: str, url: str, volunteers: int, readings: int, think: f
         wall = (crowd.finished or time.monotonic()) - crowd.started
         cpu = cpu_seconds(proc.pid) - cpu0
     finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
@@ -193,12 +201,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--concurrency", type=int, help="[core] max_concurrent_steps for warmline run")
     parser.add_argument("--step-processes", type=int, help="[core] step_processes for warmline run")
+    parser.add_argument("--burn", type=float, default=0.0,
+                        help="a competing process keeps this share of one core busy during each side (0-1)")
     args = parser.parse_args(argv)
-    global CONCURRENCY, STEP_PROCESSES
+    global CONCURRENCY, STEP_PROCESSES, BURN
     CONCURRENCY = args.concurrency
     STEP_PROCESSES = args.step_processes
+    BURN = args.burn
     results = asyncio.run(run(args))
     results["max_concurrent_steps"] = args.concurrency or "default"
+    results["step_processes"] = args.step_processes or "default"
+    results["burn"] = args.burn
     print(json.dumps(results, ensure_ascii=False, indent=2))
     return results
 
