@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,13 @@ from sqlalchemy.engine import make_url
 from telegram import Update
 
 from bot.app import build_app
-from bot.channels.step_processes import owner, raw_chat_key, step_processes, steps_per_process
+from bot.channels.step_processes import (
+    StepProcesses,
+    owner,
+    raw_chat_key,
+    step_processes,
+    steps_per_process,
+)
 from bot.channels.telegram import chat_key
 from bot.config import load_settings
 from bot.demo import seed_demo
@@ -340,3 +347,99 @@ def test_on_sqlite_every_step_stays_in_the_one_process(api: FakeBotAPI, tmp_path
         if bot.proc is not None and bot.proc.proc.poll() is None:
             bot.kill()
         world.app.db.dispose()
+
+
+# ------------------------------------------------------------------ the pipe, with stand-in helpers
+
+# A stand-in for `warmline run --step-process`: says it is ready, then reports each update done.
+# CRASH_ONCE: it dies at its second update the first time it runs (a marker file says so).
+ECHO = """
+import json, os, sys
+crash = os.environ.get("CRASH_ONCE")
+first_run = crash is not None and not os.path.exists(crash)
+if first_run:
+    open(crash, "w").close()
+print("ready", flush=True)
+for n, line in enumerate(sys.stdin):
+    if first_run and n == 1:
+        os._exit(9)
+    print(json.loads(line)["update_id"], flush=True)
+"""
+
+
+def helper_key(count: int = 2) -> str:
+    """A chat key the helper owns."""
+    return next(str(chat) for chat in range(7000, 8000) if owner(str(chat), count) == 1)
+
+
+async def test_a_helper_reports_each_update_done_and_the_poller_keeps_its_own_chats() -> None:
+    here: list[int] = []
+    done: list[int] = []
+    shared = StepProcesses(2, [sys.executable, "-c", ECHO], lambda data, _f: here.append(data["update_id"]),
+                           lambda _s: None)
+    await shared.start()
+    try:
+        key = helper_key()
+        mine = next(str(chat) for chat in range(7000, 8000) if owner(str(chat), 2) == 0)
+        assert not shared.submit({"update_id": 1}, mine, lambda: None), "the poller's own chat runs here"
+        for uid in (2, 3, 4):
+            assert shared.submit({"update_id": uid, "message": {"text": "菜单"}}, key,
+                                 lambda uid=uid: done.append(uid))
+        for _ in range(200):
+            if len(done) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert done == [2, 3, 4]
+    finally:
+        await shared.close(1.0)
+    assert here == []
+
+
+async def test_a_helper_that_dies_is_started_again_and_given_its_unfinished_updates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    done: list[int] = []
+    monkeypatch.setenv("CRASH_ONCE", str(tmp_path / "crashed"))
+    shared = StepProcesses(2, [sys.executable, "-c", ECHO], lambda _d, _f: None, lambda _s: None)
+    await shared.start()
+    try:
+        first = shared.pids
+        key = helper_key()
+        for uid in (11, 12, 13):
+            shared.submit({"update_id": uid}, key, lambda uid=uid: done.append(uid))
+        for _ in range(500):
+            if len(done) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(done) == [11, 12, 13], "none lost; the dead helper's updates were given again"
+        assert done.count(11) == 1, "one that was reported done is not finished twice"
+        assert shared.pids and shared.pids != first, "a new helper took its place"
+    finally:
+        await shared.close(1.0)
+
+
+async def test_a_helper_that_cannot_start_leaves_its_chats_to_the_poller() -> None:
+    here: list[int] = []
+    shared = StepProcesses(2, [sys.executable, "-c", "import sys; sys.exit(3)"],
+                           lambda data, finished: (here.append(data["update_id"]), finished()),
+                           lambda _s: None)
+    await shared.start()
+    try:
+        assert not shared.submit({"update_id": 21}, helper_key(), lambda: None), "it runs here now"
+        assert shared.pids == []
+    finally:
+        await shared.close(1.0)
+
+
+async def test_a_429_a_helper_met_reaches_the_poller() -> None:
+    held: list[float] = []
+    shared = StepProcesses(2, [sys.executable, "-c", "print('ready', flush=True); print('hold 2.5', flush=True)\n"
+                               "import sys; sys.stdin.read()"], lambda _d, _f: None, held.append)
+    await shared.start()
+    try:
+        for _ in range(200):
+            if held:
+                break
+            await asyncio.sleep(0.01)
+        assert held == [2.5]
+    finally:
+        await shared.close(1.0)

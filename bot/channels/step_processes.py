@@ -1,19 +1,21 @@
 """Telegram steps in several processes: one poller, each chat always in the same process.
 
 Why: a `warmline run` process is one Python interpreter, and under load its steps are bound by
-one core (about 2.3 ms of CPU a step on PostgreSQL, BENCHMARKS.md). Telegram hands a bot's
+one core (about 2.1–2.5 ms of CPU a step on PostgreSQL, BENCHMARKS.md). Telegram hands a bot's
 updates to one poller only, so more `warmline run` processes cannot share them; instead the
 poller shares them out. With `[core] step_processes = N` (PostgreSQL only) it starts N - 1
 helper processes, and every update goes to the process its chat belongs to (a hash of the chat
 id): the poller's own, or one helper's. Each process runs its chats' steps as before — one
-chat's updates one after another, in arrival order, `max_concurrent_steps` at once — and sends
-their replies itself (the outbox fast path, with its own claimer id and heartbeat).
+chat's updates one after another, in arrival order, its share of `max_concurrent_steps` at
+once — and sends their replies itself (the outbox fast path, with its own claimer id and
+heartbeat). On two cores shared with PostgreSQL, two processes kept the reply-time targets where
+one missed them (BENCHMARKS.md, sixth round).
 
 The polling offset rule holds across processes: an update is confirmed to Telegram only after
 the process that ran it says its step is done. A helper that dies loses nothing: it is started
 again and given its unfinished updates again, in order (the runner's dedupe on update_id keeps
-each step once). A helper that cannot start at all (a broken install, a database it cannot
-reach) is not waited for: the poller runs its chats itself.
+each step once). A helper that cannot start at all (it fails before it says it is ready, or
+takes longer than START_WITHIN) is not waited for: the poller runs its chats itself.
 
 The pipe protocol is lines. Poller → helper's stdin: one update as Telegram sent it (JSON).
 Helper → poller, on the helper's stdout: `ready` once it can take updates, then the update_id
@@ -228,7 +230,7 @@ class StepProcesses:
                 if entry is not None:
                     entry[1]()
         code = await process.wait()
-        if self._closing:
+        if self._closing or helper.given_up:
             return
         if not helper.ready.is_set():
             log.error("step process %d ended before it was ready code=%s; its chats run here",
