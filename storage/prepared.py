@@ -17,6 +17,7 @@ their result processors. Only what the hot path needs is supported: plain bound 
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -34,6 +35,21 @@ Processor = Callable[[Any], Any] | None
 __all__ = ["Pending", "Prepared", "driver_connection", "pipelined", "statements_run"]
 
 _ran = [0]
+
+
+class _SecondaryPipelineError(logging.Filter):
+    """Drops psycopg's "error ignored terminating <pipeline>: pipeline aborted" warning.
+
+    Why: when a statement in a pipeline fails (a platform's retry of a message already handled
+    hits the processed-message key), psycopg raises that error and, leaving the pipeline, logs the
+    follow-on "pipeline aborted" as a warning with the connection's description. The first error
+    is what the step reports; the second is only its echo, and read like a fault in the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_SecondaryPipelineError())
 _COMMITTED = "_prepared_committed"  # session.info: the transaction pipelined(commit=True) ended
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from sqlalchemy import func, select
 
 from bot.app import App, build_app
@@ -106,11 +109,15 @@ async def test_another_persons_token_is_refused(volunteer: Chat, county) -> None
     assert "QX001" not in reply
 
 
-async def test_a_platform_retry_is_processed_once(volunteer: Chat) -> None:
+async def test_a_platform_retry_is_processed_once(volunteer: Chat, caplog: pytest.LogCaptureFixture) -> None:
     await volunteer.say("走访记录")
     first = await volunteer.send("1", message_id="m-1")
-    again = await volunteer.send("1", message_id="m-1")
+    with caplog.at_level(logging.INFO):
+        again = await volunteer.send("1", message_id="m-1")
     assert first and again == []
+    assert "duplicate inbound dropped" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], \
+        "a retry already handled is not a fault: nothing to warn about"
     assert "怎么联系" in str(await volunteer.send("今天"))
 
 

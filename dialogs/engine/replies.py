@@ -78,4 +78,6 @@ async def queue_apology(session: AsyncSession, inbound: Inbound, text: str,
                         now: datetime) -> Outgoing:
     """The kind "please try again" after a failed step, in a transaction of its own."""
     key = f"error:{inbound.channel}:{inbound.address}:{new_token()}"
-    return (await (await _fast_path_rows(session, inbound, None, [(key, payload_of(Reply(text)))], now))())[0]
+    written = await _fast_path_rows(session, inbound, None, [(key, payload_of(Reply(text)))], now)
+    (apology,) = await written()
+    return apology
