@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -237,6 +236,7 @@ def test_a_helper_killed_before_its_step_committed_is_restarted_and_the_update_r
     chat = there[0]
     user = linked(api, chat, "10000000001")
     before = len(user.messages())
+    psycopg = pytest.importorskip("psycopg")  # the postgres extra; this test runs on PostgreSQL only
     (helper,) = helper_pids(bot)
     dsn = make_url(world.url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn) as holder:

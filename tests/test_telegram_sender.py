@@ -240,7 +240,8 @@ async def test_a_database_away_at_start_keeps_the_channel_trying_rather_than_nev
     from bot.app import build_app
     from bot.channels.telegram import from_app
 
-    settings = load_settings(db="postgresql://warmline@127.0.0.1:9/nowhere", env={
+    # a database file in a folder that is not there: every session fails, as a server not up yet
+    settings = load_settings(db="sqlite:////nonexistent-warmline-folder/warmline.db", env={
         "WARMLINE_TELEGRAM_TOKEN": api.token, "WARMLINE_TELEGRAM_BASE_URL": api.base_url,
         "WARMLINE_DATA_KEY": "dGVzdC1vbmx5LWtleS1mb3Itd2FybWxpbmUtdGVzdHM="})
     channel = from_app(build_app(settings))
