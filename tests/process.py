@@ -41,6 +41,12 @@ class Proc:
                 continue
         return self.output
 
+    def collected(self) -> str:
+        """Everything it has printed so far (for a message when it did not do what it should)."""
+        while not self._lines.empty():
+            self.output += self._lines.get()
+        return self.output
+
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")

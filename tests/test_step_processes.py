@@ -159,9 +159,7 @@ def bot(api: FakeBotAPI, world: World) -> Iterator[BotProcess]:
             process.start()
         except AssertionError:
             assert process.proc is not None
-            while not process.proc._lines.empty():
-                process.proc.output += process.proc._lines.get()
-            raise AssertionError("start failed; output:\n" + process.proc.output) from None
+            raise AssertionError("start failed; output:\n" + process.proc.collected()) from None
         yield process
     finally:
         if process.proc is not None and process.proc.proc.poll() is None:
@@ -418,10 +416,8 @@ async def test_a_helper_that_dies_is_started_again_and_given_its_unfinished_upda
 
 
 async def test_a_helper_that_cannot_start_leaves_its_chats_to_the_poller() -> None:
-    here: list[int] = []
     shared = StepProcesses(2, [sys.executable, "-c", "import sys; sys.exit(3)"],
-                           lambda data, finished: (here.append(data["update_id"]), finished()),
-                           lambda _s: None)
+                           lambda _data, finished: finished(), lambda _s: None)
     await shared.start()
     try:
         assert not shared.submit({"update_id": 21}, helper_key(), lambda: None), "it runs here now"
@@ -441,5 +437,22 @@ async def test_a_429_a_helper_met_reaches_the_poller() -> None:
                 break
             await asyncio.sleep(0.01)
         assert held == [2.5]
+    finally:
+        await shared.close(1.0)
+
+
+async def test_a_helper_that_dies_on_every_update_is_restarted_ever_more_slowly(tmp_path: Path) -> None:
+    """An update that kills its process each time is given again, but not in a tight loop."""
+    starts = tmp_path / "starts"
+    dies = (f"open({str(starts)!r}, 'a').write('x'); print('ready', flush=True)\n"
+            "import os, sys; sys.stdin.readline(); os._exit(9)")
+    shared = StepProcesses(2, [sys.executable, "-c", dies], lambda _d, _f: None, lambda _s: None)
+    await shared.start()
+    try:
+        shared.submit({"update_id": 31}, helper_key(), lambda: None)
+        await asyncio.sleep(2.5)
+        # restarted after 0.5 s, then 1 s, then 2 s: at most three starts in 2.5 s (every 0.5 s
+        # it would be five)
+        assert 2 <= len(starts.read_text()) <= 3, starts.read_text()
     finally:
         await shared.close(1.0)

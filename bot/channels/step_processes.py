@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,8 @@ READY = b"ready"
 HOLD = b"hold "  # `hold <seconds>`: a helper's send met a 429 (bulk sends are the poller's)
 LINE_LIMIT = 4 * 1024 * 1024  # one update per line; Telegram's largest is far below
 START_WITHIN = 60.0  # seconds a helper may take to say it is ready before its chats run here
-RESTART_DELAY = 0.5  # before a helper that died is started again (doubling while it keeps dying)
+RESTART_DELAY = 0.5  # before a helper that died is started again (doubling while it dies
+# without finishing an update: one update that kills it each time is not retried in a tight loop)
 RESTART_DELAY_MAX = 30.0
 
 
@@ -128,14 +129,14 @@ class StepProcesses:
 
     def __init__(self, count: int, argv: Sequence[str], run_here: Callable[[dict[str, Any], Finished], None],
                  hold_bulk: Callable[[float], None], *, start_within: float = START_WITHIN,
-                 environment: Callable[[], dict[str, str]] | None = None) -> None:
+                 environment: Mapping[str, str] | None = None) -> None:
         if count < 2:
             raise ValueError("step processes need at least one helper")
         self.count = count
         self.argv = list(argv)
         self.run_here = run_here  # the poller's own dispatch, for the chats of a helper given up
         self.hold_bulk = hold_bulk  # a 429 a helper met: this process's bulk sends wait it out
-        self.environment = environment  # variables a helper gets beside ours, as it starts
+        self.environment = dict(environment or {})  # variables a helper gets beside ours
         self.start_within = start_within
         self._helpers = [_Helper(i) for i in range(1, count)]
         self._closing = False
@@ -177,7 +178,7 @@ class StepProcesses:
     async def _spawn(self, helper: _Helper) -> None:
         helper.ready.clear()
         try:
-            env = {**os.environ, **self.environment()} if self.environment else None
+            env = {**os.environ, **self.environment} if self.environment else None
             helper.process = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
                 env=env)
@@ -219,7 +220,6 @@ class StepProcesses:
             text = line.strip()
             if text == READY:
                 helper.ready.set()
-                helper.delay = RESTART_DELAY
                 continue
             if text.startswith(HOLD):
                 with contextlib.suppress(ValueError):
@@ -228,6 +228,7 @@ class StepProcesses:
             with contextlib.suppress(ValueError):
                 entry = helper.pending.pop(int(text), None)
                 if entry is not None:
+                    helper.delay = RESTART_DELAY  # it works: a later death restarts it at once
                     entry[1]()
         code = await process.wait()
         if self._closing or helper.given_up:

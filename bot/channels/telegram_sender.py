@@ -166,9 +166,8 @@ class _FloodWaits:
 
     def refused(self, chat_id: int, seconds: float) -> None:
         now = self._now()
-        until = now + seconds
-        self.chats[chat_id] = max(self.chats.get(chat_id, 0.0), until)
-        self.bulk_until = max(self.bulk_until, until)
+        self.chats[chat_id] = max(self.chats.get(chat_id, 0.0), now + seconds)
+        self.hold_bulk(seconds)
         if len(self.chats) > 1000:  # forget waits long over
             self.chats = {c: t for c, t in self.chats.items() if t > now}
 

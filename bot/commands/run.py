@@ -148,7 +148,7 @@ async def share_steps(app: App, channels: list[Channel], helpers: list[str] | No
     clock = app.services.clock
     same_clock = {"WARMLINE_NOW_ORIGIN": repr(clock.origin)} if isinstance(clock, OffsetClock) else {}
     shared = StepProcesses(count, helpers, telegram.run_update, telegram.sender().hold_bulk,
-                           environment=lambda: same_clock)
+                           environment=same_clock)
     await shared.start()
     telegram.share(shared, steps_per_process(app.settings, app.db.url))
     log.info("steps shared with helper processes pids=%s", shared.pids)
